@@ -1,0 +1,109 @@
+//! The ReplicaSet controller: keeps `spec.replicas` live pods and reports them in `status`
+//! (`spec/kubernetes.md` §5.9, §5.11).
+//!
+//! Scale-down deletes the cheapest pods first, like kube-controller-manager: Pending before
+//! not-Ready before Ready, and within a class the newest (most recently Ready) first. Deleted
+//! pods terminate through the simulated kubelet ([`super::pods`]) and stop counting at once.
+
+use std::cmp::Reverse;
+
+use jiff::Timestamp;
+use serde_json::{Map, Value, json};
+
+use super::pods::{self, PodName, Stage};
+use crate::clock::{add, parse_time};
+use crate::store::{DeleteOptions, GroupResource, Store, WriteOptions, meta};
+
+/// The `replicasets.apps` resource.
+pub fn replicasets() -> GroupResource {
+    GroupResource::new("apps", "replicasets")
+}
+
+/// Pods controlled by `owner` (any state).
+pub fn owned_pods(store: &Store, owner: &Value) -> Vec<Value> {
+    let uid = meta::uid(owner).unwrap_or_default();
+    let (all, _) = store.list(&pods::pods(), meta::namespace(owner));
+    all.into_iter().filter(|p| pods::is_controlled_by(p, uid)).collect()
+}
+
+/// `spec.replicas` with the API default of 1.
+pub fn desired_replicas(obj: &Value) -> usize {
+    obj.pointer("/spec/replicas")
+        .and_then(Value::as_u64)
+        .map_or(1, |r| usize::try_from(r).unwrap_or(usize::MAX))
+}
+
+/// Creates or deletes pods until `spec.replicas` are active.
+pub fn reconcile(store: &Store, rs: &Value) {
+    if meta::is_deleting(rs) {
+        return;
+    }
+    let name = meta::name(rs);
+    let active: Vec<Value> = owned_pods(store, rs).into_iter().filter(pods::is_active).collect();
+    let desired = desired_replicas(rs);
+    let template = rs.pointer("/spec/template").cloned().unwrap_or_else(|| json!({}));
+    for _ in active.len()..desired {
+        if let Err(error) = pods::create_from_template(store, rs, PodName::Generate(name), &template, &Map::new()) {
+            tracing::warn!(replicaset = name, %error, "pod creation failed");
+            return;
+        }
+    }
+    if active.len() > desired {
+        let mut victims = active;
+        victims.sort_by_key(|p| (pods::stage(p), Reverse(recency(p))));
+        for pod in victims.iter().take(victims.len() - desired) {
+            let ns = meta::namespace(pod);
+            if let Err(error) = store.delete(&pods::pods(), ns, meta::name(pod), &DeleteOptions::default()) {
+                tracing::debug!(pod = meta::name(pod), %error, "pod deletion skipped");
+            }
+        }
+    }
+}
+
+/// Ready pods sort by when they became Ready, the others by creation.
+fn recency(pod: &Value) -> Option<Timestamp> {
+    let created = pod.pointer("/metadata/creationTimestamp").and_then(Value::as_str).and_then(parse_time);
+    match pods::stage(pod) {
+        Stage::Ready => pods::ready_since(pod).or(created),
+        _ => created,
+    }
+}
+
+/// Counts the replicas-type status fields over `pods` (`minReadySeconds` for availability).
+pub fn count(pods_list: &[Value], min_ready_seconds: u64, now: Timestamp) -> (usize, usize, usize) {
+    let active: Vec<&Value> = pods_list.iter().filter(|p| pods::is_active(p)).collect();
+    let ready = active.iter().filter(|p| pods::is_ready(p)).count();
+    let min_ready = std::time::Duration::from_secs(min_ready_seconds);
+    let available = active
+        .iter()
+        .filter(|p| pods::ready_since(p).is_some_and(|t| add(t, min_ready) <= now))
+        .count();
+    (active.len(), ready, available)
+}
+
+/// Recomputes `status` from the pods.
+pub fn refresh_status(store: &Store, rs: &Value) {
+    let now = store.clock().now();
+    let owned = owned_pods(store, rs);
+    let min_ready = rs.pointer("/spec/minReadySeconds").and_then(Value::as_u64).unwrap_or(0);
+    let (replicas, ready, available) = count(&owned, min_ready, now);
+    let mut status = rs.get("status").cloned().unwrap_or_else(|| json!({}));
+    status["replicas"] = json!(replicas);
+    status["fullyLabeledReplicas"] = json!(replicas);
+    status["readyReplicas"] = json!(ready);
+    status["availableReplicas"] = json!(available);
+    status["observedGeneration"] = rs.pointer("/metadata/generation").cloned().unwrap_or(json!(1));
+    write_status(store, &replicasets(), rs, status);
+}
+
+/// Writes `status` through `/status` if it changed.
+pub fn write_status(store: &Store, gr: &GroupResource, obj: &Value, status: Value) {
+    if obj.get("status") == Some(&status) {
+        return;
+    }
+    let mut updated = obj.clone();
+    updated["status"] = status;
+    if let Err(error) = store.update(gr, updated, &WriteOptions::status()) {
+        tracing::debug!(object = meta::name(obj), %error, "status update skipped; retried next tick");
+    }
+}

@@ -1,0 +1,89 @@
+//! The StatefulSet controller: pods named `<set>-<ordinal>`, created in order and removed
+//! highest ordinal first. With the default `OrderedReady` policy one pod changes at a time and
+//! only after its predecessors are Ready; `Parallel` creates and deletes all at once.
+//!
+//! Rolling updates of the template are not simulated (pods keep their first template);
+//! scaling, which autoscaling exercises, is.
+
+use serde_json::{Map, Value, json};
+
+use super::pods::{self, PodName, stable_hash};
+use super::replicaset::{count, desired_replicas, owned_pods, write_status};
+use crate::store::{DeleteOptions, GroupResource, Store, meta};
+
+/// The `statefulsets.apps` resource.
+pub fn statefulsets() -> GroupResource {
+    GroupResource::new("apps", "statefulsets")
+}
+
+fn ordinal(set: &str, pod: &Value) -> Option<usize> {
+    meta::name(pod).strip_prefix(set)?.strip_prefix('-')?.parse().ok()
+}
+
+/// Creates missing ordinals below `spec.replicas`, deletes those at or above it.
+pub fn reconcile(store: &Store, set: &Value) {
+    if meta::is_deleting(set) {
+        return;
+    }
+    let name = meta::name(set);
+    let desired = desired_replicas(set);
+    let parallel = set.pointer("/spec/podManagementPolicy") == Some(&json!("Parallel"));
+    let owned = owned_pods(store, set);
+    let mut by_ordinal: Vec<(usize, &Value)> = owned.iter().filter_map(|p| Some((ordinal(name, p)?, p))).collect();
+    by_ordinal.sort_by_key(|(o, _)| *o);
+    // Scale down first, highest ordinal first; OrderedReady waits for each to vanish.
+    let extra: Vec<&(usize, &Value)> = by_ordinal.iter().rev().filter(|(o, _)| *o >= desired).collect();
+    if !extra.is_empty() {
+        for (_, pod) in &extra {
+            if !meta::is_deleting(pod) {
+                let _ = store.delete(&pods::pods(), meta::namespace(pod), meta::name(pod), &DeleteOptions::default());
+            }
+            if !parallel {
+                break;
+            }
+        }
+        return;
+    }
+    let template = set.pointer("/spec/template").cloned().unwrap_or_else(|| json!({}));
+    let revision = format!("{name}-{}", stable_hash(&template));
+    for o in 0..desired {
+        if let Some((_, pod)) = by_ordinal.iter().find(|(x, _)| *x == o) {
+            if !parallel && !pods::is_ready(pod) {
+                return;
+            }
+            continue;
+        }
+        let pod_name = format!("{name}-{o}");
+        let mut labels = Map::new();
+        labels.insert("statefulset.kubernetes.io/pod-name".to_owned(), json!(pod_name));
+        labels.insert("apps.kubernetes.io/pod-index".to_owned(), json!(o.to_string()));
+        labels.insert("controller-revision-hash".to_owned(), json!(revision));
+        if let Err(error) = pods::create_from_template(store, set, PodName::Fixed(&pod_name), &template, &labels) {
+            tracing::debug!(statefulset = name, %error, "pod creation deferred");
+            return;
+        }
+        if !parallel {
+            return;
+        }
+    }
+}
+
+/// Recomputes `status`.
+pub fn refresh_status(store: &Store, set: &Value) {
+    let now = store.clock().now();
+    let min_ready = set.pointer("/spec/minReadySeconds").and_then(Value::as_u64).unwrap_or(0);
+    let (replicas, ready, available) = count(&owned_pods(store, set), min_ready, now);
+    let template = set.pointer("/spec/template").cloned().unwrap_or_else(|| json!({}));
+    let revision = format!("{}-{}", meta::name(set), stable_hash(&template));
+    let mut status = set.get("status").cloned().unwrap_or_else(|| json!({}));
+    status["observedGeneration"] = set.pointer("/metadata/generation").cloned().unwrap_or(json!(1));
+    status["replicas"] = json!(replicas);
+    status["readyReplicas"] = json!(ready);
+    status["availableReplicas"] = json!(available);
+    status["currentReplicas"] = json!(replicas);
+    status["updatedReplicas"] = json!(replicas);
+    status["currentRevision"] = json!(revision);
+    status["updateRevision"] = json!(revision);
+    status["collisionCount"] = json!(0);
+    write_status(store, &statefulsets(), set, status);
+}

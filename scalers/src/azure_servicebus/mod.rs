@@ -1,0 +1,492 @@
+//! `azure-servicebus`: active messages of a Service Bus queue or topic subscription
+//! (spec/scalers.md §4), read from the management REST API (Atom XML over HTTPS).
+//!
+//! The value is `CountDetails/ActiveMessageCount` (dead-lettered, scheduled and transfer
+//! messages excluded), or its `sum`/`max`/`avg` over every entity matching a regex; the
+//! trigger is active when the value exceeds `activationMessageCount`.
+//!
+//! | key | src | required | default | meaning |
+//! |---|---|---|---|---|
+//! | `queueName` | M | either this… | – | queue (a regex with `useRegex`) |
+//! | `topicName` + `subscriptionName` | M | …or these | – | subscription (the subscription is a regex with `useRegex`) |
+//! | `messageCount` | M | no | 5 | target per replica (integer) |
+//! | `activationMessageCount` | M | no | 0 | activation threshold |
+//! | `useRegex` | M | no | false | match names with `^(?:re)$` |
+//! | `operation` | M | no | `sum` | `sum`, `max`, `avg` over matches |
+//! | `connection` | A,E | without pod identity | – | namespace connection string (auth-only: never plain metadata) |
+//! | `namespace` | M | with `azure-workload` | – | namespace name without suffix |
+//! | `cloud` / `endpointSuffix` | M | no / with `Private` | `AzurePublicCloud` | workload identity only |
+//!
+//! Auth: a SAS token signed from the connection string, or with `podIdentity.provider:
+//! azure-workload` an Azure AD token from the federated workload-identity flow. The
+//! `azure_messaging_servicebus` crate is not used: it has no management operations and cannot
+//! count messages (environment.md). API: <https://learn.microsoft.com/rest/api/servicebus/>.
+
+mod atom;
+mod auth;
+mod params;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::Url;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::pool::Shared;
+use crate::pool::http::{self, HttpClient, HttpKey, TlsSettings};
+use crate::{MetricSpec, MetricsAndActivity, Scaler, ScalerConfig, ScalerError, naming};
+use atom::{EntityReply, Kind};
+use auth::{ConnectionString, TOKEN_REFRESH_MARGIN, WorkloadIdentity};
+
+pub use auth::sas_token;
+pub use params::{Cloud, Credentials, Entity, Operation, Trigger, parse};
+
+/// The KEDA trigger type.
+pub const TYPE: &str = "azure-servicebus";
+/// Management API version sent with every request.
+pub const API_VERSION: &str = "2021-05";
+/// Page size of regex listings (`$top`).
+pub const PAGE_SIZE: usize = 100;
+/// Listing stops after this many pages even if the service keeps answering.
+const MAX_PAGES: usize = 1000;
+/// Largest federated token file read.
+const MAX_TOKEN_FILE: u64 = 64 * 1024;
+
+/// Path characters left as they are; everything else is percent-encoded (`/` stays: entity
+/// paths are hierarchical).
+const PATH: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+/// Hooks for tests and unusual deployments; [`build`] uses the defaults.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// Extra CA certificate (PEM) trusted besides the system roots, for Service Bus and the
+    /// token endpoint. Verification is never switched off.
+    pub ca_pem: Option<String>,
+    /// The `AZURE_*` variables of workload identity (`AZURE_CLIENT_ID`, `AZURE_TENANT_ID`,
+    /// `AZURE_AUTHORITY_HOST`, `AZURE_FEDERATED_TOKEN_FILE`, `AZURE_ENVIRONMENT_FILEPATH`);
+    /// `None` reads the process env.
+    pub env: Option<BTreeMap<String, String>>,
+    /// `host[:port]` to use instead of `<namespace>.<suffix>` for workload identity.
+    pub fqdn: Option<String>,
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let env = self.env.as_ref().map(|e| e.keys().collect::<Vec<_>>());
+        f.debug_struct("Options")
+            .field("ca_pem", &self.ca_pem.is_some())
+            .field("env", &env)
+            .field("fqdn", &self.fqdn)
+            .finish()
+    }
+}
+
+/// Build with default [`Options`]: no I/O beyond creating (or sharing) the HTTP client.
+pub async fn build(cfg: &ScalerConfig) -> Result<Box<dyn Scaler>, ScalerError> {
+    build_with(cfg, Options::default()).await
+}
+
+/// Build with explicit [`Options`].
+pub async fn build_with(
+    cfg: &ScalerConfig,
+    options: Options,
+) -> Result<Box<dyn Scaler>, ScalerError> {
+    let trigger = parse(cfg)?;
+    let env = options.env.clone().unwrap_or_else(|| {
+        std::env::vars()
+            .filter(|(k, _)| k.starts_with("AZURE_"))
+            .collect()
+    });
+    let tls = TlsSettings {
+        ca: options.ca_pem.clone(),
+        ..TlsSettings::default()
+    };
+    let (fqdn, authorizer) = match &trigger.credentials {
+        Credentials::Connection(cs) => (cs.fqdn.clone(), Authorizer::Sas(cs.clone())),
+        Credentials::Workload { namespace, cloud } => {
+            let fqdn = match options.fqdn.clone() {
+                Some(f) => f,
+                None => format!(
+                    "{namespace}.{}",
+                    endpoint_suffix(cloud, &env, cfg.timeout).await?
+                ),
+            };
+            let pod = cfg.pod_identity.clone().unwrap_or_default();
+            let identity = WorkloadIdentity::resolve(&pod, &env).map_err(config)?;
+            let token_url = Url::parse(&identity.token_url())
+                .map_err(|_| config("workload identity: invalid authority host".into()))?;
+            let token_http = http::acquire(&token_url, &tls).map_err(config)?;
+            (
+                fqdn,
+                Authorizer::Aad(Box::new(AadAuth {
+                    identity,
+                    token_url,
+                    http: token_http,
+                    cache: Default::default(),
+                })),
+            )
+        }
+    };
+    let base = Url::parse(&format!("https://{fqdn}/"))
+        .map_err(|_| config(format!("invalid service bus endpoint {fqdn:?}")))?;
+    let client = http::acquire(&base, &tls).map_err(config)?;
+    Ok(Box::new(ServiceBusScaler {
+        trigger,
+        fqdn,
+        authorizer,
+        client,
+        timeout: cfg.timeout,
+    }))
+}
+
+fn config(message: String) -> ScalerError {
+    ScalerError::Config {
+        scaler: TYPE,
+        message,
+    }
+}
+
+fn backend(message: String) -> ScalerError {
+    ScalerError::Backend {
+        scaler: TYPE,
+        message,
+    }
+}
+
+/// The Service Bus DNS suffix for workload identity.
+async fn endpoint_suffix(
+    cloud: &Cloud,
+    env: &BTreeMap<String, String>,
+    timeout: Duration,
+) -> Result<String, ScalerError> {
+    match cloud {
+        Cloud::Known(suffix) => Ok((*suffix).to_owned()),
+        Cloud::Private(suffix) => Ok(suffix.clone()),
+        Cloud::Stack => {
+            let path = env
+                .get("AZURE_ENVIRONMENT_FILEPATH")
+                .ok_or_else(|| config("AzureStackCloud needs AZURE_ENVIRONMENT_FILEPATH".into()))?;
+            let text = read_small_file(path, timeout)
+                .await
+                .map_err(|e| config(format!("AzureStackCloud environment file: {e}")))?;
+            let json: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|_| config("AzureStackCloud environment file is not JSON".into()))?;
+            json.get("serviceBusEndpointSuffix")
+                .and_then(|v| v.as_str())
+                .map(|s| s.trim_start_matches('.').to_owned())
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| {
+                    config(
+                        "AzureStackCloud environment file has no serviceBusEndpointSuffix".into(),
+                    )
+                })
+        }
+    }
+}
+
+/// Read a small local file (a projected token, an environment file) within `timeout`.
+async fn read_small_file(path: &str, timeout: Duration) -> Result<String, String> {
+    let timeout = if timeout.is_zero() {
+        http::ZERO_TIMEOUT_FALLBACK
+    } else {
+        timeout
+    };
+    let read = async {
+        let len = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| e.kind().to_string())?
+            .len();
+        if len > MAX_TOKEN_FILE {
+            return Err(format!("larger than {MAX_TOKEN_FILE} bytes"));
+        }
+        tokio::fs::read_to_string(path)
+            .await
+            .map_err(|e| e.kind().to_string())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| "read timed out".to_owned())?
+}
+
+/// How each request is authorised.
+enum Authorizer {
+    /// SAS from a connection string, signed per request.
+    Sas(ConnectionString),
+    /// Azure AD bearer token (boxed: it is much larger than the SAS variant).
+    Aad(Box<AadAuth>),
+}
+
+/// The Azure AD side: identity, token endpoint client, and the cached token.
+struct AadAuth {
+    identity: WorkloadIdentity,
+    token_url: Url,
+    http: Shared<HttpKey, HttpClient>,
+    /// The token and when it expires; refreshed shortly before.
+    cache: tokio::sync::Mutex<Option<(SecretString, Instant)>>,
+}
+
+/// A built Service Bus scaler.
+struct ServiceBusScaler {
+    trigger: Trigger,
+    fqdn: String,
+    authorizer: Authorizer,
+    client: Shared<HttpKey, HttpClient>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for ServiceBusScaler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceBusScaler")
+            .field("trigger", &self.trigger)
+            .field("fqdn", &self.fqdn)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Scaler for ServiceBusScaler {
+    fn scaler_type(&self) -> &'static str {
+        TYPE
+    }
+
+    fn metric_specs(&self) -> Vec<MetricSpec> {
+        vec![self.trigger.metric_spec()]
+    }
+
+    async fn metrics_and_activity(
+        &self,
+        metric_name: &str,
+    ) -> Result<MetricsAndActivity, ScalerError> {
+        if metric_name != self.trigger.metric_name {
+            return Err(ScalerError::UnknownMetric {
+                scaler: TYPE,
+                metric_name: metric_name.to_owned(),
+            });
+        }
+        let deadline = Instant::now() + self.effective_timeout();
+        let value = self.count(deadline).await?;
+        Ok(MetricsAndActivity {
+            values: vec![value as f64],
+            active: naming::is_active(value as f64, self.trigger.activation_message_count as f64),
+        })
+    }
+
+    async fn close(&self) -> Result<(), ScalerError> {
+        self.client.release();
+        if let Authorizer::Aad(aad) = &self.authorizer {
+            aad.http.release();
+        }
+        Ok(())
+    }
+}
+
+impl ServiceBusScaler {
+    fn effective_timeout(&self) -> Duration {
+        if self.timeout.is_zero() {
+            http::ZERO_TIMEOUT_FALLBACK
+        } else {
+            self.timeout
+        }
+    }
+
+    /// The active message count (or the aggregate over regex matches).
+    async fn count(&self, deadline: Instant) -> Result<i64, ScalerError> {
+        match &self.trigger.entity {
+            Entity::Queue {
+                name,
+                pattern: None,
+            } => match self.entity(name, Kind::Queue, deadline).await? {
+                EntityReply::Count(n) => Ok(n),
+                EntityReply::Missing => Err(backend(format!("queue {name} doesn't exist"))),
+            },
+            Entity::Subscription {
+                topic,
+                name,
+                pattern: None,
+            } => {
+                let path = format!("{topic}/Subscriptions/{name}");
+                match self.entity(&path, Kind::Subscription, deadline).await? {
+                    EntityReply::Count(n) => Ok(n),
+                    EntityReply::Missing => Err(backend(format!(
+                        "subscription {name} doesn't exist in topic {topic}"
+                    ))),
+                }
+            }
+            Entity::Queue {
+                pattern: Some(re), ..
+            } => {
+                self.aggregate("$Resources/Queues", Kind::Queue, re, deadline)
+                    .await
+            }
+            Entity::Subscription {
+                topic,
+                pattern: Some(re),
+                ..
+            } => {
+                self.aggregate(
+                    &format!("{topic}/Subscriptions"),
+                    Kind::Subscription,
+                    re,
+                    deadline,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn entity(
+        &self,
+        path: &str,
+        kind: Kind,
+        deadline: Instant,
+    ) -> Result<EntityReply, ScalerError> {
+        let body = self.get(path, "", deadline).await?;
+        atom::entity(&body, kind).map_err(backend)
+    }
+
+    /// Page through a listing and combine the counts of the entities whose name matches.
+    async fn aggregate(
+        &self,
+        path: &str,
+        kind: Kind,
+        re: &regex::Regex,
+        deadline: Instant,
+    ) -> Result<i64, ScalerError> {
+        let mut counts = Vec::new();
+        for page in 0..MAX_PAGES {
+            let query = format!("&$skip={}&$top={PAGE_SIZE}", page * PAGE_SIZE);
+            let body = self.get(path, &query, deadline).await?;
+            let entries = atom::listing(&body, kind).map_err(backend)?;
+            let len = entries.len();
+            counts.extend(
+                entries
+                    .into_iter()
+                    .filter(|(name, _)| re.is_match(name))
+                    .map(|(_, c)| c),
+            );
+            if len < PAGE_SIZE {
+                break;
+            }
+        }
+        Ok(self.trigger.operation.apply(&counts))
+    }
+
+    /// `GET https://<fqdn>/<path>?api-version=…<query>`, authorised, within the deadline.
+    async fn get(&self, path: &str, query: &str, deadline: Instant) -> Result<String, ScalerError> {
+        let resource = format!("https://{}/{}", self.fqdn, utf8_percent_encode(path, PATH));
+        let url = format!("{resource}?api-version={API_VERSION}{query}");
+        let authorization = self.authorization(&resource, deadline).await?;
+        let request = self
+            .client
+            .client()
+            .reqwest()
+            .get(&url)
+            .header("Authorization", authorization.expose_secret());
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(backend(format!("request for {path} timed out")));
+        }
+        let (status, body) = self
+            .client
+            .client()
+            .send(request, left)
+            .await
+            .map_err(|e| backend(format!("GET {path}: {e}")))?;
+        if status.as_u16() == 401 {
+            self.forget_token().await;
+        }
+        match status.as_u16() {
+            200..=299 => Ok(body),
+            429 => Err(backend(format!(
+                "GET {path}: throttled by Service Bus (HTTP 429): {}",
+                atom::error_detail(&body)
+            ))),
+            code => Err(backend(format!(
+                "GET {path}: HTTP {code}: {}",
+                atom::error_detail(&body)
+            ))),
+        }
+    }
+
+    async fn authorization(
+        &self,
+        resource: &str,
+        deadline: Instant,
+    ) -> Result<SecretString, ScalerError> {
+        match &self.authorizer {
+            Authorizer::Sas(cs) => Ok(cs.authorization(resource, SystemTime::now())),
+            Authorizer::Aad(_) => {
+                let token = self.aad_token(deadline).await?;
+                Ok(SecretString::from(format!(
+                    "Bearer {}",
+                    token.expose_secret()
+                )))
+            }
+        }
+    }
+
+    async fn forget_token(&self) {
+        if let Authorizer::Aad(aad) = &self.authorizer {
+            *aad.cache.lock().await = None;
+        }
+    }
+
+    /// A cached Azure AD token, refreshed through the federated client-credentials flow.
+    async fn aad_token(&self, deadline: Instant) -> Result<SecretString, ScalerError> {
+        let Authorizer::Aad(aad) = &self.authorizer else {
+            return Err(backend("no azure ad identity configured".into()));
+        };
+        let AadAuth {
+            identity,
+            token_url,
+            http,
+            cache,
+        } = aad.as_ref();
+        // Held across the refresh so concurrent polls share one token request.
+        let mut cached = cache.lock().await;
+        if let Some((token, expires)) = cached.as_ref()
+            && Instant::now() + TOKEN_REFRESH_MARGIN < *expires
+        {
+            return Ok(token.clone());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let assertion = read_small_file(&identity.token_file, left)
+            .await
+            .map_err(|e| {
+                backend(format!(
+                    "workload identity: cannot read AZURE_FEDERATED_TOKEN_FILE: {e}"
+                ))
+            })?;
+        let form = identity.token_form(&SecretString::from(assertion.trim().to_owned()));
+        let request = http
+            .client()
+            .reqwest()
+            .post(token_url.clone())
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form.expose_secret().to_owned());
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (status, body) = http
+            .client()
+            .send(request, left)
+            .await
+            .map_err(|e| backend(format!("azure ad token request: {e}")))?;
+        if !status.is_success() {
+            return Err(backend(format!(
+                "azure ad token request: HTTP {}: {}",
+                status.as_u16(),
+                auth::token_error(&body)
+            )));
+        }
+        let (token, lifetime) = auth::parse_token_reply(&body).map_err(backend)?;
+        *cached = Some((token.clone(), Instant::now() + lifetime));
+        Ok(token)
+    }
+}

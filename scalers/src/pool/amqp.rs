@@ -1,0 +1,269 @@
+//! One AMQP connection per (URI with host, vhost and credentials; TLS settings), shared by
+//! every RabbitMQ trigger that names it, with channels reused between polls.
+//!
+//! Passive `queue.declare` is how a queue's ready count is read. A missing queue makes the
+//! broker close the channel (404 NOT_FOUND), so a channel goes back to the idle list only after
+//! a successful declare; a failed one is thrown away and the connection stays up. A broken
+//! connection is dropped and re-opened on the next poll, gated by the endpoint's backoff.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use lapin::options::QueueDeclareOptions;
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Mutex;
+
+use super::{Pool, Shared, mask_userinfo};
+
+/// At most this many declares run at once on one connection (each on its own channel), and
+/// as many idle channels are kept for reuse: a thousand triggers polling together queue up
+/// briefly instead of opening a thousand channels.
+pub const MAX_CHANNELS: usize = 16;
+/// The `connection_name` client property. KEDA names a connection after its ScaledObject; a
+/// shared connection serves many, so it carries the product name.
+pub const CONNECTION_NAME: &str = "tidescale";
+
+/// Pool key: the full AMQP URI (credentials included, hence never printed) and TLS material.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct AmqpKey {
+    /// `amqp[s]://user:pass@host:port/vhost`, already rewritten for `vhostName`/credentials.
+    pub uri: String,
+    /// Extra CA certificates (PEM), for `amqps`.
+    pub ca: Option<String>,
+    /// Client certificate and key (PEM), for `amqps` with client auth.
+    pub identity: Option<(String, String)>,
+}
+
+impl fmt::Debug for AmqpKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmqpKey")
+            .field("uri", &mask_userinfo(&self.uri))
+            .field("ca", &self.ca.is_some())
+            .field("identity", &self.identity.is_some())
+            .finish()
+    }
+}
+
+/// A shared AMQP connection, opened lazily; its backoff is kept by the pool.
+pub struct AmqpEndpoint {
+    key: AmqpKey,
+    uri: SecretString,
+    tls: OwnedTLSConfig,
+    state: Mutex<State>,
+    in_flight: tokio::sync::Semaphore,
+}
+
+#[derive(Default)]
+struct State {
+    connection: Option<Arc<Connection>>,
+    idle: Vec<Channel>,
+}
+
+/// Why an AMQP call failed. Messages have credentials masked.
+#[derive(Debug, thiserror::Error)]
+pub enum AmqpError {
+    /// The endpoint failed recently; no attempt was made.
+    #[error("endpoint is backing off after failures, next attempt in {0:?}")]
+    BackingOff(Duration),
+    /// The call did not finish within the timeout.
+    #[error("{0} timed out after {1:?}")]
+    Timeout(&'static str, Duration),
+    /// The broker or the socket reported an error.
+    #[error("{0} failed: {1}")]
+    Broker(&'static str, String),
+}
+
+static POOL: LazyLock<Arc<Pool<AmqpKey, AmqpEndpoint>>> =
+    LazyLock::new(|| Arc::new(Pool::with_on_empty(AmqpEndpoint::shut_down)));
+static CONNECTS: AtomicU64 = AtomicU64::new(0);
+
+/// The process-wide AMQP pool (for stats).
+pub fn pool() -> &'static Arc<Pool<AmqpKey, AmqpEndpoint>> {
+    &POOL
+}
+
+/// AMQP connections opened so far by this process (successful handshakes).
+pub fn connections_opened() -> u64 {
+    CONNECTS.load(Ordering::Relaxed)
+}
+
+/// AMQP connections currently open across the pool.
+pub async fn connections_open() -> usize {
+    let mut open = 0;
+    for endpoint in POOL.clients() {
+        let state = endpoint.state.lock().await;
+        open += usize::from(
+            state
+                .connection
+                .as_ref()
+                .is_some_and(|c| c.status().connected()),
+        );
+    }
+    open
+}
+
+/// Take a share of the endpoint for `key` (no I/O: the connection opens on first use).
+pub fn acquire(key: &AmqpKey) -> Shared<AmqpKey, AmqpEndpoint> {
+    let made = POOL.acquire(key, || {
+        Ok::<_, std::convert::Infallible>(AmqpEndpoint::new(key))
+    });
+    match made {
+        Ok(shared) => shared,
+        Err(never) => match never {},
+    }
+}
+
+impl AmqpEndpoint {
+    fn new(key: &AmqpKey) -> Self {
+        let identity = key
+            .identity
+            .as_ref()
+            .map(|(cert, key)| OwnedIdentity::PKCS8 {
+                pem: cert.as_bytes().to_vec(),
+                key: key.as_bytes().to_vec(),
+            });
+        Self {
+            key: key.clone(),
+            uri: SecretString::from(key.uri.clone()),
+            tls: OwnedTLSConfig {
+                identity,
+                cert_chain: key.ca.clone(),
+            },
+            state: Mutex::new(State::default()),
+            in_flight: tokio::sync::Semaphore::new(MAX_CHANNELS),
+        }
+    }
+
+    /// Make sure the connection is open (KEDA connects at scaler construction).
+    pub async fn connect(&self, timeout: Duration) -> Result<(), AmqpError> {
+        let mut state = self.state.lock().await;
+        self.connection(&mut state, timeout).await.map(drop)
+    }
+
+    /// Passive-declare `queue` and return its ready-message count.
+    pub async fn message_count(&self, queue: &str, timeout: Duration) -> Result<u32, AmqpError> {
+        let _permit = match tokio::time::timeout(timeout, self.in_flight.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            // The semaphore is never closed; treat both failures as waiting too long.
+            Ok(Err(_)) | Err(_) => return Err(AmqpError::Timeout("channel wait", timeout)),
+        };
+        let channel = self.take_channel(timeout).await?;
+        let declare = channel.queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        );
+        let result = match tokio::time::timeout(timeout, declare).await {
+            Ok(Ok(q)) => Ok(q.message_count()),
+            Ok(Err(e)) => Err(AmqpError::Broker(
+                "queue.declare",
+                mask_userinfo(&e.to_string()),
+            )),
+            Err(_) => Err(AmqpError::Timeout("queue.declare", timeout)),
+        };
+        // Only a channel that just succeeded is known to be open; NOT_FOUND closed the others.
+        if result.is_ok() {
+            let mut state = self.state.lock().await;
+            if state.idle.len() < MAX_CHANNELS {
+                state.idle.push(channel);
+                return result;
+            }
+        }
+        close_channel(channel).await;
+        result
+    }
+
+    /// An idle open channel, or a new one on the (re)opened connection.
+    async fn take_channel(&self, timeout: Duration) -> Result<Channel, AmqpError> {
+        let mut state = self.state.lock().await;
+        while let Some(channel) = state.idle.pop() {
+            if channel.status().connected() {
+                return Ok(channel);
+            }
+        }
+        let connection = self.connection(&mut state, timeout).await?;
+        drop(state);
+        match tokio::time::timeout(timeout, connection.create_channel()).await {
+            Ok(Ok(channel)) => Ok(channel),
+            Ok(Err(e)) => Err(AmqpError::Broker(
+                "channel.open",
+                mask_userinfo(&e.to_string()),
+            )),
+            Err(_) => Err(AmqpError::Timeout("channel.open", timeout)),
+        }
+    }
+
+    /// The open connection, re-opening it (within the backoff) when it is gone or broken.
+    async fn connection(
+        &self,
+        state: &mut State,
+        timeout: Duration,
+    ) -> Result<Arc<Connection>, AmqpError> {
+        if let Some(connection) = &state.connection {
+            if connection.status().connected() {
+                return Ok(Arc::clone(connection));
+            }
+            // Broken: forget it and its channels; dropping the last handle closes the socket.
+            state.connection = None;
+            state.idle.clear();
+        }
+        POOL.check_backoff(&self.key).map_err(AmqpError::BackingOff)?;
+        let properties =
+            ConnectionProperties::default().with_connection_name(CONNECTION_NAME.into());
+        let connect = Connection::connect_with_config(
+            self.uri.expose_secret(),
+            properties,
+            self.tls.clone(),
+            lapin::runtime::default_runtime().map_err(|e| {
+                AmqpError::Broker("connect", format!("no async runtime for AMQP: {e}"))
+            })?,
+        );
+        let result = match tokio::time::timeout(timeout, connect).await {
+            Ok(Ok(connection)) => Ok(Arc::new(connection)),
+            Ok(Err(e)) => Err(AmqpError::Broker("connect", mask_userinfo(&e.to_string()))),
+            Err(_) => Err(AmqpError::Timeout("connect", timeout)),
+        };
+        if let Ok(connection) = &result {
+            CONNECTS.fetch_add(1, Ordering::Relaxed);
+            state.connection = Some(Arc::clone(connection));
+        }
+        POOL.record(&self.key, result.is_ok());
+        result
+    }
+}
+
+impl AmqpEndpoint {
+    /// The last share is gone: close the connection politely, in the background when a
+    /// runtime is there (dropping the last handle closes the socket anyway).
+    fn shut_down(endpoint: Arc<Self>) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let (connection, channels) = {
+                    let mut state = endpoint.state.lock().await;
+                    (state.connection.take(), std::mem::take(&mut state.idle))
+                };
+                drop(channels);
+                if let Some(connection) = connection {
+                    let close = connection.close(200, "tidescale scaler closed".into());
+                    let _ = tokio::time::timeout(Duration::from_secs(2), close).await;
+                }
+            });
+        }
+    }
+}
+
+async fn close_channel(channel: Channel) {
+    if channel.status().connected() {
+        let close = channel.close(200, "".into());
+        // Best effort: the channel is dropped either way.
+        let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
+    }
+}

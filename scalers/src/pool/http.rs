@@ -1,0 +1,292 @@
+//! One reqwest client — one HTTP connection pool — per (scheme, host, port, TLS settings), with
+//! per-endpoint backoff and a hard timeout on every call (spec/scalers.md §1.8).
+//!
+//! TLS is rustls with the ring provider, built here rather than by reqwest so that `ca`, client
+//! certificates and `unsafeSsl` work the same for every scaler. Minimum version TLS 1.2.
+
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use reqwest::{RequestBuilder, StatusCode, Url};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use super::{Pool, Shared};
+
+/// A timeout of zero (or less, in KEDA) means 300 ms, as KEDA's HTTP client builder does.
+pub const ZERO_TIMEOUT_FALLBACK: Duration = Duration::from_millis(300);
+/// Largest response body read; a misbehaving endpoint cannot make us buffer more.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// TLS material and policy for one client (PEM text, not paths). Part of the pool key.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct TlsSettings {
+    /// `unsafeSsl`: skip server certificate verification.
+    pub unsafe_ssl: bool,
+    /// Extra CA certificates (PEM), added to the system roots.
+    pub ca: Option<String>,
+    /// Client certificate chain (PEM); used only together with `key`.
+    pub cert: Option<String>,
+    /// Client private key (PEM, unencrypted). Secret: never printed.
+    pub key: Option<String>,
+}
+
+impl fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("unsafe_ssl", &self.unsafe_ssl)
+            .field("ca", &self.ca.is_some())
+            .field("cert", &self.cert.is_some())
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Pool key: the URL origin plus TLS settings. Credentials travel per request, not per client.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HttpKey {
+    /// `scheme://host:port`, without userinfo.
+    pub origin: String,
+    /// The TLS settings the client was built with.
+    pub tls: TlsSettings,
+}
+
+/// A pooled HTTP client; its endpoint's backoff is kept by the pool.
+pub struct HttpClient {
+    client: reqwest::Client,
+    key: HttpKey,
+}
+
+/// Why an HTTP call failed. Messages never carry URLs with credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The endpoint failed recently; no attempt was made.
+    #[error("endpoint is backing off after failures, next attempt in {0:?}")]
+    BackingOff(Duration),
+    /// The call did not finish within the timeout.
+    #[error("request timed out after {0:?}")]
+    Timeout(Duration),
+    /// Connection, TLS or protocol failure.
+    #[error("request failed: {0}")]
+    Transport(String),
+    /// The body exceeded [`MAX_BODY_BYTES`].
+    #[error("response body larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+}
+
+static POOL: LazyLock<Arc<Pool<HttpKey, HttpClient>>> = LazyLock::new(|| Arc::new(Pool::new()));
+
+/// The process-wide HTTP client pool (for stats).
+pub fn pool() -> &'static Arc<Pool<HttpKey, HttpClient>> {
+    &POOL
+}
+
+/// Take a share of the client for `url`'s origin with `tls`; builds it on first use.
+pub fn acquire(url: &Url, tls: &TlsSettings) -> Result<Shared<HttpKey, HttpClient>, String> {
+    let origin = url.origin().ascii_serialization();
+    let key = HttpKey {
+        origin,
+        tls: tls.clone(),
+    };
+    POOL.acquire(&key, || HttpClient::new(&key))
+}
+
+impl HttpClient {
+    fn new(key: &HttpKey) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(rustls_config(&key.tls)?)
+            // Idle keep-alive connections are what make polls cheap; drop them when unused.
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        Ok(Self {
+            client,
+            key: key.clone(),
+        })
+    }
+
+    /// The reqwest client, to build requests with.
+    pub fn reqwest(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Send `request` and read the body, all within `timeout` (zero means 300 ms).
+    ///
+    /// Fails fast while the endpoint backs off; transport failures extend the backoff, and any
+    /// HTTP response (whatever its status) resets it.
+    pub async fn send(
+        &self,
+        request: RequestBuilder,
+        timeout: Duration,
+    ) -> Result<(StatusCode, String), HttpError> {
+        POOL.check_backoff(&self.key).map_err(HttpError::BackingOff)?;
+        let timeout = if timeout.is_zero() {
+            ZERO_TIMEOUT_FALLBACK
+        } else {
+            timeout
+        };
+        let result = match tokio::time::timeout(timeout, read(request)).await {
+            Ok(result) => result,
+            Err(_) => Err(HttpError::Timeout(timeout)),
+        };
+        POOL.record(&self.key, matches!(result, Ok(_) | Err(HttpError::TooLarge)));
+        result
+    }
+}
+
+async fn read(request: RequestBuilder) -> Result<(StatusCode, String), HttpError> {
+    // `without_url` keeps userinfo and query strings (which may carry secrets) out of messages.
+    let transport = |e: reqwest::Error| HttpError::Transport(e.without_url().to_string());
+    let mut response = request.send().await.map_err(transport)?;
+    let status = response.status();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport)? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(HttpError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The system roots, loaded once: reading the trust store is slow and does not change.
+static NATIVE_ROOTS: LazyLock<Vec<CertificateDer<'static>>> =
+    LazyLock::new(|| rustls_native_certs::load_native_certs().certs);
+
+/// A rustls client config for `tls` (ring provider, TLS 1.2+).
+pub fn rustls_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, String> {
+    let provider = provider();
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls: {e}"))?;
+    let builder = if tls.unsafe_ssl {
+        let algorithms = provider.signature_verification_algorithms;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(algorithms)))
+    } else {
+        let mut roots = RootCertStore::empty();
+        roots.add_parsable_certificates(NATIVE_ROOTS.iter().cloned());
+        if let Some(ca) = &tls.ca {
+            let (added, _) = roots.add_parsable_certificates(parse_certs(ca, "ca")?);
+            if added == 0 {
+                return Err("tls: \"ca\" holds no usable certificate".to_owned());
+            }
+        }
+        builder.with_root_certificates(roots)
+    };
+    match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => {
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+                .map_err(|_| "tls: \"key\" is not an unencrypted PEM private key".to_owned())?;
+            builder
+                .with_client_auth_cert(parse_certs(cert, "cert")?, key)
+                .map_err(|e| format!("tls: client certificate rejected: {e}"))
+        }
+        _ => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// Every certificate in a PEM bundle; an empty or broken bundle is an error naming `what`.
+pub fn parse_certs(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("tls: {what:?} is not valid PEM"))?;
+    if certs.is_empty() {
+        return Err(format!("tls: {what:?} holds no PEM certificate"));
+    }
+    Ok(certs)
+}
+
+/// `unsafeSsl=true`: accept any server certificate, but still check handshake signatures.
+#[derive(Debug)]
+struct NoVerify(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_are_shared_per_origin_and_tls() {
+        let a = Url::parse("http://127.0.0.1:1/x").expect("url");
+        let b = Url::parse("http://u:p@127.0.0.1:1/y?z").expect("url");
+        let c = Url::parse("http://127.0.0.1:2/").expect("url");
+        let insecure = TlsSettings {
+            unsafe_ssl: true,
+            ..TlsSettings::default()
+        };
+        let shares = [
+            acquire(&a, &TlsSettings::default()).expect("a"),
+            acquire(&b, &TlsSettings::default()).expect("b"),
+            acquire(&c, &TlsSettings::default()).expect("c"),
+            acquire(&a, &insecure).expect("insecure"),
+        ];
+        let stats = pool().stats();
+        assert_eq!((stats.clients, stats.shares), (3, 4));
+        drop(shares);
+        assert_eq!(pool().stats().clients, 0);
+    }
+
+    #[test]
+    fn bad_pem_is_a_clear_error() {
+        let tls = TlsSettings {
+            ca: Some("not pem".into()),
+            ..TlsSettings::default()
+        };
+        assert_eq!(
+            rustls_config(&tls).expect_err("bad ca"),
+            "tls: \"ca\" holds no PEM certificate"
+        );
+        let tls = TlsSettings {
+            cert: Some("x".into()),
+            key: Some("secret-key-text".into()),
+            ..TlsSettings::default()
+        };
+        let message = rustls_config(&tls).expect_err("bad key");
+        assert!(!message.contains("secret-key-text"), "{message}");
+        assert!(!format!("{tls:?}").contains("secret-key-text"));
+    }
+}

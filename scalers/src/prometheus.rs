@@ -1,0 +1,384 @@
+//! Prometheus scaler (`prometheus`): the value of one PromQL instant query (spec/scalers.md §5;
+//! upstream API: <https://prometheus.io/docs/prometheus/latest/querying/api/#instant-queries>).
+//!
+//! | key | req | default | source | meaning |
+//! |---|---|---|---|---|
+//! | `serverAddress` | yes | – | M | base URL; `/api/v1/query` is appended |
+//! | `query` | yes | – | M | PromQL; must yield one sample |
+//! | `threshold` | yes | – | M | target (float, milli quantity) |
+//! | `activationThreshold` | no | 0 | M | active when the value is strictly greater |
+//! | `namespace` | no | – | M | appended unescaped as `&namespace=` (Thanos tenancy) |
+//! | `queryParameters` | no | – | M | `k=v,k=v`, appended query-escaped |
+//! | `customHeaders` | no | – | M | `k=v,k=v`, sent as request headers |
+//! | `ignoreNullValues` | no | true | M | empty result / NaN / Inf count as 0 instead of failing |
+//! | `unsafeSsl` | no | false | M | skip server certificate verification (not with `tls`/`ca`) |
+//! | `timeout` | no | global | M | Go duration or integer ms |
+//! | `awsRegion` | no | – | M,A | Amazon Managed Prometheus (not supported yet: parsed only) |
+//! | `identityOwner` | no | – | M | AWS identity ownership (parsed only) |
+//! | `authModes` / `authMode` | no | – | M,A | list of `apiKey, basic, tls, bearer, custom, oauth`; at most one of bearer/basic/oauth |
+//! | `bearerToken` / `token` | with `bearer` | – | A | `Authorization: Bearer …` |
+//! | `username` / `password` | with `basic` | – | A | HTTP Basic (password may be empty) |
+//! | `cert`, `key`, `ca` | with `tls` | – | A | client certificate (PEM); `ca` optional |
+//! | `customAuthHeader`, `customAuthValue` | with `custom` | – | A | one extra header |
+//!
+//! Sources: M = trigger metadata, A = TriggerAuthentication params. `metricName` is an ignored
+//! legacy key. `apiKey` and `oauth` pass validation but are never applied (as in KEDA).
+//!
+//! Metric `s<i>-prometheus`. HTTP clients are shared per origin and TLS settings through
+//! [`crate::pool::http`].
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use reqwest::header::HeaderName;
+use reqwest::{RequestBuilder, Url};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::metadata::{AUTH, META_AUTH, Params};
+use crate::naming::{self, is_active, query_escape};
+use crate::pool::Shared;
+use crate::pool::http::{HttpClient, HttpKey, TlsSettings};
+use crate::{
+    MetricSpec, MetricType, MetricsAndActivity, Scaler, ScalerConfig, ScalerError,
+    external_metric_type,
+};
+
+mod response;
+
+pub use response::parse_response;
+
+/// The KEDA trigger type.
+pub const TYPE: &str = "prometheus";
+/// Values allowed in `authModes`.
+pub const AUTH_MODES: &[&str] = &["apiKey", "basic", "tls", "bearer", "custom", "oauth"];
+
+/// The one auth header applied, in KEDA's precedence: bearer, else basic, else custom.
+#[derive(Debug, Clone)]
+pub enum AuthHeader {
+    /// `Authorization: Bearer <token>`.
+    Bearer(SecretString),
+    /// HTTP Basic.
+    Basic(String, SecretString),
+    /// A header named by `customAuthHeader` with value `customAuthValue`.
+    Custom(String, SecretString),
+}
+
+/// A parsed and validated Prometheus trigger.
+#[derive(Debug, Clone)]
+pub struct Trigger {
+    /// `serverAddress`.
+    pub server_address: String,
+    /// `query`.
+    pub query: String,
+    /// `threshold`.
+    pub threshold: f64,
+    /// `activationThreshold`.
+    pub activation_threshold: f64,
+    /// `namespace`.
+    pub namespace: Option<String>,
+    /// `queryParameters`.
+    pub query_parameters: BTreeMap<String, String>,
+    /// `customHeaders`.
+    pub custom_headers: BTreeMap<String, String>,
+    /// `ignoreNullValues`.
+    pub ignore_null_values: bool,
+    /// `timeout`; `None` means the global default.
+    pub timeout: Option<Duration>,
+    /// `awsRegion` (parsed, not applied).
+    pub aws_region: Option<String>,
+    /// The auth header, if an auth mode asks for one.
+    pub auth: Option<AuthHeader>,
+    /// TLS settings of the client (client cert and CA, or `unsafeSsl`).
+    pub tls: TlsSettings,
+    /// `triggers[].metricType`.
+    pub metric_type: MetricType,
+}
+
+/// Parse and validate `cfg` without any I/O.
+pub fn parse(cfg: &ScalerConfig) -> Result<Trigger, ScalerError> {
+    let metric_type = external_metric_type(cfg, TYPE)?;
+    let mut p = Params::new(cfg, TYPE);
+    let server_address = p.key("serverAddress").required().string();
+    let query = p.key("query").required().string();
+    let threshold = p.key("threshold").required().float();
+    let activation_threshold = p.key("activationThreshold").float().unwrap_or(0.0);
+    let namespace = p.key("namespace").string();
+    let query_parameters = p.key("queryParameters").map().unwrap_or_default();
+    let custom_headers = p.key("customHeaders").map().unwrap_or_default();
+    let ignore_null_values = p.key("ignoreNullValues").bool().unwrap_or(true);
+    let unsafe_ssl = p.key("unsafeSsl").bool().unwrap_or(false);
+    let timeout = p.key("timeout").duration();
+    let aws_region = p.key("awsRegion").sources(META_AUTH).string();
+    let _identity_owner = p.key("identityOwner").string();
+    let modes = p
+        .key("authModes")
+        .alias("authMode")
+        .sources(META_AUTH)
+        .one_of(AUTH_MODES)
+        .list()
+        .unwrap_or_default();
+    let (auth, tls) = auth(&mut p, &modes, unsafe_ssl);
+    check_headers(&mut p, &custom_headers);
+    p.finish()?;
+    Ok(Trigger {
+        server_address: server_address.unwrap_or_default(),
+        query: query.unwrap_or_default(),
+        threshold: threshold.unwrap_or_default(),
+        activation_threshold,
+        namespace,
+        query_parameters,
+        custom_headers,
+        ignore_null_values,
+        timeout,
+        aws_region,
+        auth,
+        tls,
+        metric_type,
+    })
+}
+
+/// The auth header and TLS settings for `modes`, recording missing secrets in `p`.
+fn auth(
+    p: &mut Params<'_>,
+    modes: &[String],
+    unsafe_ssl: bool,
+) -> (Option<AuthHeader>, TlsSettings) {
+    let has = |m: &str| modes.iter().any(|x| x == m);
+    let exclusive = ["bearer", "basic", "oauth"]
+        .iter()
+        .filter(|m| has(m))
+        .count();
+    if exclusive > 1 {
+        p.invalid("authModes may hold only one of bearer, basic and oauth");
+    }
+    let pod_identity = p
+        .config()
+        .pod_identity
+        .as_ref()
+        .map(|i| i.provider.as_str());
+    if !modes.is_empty() && pod_identity.is_some_and(|provider| provider != "none") {
+        p.invalid("pod identity cannot be enabled with other auth types");
+    }
+    let mut auth = None;
+    if has("bearer") {
+        let token = p.key("bearerToken").alias("token").sources(AUTH).secret();
+        match token {
+            Some(t) => auth = Some(AuthHeader::Bearer(t)),
+            None => {
+                p.invalid("bearerToken (or token) is required in authParams for authModes bearer")
+            }
+        }
+    } else if has("basic") {
+        let user = p.key("username").sources(AUTH).string();
+        // The password may legitimately be empty.
+        let pass = p.key("password").sources(AUTH).secret();
+        match user {
+            Some(u) => auth = Some(AuthHeader::Basic(u, pass.unwrap_or_default())),
+            None => p.invalid("username is required in authParams for authModes basic"),
+        }
+    }
+    if has("custom") {
+        let header = p.key("customAuthHeader").sources(AUTH).string();
+        let value = p.key("customAuthValue").sources(AUTH).secret();
+        match (header, value) {
+            (Some(h), Some(v)) if auth.is_none() => auth = Some(AuthHeader::Custom(h, v)),
+            (Some(_), Some(_)) => {}
+            _ => p.invalid(
+                "customAuthHeader and customAuthValue are required in authParams for authModes \
+                 custom",
+            ),
+        }
+    }
+    let ca = p.key("ca").sources(AUTH).string();
+    let tls_mode = has("tls");
+    let (cert, key) = if tls_mode {
+        let cert = p.key("cert").sources(AUTH).string();
+        let key = p.key("key").sources(AUTH).secret();
+        if cert.is_none() || key.is_none() {
+            p.invalid("cert and key are required in authParams for authModes tls");
+        }
+        (cert, key.map(|k| k.expose_secret().to_owned()))
+    } else {
+        (None, None)
+    };
+    // KEDA builds a dedicated transport (which ignores unsafeSsl) only when an auth mode is set
+    // and TLS material is asked for; otherwise `ca` is ignored.
+    let tls = if !modes.is_empty() && (ca.is_some() || tls_mode) {
+        TlsSettings {
+            unsafe_ssl: false,
+            ca,
+            cert,
+            key,
+        }
+    } else {
+        TlsSettings {
+            unsafe_ssl,
+            ..TlsSettings::default()
+        }
+    };
+    (auth, tls)
+}
+
+/// Header names and values must be valid HTTP, or every request would fail.
+fn check_headers(p: &mut Params<'_>, headers: &BTreeMap<String, String>) {
+    use reqwest::header::{HeaderName, HeaderValue};
+    for (name, value) in headers {
+        if HeaderName::from_bytes(name.as_bytes()).is_err() || HeaderValue::from_str(value).is_err()
+        {
+            p.invalid(format!(
+                "parameter \"customHeaders\" entry {name:?} is not a valid HTTP header"
+            ));
+        }
+    }
+}
+
+impl Trigger {
+    /// The one metric this trigger exposes: `s<i>-prometheus`, milli target `threshold`.
+    pub fn metric_specs(&self, cfg: &ScalerConfig) -> Vec<MetricSpec> {
+        vec![MetricSpec {
+            metric_name: naming::metric_name(cfg.trigger_index, "prometheus"),
+            target: self.threshold,
+            target_is_integer: false,
+            metric_type: self.metric_type,
+        }]
+    }
+
+    /// `GET {serverAddress}/api/v1/query?query=…&time=…[&namespace=…][&k=v…]`.
+    pub fn query_url(&self, now: SystemTime) -> String {
+        let mut url = format!(
+            "{}/api/v1/query?query={}&time={}",
+            self.server_address,
+            query_escape(&self.query),
+            humantime::format_rfc3339_seconds(now)
+        );
+        if let Some(ns) = &self.namespace {
+            // Unescaped, as KEDA does.
+            url.push_str(&format!("&namespace={ns}"));
+        }
+        for (k, v) in &self.query_parameters {
+            url.push_str(&format!("&{}={}", query_escape(k), query_escape(v)));
+        }
+        url
+    }
+}
+
+/// A Prometheus trigger with its share of a pooled HTTP client.
+#[derive(Debug)]
+pub struct PrometheusScaler {
+    trigger: Trigger,
+    spec: MetricSpec,
+    timeout: Duration,
+    client: Shared<HttpKey, HttpClient>,
+}
+
+/// Parse `cfg` and take a pooled HTTP client (no request is made).
+pub async fn build(cfg: &ScalerConfig) -> Result<Box<dyn Scaler>, ScalerError> {
+    let trigger = parse(cfg)?;
+    let config = |message: String| ScalerError::Config {
+        scaler: TYPE,
+        message,
+    };
+    let provider = cfg.pod_identity.as_ref().map(|i| i.provider.as_str());
+    if provider.is_some_and(|p| p != "none") || trigger.aws_region.is_some() {
+        return Err(config(
+            "cloud authentication (Azure, GCP, AWS SigV4) is not supported by tidescale yet"
+                .to_owned(),
+        ));
+    }
+    let url = Url::parse(&trigger.server_address).map_err(|e| {
+        config(format!(
+            "parameter \"serverAddress\" is not a valid URL: {e}"
+        ))
+    })?;
+    let client = crate::pool::http::acquire(&url, &trigger.tls).map_err(config)?;
+    let spec = trigger.metric_specs(cfg).remove(0);
+    Ok(Box::new(PrometheusScaler {
+        timeout: trigger.timeout.unwrap_or(cfg.timeout),
+        trigger,
+        spec,
+        client,
+    }))
+}
+
+impl PrometheusScaler {
+    /// Run the query and return the raw value (spec §5.3).
+    async fn query(&self) -> Result<f64, ScalerError> {
+        let backend = |message: String| ScalerError::Backend {
+            scaler: TYPE,
+            message,
+        };
+        let url = Url::parse(&self.trigger.query_url(SystemTime::now()))
+            .map_err(|e| backend(format!("invalid query URL: {e}")))?;
+        let reqwest = self.client.client().reqwest();
+        let request = reqwest.get(url);
+        let request = match &self.trigger.auth {
+            None => request,
+            Some(AuthHeader::Bearer(t)) => request.bearer_auth(t.expose_secret()),
+            Some(AuthHeader::Basic(u, p)) => request.basic_auth(u, Some(p.expose_secret())),
+            Some(AuthHeader::Custom(h, v)) => request.header(h, v.expose_secret()),
+        };
+        let mut request = request
+            .build()
+            .map_err(|e| backend(e.without_url().to_string()))?;
+        // Custom headers go first in KEDA and the auth header then overrides one of the same
+        // name: here, a custom header is added only where auth did not set it.
+        for (k, v) in &self.trigger.custom_headers {
+            let (Ok(name), Ok(value)) = (HeaderName::from_bytes(k.as_bytes()), v.parse()) else {
+                continue; // rejected at parse time; unreachable
+            };
+            request.headers_mut().entry(name).or_insert(value);
+        }
+        let request = RequestBuilder::from_parts(reqwest.clone(), request);
+        let (status, body) = self
+            .client
+            .client()
+            .send(request, self.timeout)
+            .await
+            .map_err(|e| backend(e.to_string()))?;
+        if !status.is_success() {
+            let body: String = body.chars().take(512).collect();
+            return Err(backend(format!(
+                "prometheus query api returned error. status: {} response: {body}",
+                status.as_u16()
+            )));
+        }
+        parse_response(&body, self.trigger.ignore_null_values).map_err(backend)
+    }
+}
+
+#[async_trait]
+impl Scaler for PrometheusScaler {
+    fn scaler_type(&self) -> &'static str {
+        TYPE
+    }
+
+    fn metric_specs(&self) -> Vec<MetricSpec> {
+        vec![self.spec.clone()]
+    }
+
+    async fn metrics_and_activity(
+        &self,
+        metric_name: &str,
+    ) -> Result<MetricsAndActivity, ScalerError> {
+        if metric_name != self.spec.metric_name {
+            return Err(ScalerError::UnknownMetric {
+                scaler: TYPE,
+                metric_name: metric_name.to_owned(),
+            });
+        }
+        let value = self.query().await?;
+        Ok(MetricsAndActivity {
+            values: vec![value],
+            active: is_active(value, self.trigger.activation_threshold),
+        })
+    }
+
+    async fn close(&self) -> Result<(), ScalerError> {
+        self.client.release();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

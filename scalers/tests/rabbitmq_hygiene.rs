@@ -1,0 +1,124 @@
+//! Connection hygiene of the shared RabbitMQ clients (design.md §4.2), against a real broker:
+//! 1,000 triggers on one endpoint hold one AMQP connection, polls open no new connections after
+//! warm-up, and polls of a dead endpoint fail fast (backoff) without leaking sockets.
+//!
+//! One test function on purpose: the checks read process-wide counters (pool stats, open file
+//! descriptors) that concurrent tests in the same binary would disturb.
+//!
+//! Needs `TIDESCALE_TEST_RABBITMQ_AMQP` and `TIDESCALE_TEST_RABBITMQ_HTTP` (see `rabbitmq.rs`).
+
+#![cfg(feature = "rabbitmq")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::rabbit::Mgmt;
+use common::{closed_port, config, eventually, open_fds, rabbitmq_amqp, unique};
+use futures::future::join_all;
+use tidescale_scalers::pool::amqp;
+use tidescale_scalers::{Scaler, build_scaler};
+
+const TRIGGERS: usize = 1000;
+const QUEUES: usize = 10;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_connections_and_dead_endpoints_behave() {
+    many_triggers_share_one_connection().await;
+    dead_endpoints_fail_fast_without_leaking_sockets().await;
+}
+
+async fn poll_all(scalers: &[Box<dyn Scaler>]) -> Vec<f64> {
+    let polls = scalers.iter().map(|s| async move {
+        let name = s.metric_specs()[0].metric_name.clone();
+        s.metrics_and_activity(&name).await.expect("poll").values[0]
+    });
+    join_all(polls).await
+}
+
+async fn many_triggers_share_one_connection() {
+    let mgmt = Mgmt::new().await;
+    // A user of its own, so the broker's connection list can be filtered to this test.
+    let user = unique("hygiene");
+    mgmt.create_user(&user, "pw").await;
+    let mut url = reqwest::Url::parse(&rabbitmq_amqp()).expect("TIDESCALE_TEST_RABBITMQ_AMQP");
+    url.set_username(&user).and_then(|()| url.set_password(Some("pw"))).expect("userinfo");
+    let host = url.to_string();
+    let queues: Vec<String> = (0..QUEUES).map(|i| format!("{user}-{i}")).collect();
+    for (i, queue) in queues.iter().enumerate() {
+        mgmt.create_queue("/", queue).await;
+        mgmt.publish("/", queue, i).await;
+    }
+
+    let builds = (0..TRIGGERS).map(|i| {
+        let cfg = config("rabbitmq", &[("host", &host), ("queueName", &queues[i % QUEUES])], &[]);
+        async move { build_scaler(&cfg).await }
+    });
+    let scalers: Vec<Box<dyn Scaler>> = join_all(builds)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("RabbitMQ AMQP (TIDESCALE_TEST_RABBITMQ_AMQP): {e}")))
+        .collect();
+    let stats = amqp::pool().stats();
+    assert_eq!((stats.clients, stats.shares), (1, TRIGGERS));
+    assert_eq!(amqp::connections_opened(), 1);
+
+    let expected: Vec<f64> = (0..TRIGGERS).map(|i| (i % QUEUES) as f64).collect();
+    assert_eq!(poll_all(&scalers).await, expected);
+    let warm = amqp::connections_opened();
+    for _ in 0..3 {
+        assert_eq!(poll_all(&scalers).await, expected);
+    }
+    assert_eq!(amqp::connections_opened(), warm, "polls opened new connections");
+    assert_eq!(amqp::connections_open().await, 1);
+    // The broker agrees (its connection list lags by a few seconds).
+    eventually("one broker connection", Duration::from_secs(15), || async {
+        (mgmt.connections_of(&user).await == 1).then_some(())
+    })
+    .await;
+
+    for scaler in &scalers {
+        scaler.close().await.expect("close");
+    }
+    assert_eq!(amqp::pool().stats().clients, 0);
+    eventually("no broker connection", Duration::from_secs(15), || async {
+        (mgmt.connections_of(&user).await == 0).then_some(())
+    })
+    .await;
+    for queue in &queues {
+        mgmt.delete_queue("/", queue).await;
+    }
+    mgmt.delete_user(&user).await;
+}
+
+async fn dead_endpoints_fail_fast_without_leaking_sockets() {
+    let port = closed_port();
+    let before = open_fds();
+    let started = Instant::now();
+
+    let amqp_host = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+    for _ in 0..100 {
+        let cfg = config("rabbitmq", &[("host", &amqp_host), ("queueName", "q")], &[]);
+        let err = build_scaler(&cfg).await.expect_err("dead AMQP endpoint");
+        assert_eq!(err.kind(), "backend");
+    }
+
+    let http_host = format!("http://guest:guest@127.0.0.1:{port}");
+    let cfg = config("rabbitmq", &[("host", &http_host), ("queueName", "q")], &[]);
+    let scaler = build_scaler(&cfg).await.expect("HTTP scalers connect lazily");
+    let name = scaler.metric_specs()[0].metric_name.clone();
+    let mut backing_off = 0;
+    for _ in 0..100 {
+        let err = scaler.metrics_and_activity(&name).await.expect_err("dead HTTP endpoint");
+        backing_off += usize::from(err.to_string().contains("backing off"));
+    }
+    scaler.close().await.expect("close");
+
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(2), "200 failures took {elapsed:?}");
+    assert!(backing_off >= 99, "only {backing_off} of 100 polls were cut short by backoff");
+    // Let closed sockets and finished tasks drain before counting.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = open_fds();
+    assert!(after <= before + 2, "file descriptors grew from {before} to {after}");
+}

@@ -1,0 +1,37 @@
+//! Cross-field rules KEDA's admission webhook enforces that need no cluster
+//! (`reference/keda.md` §2.10, `spec/scalers.md` §1.1): replica bounds, idle replicas, fallback,
+//! trigger names and options, scaling modifiers, name lengths, auth-source consistency.
+//!
+//! Each rule reads the typed, defaulted object and adds problems at the JSON path a user edits.
+
+mod auth;
+mod scaled_object;
+mod triggers;
+
+pub use auth::trigger_authentication;
+pub use scaled_object::scaled_object;
+pub use triggers::{NoTriggerValidation, TriggerContext, TriggerValidator};
+
+use super::report::Problems;
+use crate::crd::ScaledJob;
+
+/// Rules for a ScaledJob: KEDA validates only its triggers (metricType does not apply to Jobs).
+pub fn scaled_job(sj: &ScaledJob, validator: &dyn TriggerValidator, problems: &mut Problems) {
+    let object_name = sj.metadata.name.as_deref().unwrap_or_default();
+    triggers::check_triggers(&sj.spec.triggers, object_name, true, validator, problems);
+    if let Some(percentage) = sj
+        .spec
+        .scaling_strategy
+        .as_ref()
+        .and_then(|s| s.custom_scaling_running_job_percentage.as_deref())
+        && percentage
+            .trim()
+            .parse::<f64>()
+            .map_or(true, |p| !p.is_finite())
+    {
+        problems.add(
+            ".spec.scalingStrategy.customScalingRunningJobPercentage",
+            format!("Invalid value: {percentage:?}: must be a number, e.g. \"0.5\""),
+        );
+    }
+}

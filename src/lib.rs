@@ -1,0 +1,9 @@
+//! tidescale: an event-driven autoscaler and metrics service for Kubernetes, a drop-in
+//! replacement for KEDA. This library holds everything the `tidescale` binary runs; `main.rs`
+//! only parses the command line and dispatches.
+
+pub mod check;
+pub mod cli;
+pub mod crd;
+pub mod manifests;
+pub mod modifiers;
