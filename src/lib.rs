@@ -7,3 +7,4 @@ pub mod cli;
 pub mod crd;
 pub mod manifests;
 pub mod modifiers;
+pub mod scaling;

@@ -347,7 +347,9 @@ mod tests {
             tokio::spawn(async move {
                 loop {
                     let t = ticker.tick().await;
-                    seen.lock().unwrap().push(t.as_second() - start().as_second());
+                    seen.lock()
+                        .unwrap()
+                        .push(t.as_second() - start().as_second());
                 }
             })
         };

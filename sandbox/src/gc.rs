@@ -18,7 +18,10 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{DeleteOptions, EventType, FOREGROUND_FINALIZER, GroupResource, ORPHAN_FINALIZER, Propagation, Store, WatchEvent, meta};
+use crate::store::{
+    DeleteOptions, EventType, FOREGROUND_FINALIZER, GroupResource, ORPHAN_FINALIZER, Propagation,
+    Store, WatchEvent, meta,
+};
 
 /// Runs until `shutdown` is cancelled.
 pub async fn run(store: Arc<Store>, shutdown: CancellationToken) {
@@ -56,7 +59,9 @@ fn handle(store: &Store, event: &WatchEvent) {
             cascade(store, &event.object);
             // Owners waiting for this dependent, and a namespace waiting to empty.
             for owner in meta::owner_references(&event.object) {
-                if let Some((gr, obj)) = find_by_uid(store, owner["uid"].as_str().unwrap_or_default()) {
+                if let Some((gr, obj)) =
+                    find_by_uid(store, owner["uid"].as_str().unwrap_or_default())
+                {
                     process_deleting(store, &gr, &obj);
                 }
             }
@@ -67,13 +72,18 @@ fn handle(store: &Store, event: &WatchEvent) {
                 }
             }
         }
-        _ if meta::is_deleting(&event.object) => process_deleting(store, &event.resource, &event.object),
+        _ if meta::is_deleting(&event.object) => {
+            process_deleting(store, &event.resource, &event.object)
+        }
         _ => {}
     }
 }
 
 fn find_by_uid(store: &Store, uid: &str) -> Option<(GroupResource, Value)> {
-    store.all_objects().into_iter().find(|(_, o)| meta::uid(o) == Some(uid))
+    store
+        .all_objects()
+        .into_iter()
+        .find(|(_, o)| meta::uid(o) == Some(uid))
 }
 
 fn dependents(store: &Store, uid: &str) -> Vec<(GroupResource, Value)> {
@@ -85,14 +95,22 @@ fn dependents(store: &Store, uid: &str) -> Vec<(GroupResource, Value)> {
 }
 
 fn delete(store: &Store, gr: &GroupResource, obj: &Value, propagation: Propagation) {
-    let opts = DeleteOptions { propagation: Some(propagation), ..DeleteOptions::default() };
+    let opts = DeleteOptions {
+        propagation: Some(propagation),
+        ..DeleteOptions::default()
+    };
     // Already gone or already deleting: both fine for a collector.
     let _ = store.delete(gr, meta::namespace(obj), meta::name(obj), &opts);
 }
 
 fn drop_owner(store: &Store, gr: &GroupResource, obj: &Value, uid: &str) {
     let _ = store.mutate(gr, meta::namespace(obj), meta::name(obj), |o| {
-        let Some(refs) = o.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) else { return false };
+        let Some(refs) = o
+            .pointer_mut("/metadata/ownerReferences")
+            .and_then(Value::as_array_mut)
+        else {
+            return false;
+        };
         let before = refs.len();
         refs.retain(|r| r["uid"] != uid);
         if refs.is_empty() {
@@ -154,8 +172,11 @@ fn process_deleting(store: &Store, gr: &GroupResource, obj: &Value) {
 
 /// Deletes everything in a terminating namespace; clears its finalizer once it is empty.
 fn finish_namespace(store: &Store, ns: &str) {
-    let contents: Vec<(GroupResource, Value)> =
-        store.all_objects().into_iter().filter(|(_, o)| meta::namespace(o) == Some(ns)).collect();
+    let contents: Vec<(GroupResource, Value)> = store
+        .all_objects()
+        .into_iter()
+        .filter(|(_, o)| meta::namespace(o) == Some(ns))
+        .collect();
     if contents.is_empty() {
         let namespaces = GroupResource::new("", "namespaces");
         let _ = store.mutate(&namespaces, None, ns, |o| {

@@ -23,7 +23,7 @@ mod sandbox;
 mod server;
 pub mod store;
 
+pub use auth::UserInfo;
 pub use error::{ApiError, Cause};
 pub use sandbox::{Credentials, Sandbox, SandboxConfig, SandboxError, SandboxHandle};
-pub use auth::UserInfo;
 pub use store::{DeleteOptions, GroupResource, Propagation, Store, Subresource, WriteOptions};

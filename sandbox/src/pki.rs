@@ -9,7 +9,10 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// A certificate or key could not be generated or loaded.
@@ -72,32 +75,61 @@ impl Authority {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, common_name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let cert = params.self_signed(&key)?;
-        Ok(Self { cert_pem: cert.pem(), cert_der: cert.der().clone(), params, key })
+        Ok(Self {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().clone(),
+            params,
+            key,
+        })
     }
 
     /// Issues a leaf certificate: `common_name`/`organizations` become the Subject (the user
     /// and groups of a client certificate), `dns`/`ips` the SANs of a serving certificate.
-    pub fn issue(&self, common_name: &str, organizations: &[&str], dns: &[&str], ips: &[IpAddr], usage: Usage) -> Result<Issued, PkiError> {
+    pub fn issue(
+        &self,
+        common_name: &str,
+        organizations: &[&str],
+        dns: &[&str],
+        ips: &[IpAddr],
+        usage: Usage,
+    ) -> Result<Issued, PkiError> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(dns.iter().map(|d| (*d).to_owned()).collect::<Vec<_>>())?;
-        params.subject_alt_names.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        let mut params =
+            CertificateParams::new(dns.iter().map(|d| (*d).to_owned()).collect::<Vec<_>>())?;
+        params
+            .subject_alt_names
+            .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, common_name);
         for org in organizations {
             dn.push(DnType::OrganizationName, *org);
         }
         params.distinguished_name = dn;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         params.extended_key_usages = vec![match usage {
             Usage::Server => ExtendedKeyUsagePurpose::ServerAuth,
             Usage::Client => ExtendedKeyUsagePurpose::ClientAuth,
         }];
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer)?;
-        Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem(), cert_der: cert.der().clone(), key_der: key.serialize_der() })
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            cert_der: cert.der().clone(),
+            key_der: key.serialize_der(),
+        })
     }
 }
 
@@ -127,12 +159,25 @@ impl Pki {
         let cluster_ca = Authority::new("kubernetes")?;
         let client_ca = Authority::new("kubernetes-client-ca")?;
         let front_proxy_ca = Authority::new("front-proxy-ca")?;
-        let mut ips: Vec<IpAddr> = vec![[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
+        let mut ips: Vec<IpAddr> =
+            vec![[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
         ips.extend(extra_ips.iter().copied().filter(|ip| !ip.is_unspecified()));
-        let dns = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"];
+        let dns = [
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+        ];
         let serving = cluster_ca.issue("kube-apiserver", &[], &dns, &ips, Usage::Server)?;
-        let front_proxy_client = front_proxy_ca.issue("front-proxy-client", &[], &[], &[], Usage::Client)?;
-        Ok(Self { cluster_ca, client_ca, front_proxy_ca, serving, front_proxy_client })
+        let front_proxy_client =
+            front_proxy_ca.issue("front-proxy-client", &[], &[], &[], Usage::Client)?;
+        Ok(Self {
+            cluster_ca,
+            client_ca,
+            front_proxy_ca,
+            serving,
+            front_proxy_client,
+        })
     }
 
     /// The server TLS config: serving certificate, optional client certificates from the
@@ -140,14 +185,20 @@ impl Pki {
     pub fn server_config(&self) -> Result<rustls::ServerConfig, PkiError> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.client_ca.cert_der.clone())?;
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| PkiError::Verifier(e.to_string()))?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| PkiError::Verifier(e.to_string()))?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(vec![self.serving.cert_der.clone()], self.serving.private_key())?;
+            .with_single_cert(
+                vec![self.serving.cert_der.clone()],
+                self.serving.private_key(),
+            )?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(config)
     }

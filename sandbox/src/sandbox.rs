@@ -117,7 +117,16 @@ impl Sandbox {
         let admin_token = auth.issue_token(UserInfo::new(ADMIN_USER, &["system:masters"]));
         publish_authentication_config(&store, &pki);
         let addr = SocketAddr::new(config.bind, config.port);
-        let mut handle = SandboxHandle { store, auth, pki, config, addr, admin_token, shutdown: CancellationToken::new(), tasks: vec![] };
+        let mut handle = SandboxHandle {
+            store,
+            auth,
+            pki,
+            config,
+            addr,
+            admin_token,
+            shutdown: CancellationToken::new(),
+            tasks: vec![],
+        };
         handle.serve()?;
         Ok(handle)
     }
@@ -126,24 +135,34 @@ impl Sandbox {
 /// The `kube-system/extension-apiserver-authentication` ConfigMap, as kube-apiserver writes it.
 fn publish_authentication_config(store: &Store, pki: &Pki) {
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "extension-apiserver-authentication", "namespace": "kube-system"},
-        "data": {
-            "client-ca-file": pki.client_ca.cert_pem,
-            "requestheader-client-ca-file": pki.front_proxy_ca.cert_pem,
-            "requestheader-allowed-names": "[\"front-proxy-client\"]",
-            "requestheader-username-headers": "[\"X-Remote-User\"]",
-            "requestheader-group-headers": "[\"X-Remote-Group\"]",
-            "requestheader-extra-headers-prefix": "[\"X-Remote-Extra-\"]",
-            "requestheader-uid-headers": "[\"X-Remote-Uid\"]",
-        }});
+    "metadata": {"name": "extension-apiserver-authentication", "namespace": "kube-system"},
+    "data": {
+        "client-ca-file": pki.client_ca.cert_pem,
+        "requestheader-client-ca-file": pki.front_proxy_ca.cert_pem,
+        "requestheader-allowed-names": "[\"front-proxy-client\"]",
+        "requestheader-username-headers": "[\"X-Remote-User\"]",
+        "requestheader-group-headers": "[\"X-Remote-Group\"]",
+        "requestheader-extra-headers-prefix": "[\"X-Remote-Extra-\"]",
+        "requestheader-uid-headers": "[\"X-Remote-Uid\"]",
+    }});
     // The store is new and the object valid, so this cannot fail.
-    let _ = store.create(&GroupResource::new("", "configmaps"), cm, &WriteOptions::default());
+    let _ = store.create(
+        &GroupResource::new("", "configmaps"),
+        cm,
+        &WriteOptions::default(),
+    );
 }
 
 impl SandboxHandle {
     fn serve(&mut self) -> Result<(), SandboxError> {
-        let listener = server::bind(self.addr).map_err(|source| SandboxError::Bind { addr: self.addr, source })?;
-        self.addr = listener.local_addr().map_err(|source| SandboxError::Bind { addr: self.addr, source })?;
+        let listener = server::bind(self.addr).map_err(|source| SandboxError::Bind {
+            addr: self.addr,
+            source,
+        })?;
+        self.addr = listener.local_addr().map_err(|source| SandboxError::Bind {
+            addr: self.addr,
+            source,
+        })?;
         self.shutdown = CancellationToken::new();
         let state = ApiState {
             store: self.store.clone(),
@@ -153,10 +172,26 @@ impl SandboxHandle {
             bookmark_interval: self.config.bookmark_interval,
             shutdown: self.shutdown.clone(),
         };
-        let tls = if self.config.tls { Some(server::acceptor(self.pki.server_config()?)) } else { None };
-        self.tasks.push(tokio::spawn(server::serve(listener, tls, router(state.clone()), self.shutdown.clone())));
-        self.tasks.push(tokio::spawn(gc::run(self.store.clone(), self.shutdown.clone())));
-        self.tasks.push(tokio::spawn(crate::aggregator::availability_loop(state, self.shutdown.clone())));
+        let tls = if self.config.tls {
+            Some(server::acceptor(self.pki.server_config()?))
+        } else {
+            None
+        };
+        self.tasks.push(tokio::spawn(server::serve(
+            listener,
+            tls,
+            router(state.clone()),
+            self.shutdown.clone(),
+        )));
+        self.tasks.push(tokio::spawn(gc::run(
+            self.store.clone(),
+            self.shutdown.clone(),
+        )));
+        self.tasks
+            .push(tokio::spawn(crate::aggregator::availability_loop(
+                state,
+                self.shutdown.clone(),
+            )));
         Ok(())
     }
 
@@ -193,13 +228,24 @@ impl SandboxHandle {
 
     /// Issues a token for a ServiceAccount (`system:serviceaccount:<ns>:<name>`).
     pub fn service_account_token(&self, namespace: &str, name: &str) -> String {
-        self.auth.issue_token(UserInfo::service_account(namespace, name))
+        self.auth
+            .issue_token(UserInfo::service_account(namespace, name))
     }
 
     /// Issues a client certificate (CN = user, O = groups) signed by the client CA.
-    pub fn issue_client_certificate(&self, user: &str, groups: &[&str]) -> Result<Credentials, PkiError> {
-        let issued = self.pki.client_ca.issue(user, groups, &[], &[], Usage::Client)?;
-        Ok(Credentials::ClientCertificate { cert_pem: issued.cert_pem, key_pem: issued.key_pem })
+    pub fn issue_client_certificate(
+        &self,
+        user: &str,
+        groups: &[&str],
+    ) -> Result<Credentials, PkiError> {
+        let issued = self
+            .pki
+            .client_ca
+            .issue(user, groups, &[], &[], Usage::Client)?;
+        Ok(Credentials::ClientCertificate {
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
+        })
     }
 
     /// A kubeconfig (YAML) for these credentials.

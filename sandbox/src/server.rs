@@ -29,14 +29,23 @@ pub struct PeerIdentity(pub Option<UserInfo>);
 
 /// Binds a listener with `SO_REUSEADDR`, so a restarted sandbox can take its old port back.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(1024)
 }
 
 /// Accepts connections until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, router: axum::Router, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: axum::Router,
+    shutdown: CancellationToken,
+) {
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -61,13 +70,26 @@ async fn connection(stream: tokio::net::TcpStream, tls: Option<TlsAcceptor>, rou
     match tls {
         None => {
             let service = TowerToHyperService::new(router.layer(Extension(PeerIdentity(None))));
-            let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await;
+            let _ = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .await;
         }
         Some(acceptor) => {
-            let Ok(Ok(tls_stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await else { return };
-            let peer = tls_stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(user_from_certificate);
+            let Ok(Ok(tls_stream)) =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+            else {
+                return;
+            };
+            let peer = tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(user_from_certificate);
             let service = TowerToHyperService::new(router.layer(Extension(PeerIdentity(peer))));
-            let _ = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service).await;
+            let _ = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls_stream), service)
+                .await;
         }
     }
 }

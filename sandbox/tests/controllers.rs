@@ -39,11 +39,18 @@ async fn world() -> World {
     let start: Timestamp = "2024-05-01T12:00:00Z".parse().unwrap();
     let (handle, clock) = ClockHandle::manual(start);
     let store = Store::new(handle.clone(), 10_000);
-    let config = ControllerConfig { pods: timings(), ..ControllerConfig::default() };
+    let config = ControllerConfig {
+        pods: timings(),
+        ..ControllerConfig::default()
+    };
     let shutdown = CancellationToken::new();
     Controllers::new(store.clone(), config, None).spawn(&handle, shutdown.clone());
     clock.settle().await;
-    World { store, clock, shutdown }
+    World {
+        store,
+        clock,
+        shutdown,
+    }
 }
 
 fn gr(group: &str, resource: &str) -> GroupResource {
@@ -67,10 +74,15 @@ fn phases(store: &Store) -> Vec<(String, bool, bool)> {
     let mut v: Vec<_> = pods(store)
         .iter()
         .map(|p| {
-            let ready = p["status"]["conditions"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
-            (p["status"]["phase"].as_str().unwrap_or("").to_owned(), ready, !p["metadata"]["deletionTimestamp"].is_null())
+            let ready = p["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
+            (
+                p["status"]["phase"].as_str().unwrap_or("").to_owned(),
+                ready,
+                !p["metadata"]["deletionTimestamp"].is_null(),
+            )
         })
         .collect();
     v.sort();
@@ -78,40 +90,80 @@ fn phases(store: &Store) -> Vec<(String, bool, bool)> {
 }
 
 fn get(store: &Store, group: &str, resource: &str, name: &str) -> Value {
-    store.get(&gr(group, resource), Some("default"), name).unwrap()
+    store
+        .get(&gr(group, resource), Some("default"), name)
+        .unwrap()
 }
 
 fn scale_deployment(store: &Store, name: &str, replicas: i64) {
     let mut d = get(store, "apps", "deployments", name);
     d["spec"]["replicas"] = json!(replicas);
-    store.update(&gr("apps", "deployments"), d, &WriteOptions::default()).unwrap();
+    store
+        .update(&gr("apps", "deployments"), d, &WriteOptions::default())
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_deployment_pods_become_ready_after_the_delays() {
     let w = world().await;
-    w.store.create(&gr("apps", "deployments"), deployment("web", 3), &WriteOptions::default()).unwrap();
+    w.store
+        .create(
+            &gr("apps", "deployments"),
+            deployment("web", 3),
+            &WriteOptions::default(),
+        )
+        .unwrap();
     w.clock.advance(Duration::from_secs(1)).await;
-    assert_eq!(phases(&w.store), vec![("Pending".to_owned(), false, false); 3]);
+    assert_eq!(
+        phases(&w.store),
+        vec![("Pending".to_owned(), false, false); 3]
+    );
     let pod = &pods(&w.store)[0];
     assert_eq!(pod["metadata"]["labels"]["app"], "web");
-    let hash = pod["metadata"]["labels"]["pod-template-hash"].as_str().unwrap().to_owned();
+    let hash = pod["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let rs_name = format!("web-{hash}");
-    assert_eq!(pod["metadata"]["ownerReferences"][0]["name"], rs_name.as_str());
-    assert_eq!(pod["spec"]["containers"][0]["resources"]["requests"]["cpu"], "250m");
+    assert_eq!(
+        pod["metadata"]["ownerReferences"][0]["name"],
+        rs_name.as_str()
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+        "250m"
+    );
 
     w.clock.advance(Duration::from_secs(2)).await;
-    assert_eq!(phases(&w.store), vec![("Running".to_owned(), false, false); 3]);
+    assert_eq!(
+        phases(&w.store),
+        vec![("Running".to_owned(), false, false); 3]
+    );
     assert!(pods(&w.store)[0]["status"]["startTime"].is_string());
 
     w.clock.advance(Duration::from_secs(3)).await;
-    assert_eq!(phases(&w.store), vec![("Running".to_owned(), true, false); 3]);
+    assert_eq!(
+        phases(&w.store),
+        vec![("Running".to_owned(), true, false); 3]
+    );
     let d = get(&w.store, "apps", "deployments", "web");
     let s = &d["status"];
-    assert_eq!((s["replicas"].as_i64(), s["readyReplicas"].as_i64(), s["availableReplicas"].as_i64()), (Some(3), Some(3), Some(3)));
+    assert_eq!(
+        (
+            s["replicas"].as_i64(),
+            s["readyReplicas"].as_i64(),
+            s["availableReplicas"].as_i64()
+        ),
+        (Some(3), Some(3), Some(3))
+    );
     assert_eq!(s["updatedReplicas"], 3);
     assert_eq!(s["observedGeneration"], d["metadata"]["generation"]);
-    let available = s["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Available").unwrap();
+    let available = s["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Available")
+        .unwrap();
     assert_eq!(available["status"], "True");
     let rs = get(&w.store, "apps", "replicasets", &rs_name);
     assert_eq!(rs["status"]["readyReplicas"], 3);
@@ -120,15 +172,36 @@ async fn controller_deployment_pods_become_ready_after_the_delays() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_scale_down_terminates_pods_gracefully() {
     let w = world().await;
-    w.store.create(&gr("apps", "deployments"), deployment("web", 3), &WriteOptions::default()).unwrap();
+    w.store
+        .create(
+            &gr("apps", "deployments"),
+            deployment("web", 3),
+            &WriteOptions::default(),
+        )
+        .unwrap();
     w.clock.advance(Duration::from_secs(10)).await;
     scale_deployment(&w.store, "web", 1);
     w.clock.advance(Duration::from_secs(1)).await;
     let p = phases(&w.store);
-    assert_eq!(p.iter().filter(|(_, _, deleting)| *deleting).count(), 2, "{p:?}");
-    assert!(p.iter().filter(|(_, _, deleting)| *deleting).all(|(_, ready, _)| !ready), "{p:?}");
+    assert_eq!(
+        p.iter().filter(|(_, _, deleting)| *deleting).count(),
+        2,
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .filter(|(_, _, deleting)| *deleting)
+            .all(|(_, ready, _)| !ready),
+        "{p:?}"
+    );
     let status = &get(&w.store, "apps", "deployments", "web")["status"];
-    assert_eq!((status["replicas"].as_i64(), status["readyReplicas"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(
+        (
+            status["replicas"].as_i64(),
+            status["readyReplicas"].as_i64()
+        ),
+        (Some(1), Some(1))
+    );
     w.clock.advance(Duration::from_secs(31)).await;
     assert_eq!(phases(&w.store), vec![("Running".to_owned(), true, false)]);
 }
@@ -136,13 +209,22 @@ async fn controller_scale_down_terminates_pods_gracefully() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_scale_down_prefers_pending_pods() {
     let w = world().await;
-    w.store.create(&gr("apps", "deployments"), deployment("web", 1), &WriteOptions::default()).unwrap();
+    w.store
+        .create(
+            &gr("apps", "deployments"),
+            deployment("web", 1),
+            &WriteOptions::default(),
+        )
+        .unwrap();
     w.clock.advance(Duration::from_secs(10)).await;
     scale_deployment(&w.store, "web", 3);
     w.clock.advance(Duration::from_secs(1)).await;
     scale_deployment(&w.store, "web", 1);
     w.clock.advance(Duration::from_secs(1)).await;
-    let live: Vec<_> = phases(&w.store).into_iter().filter(|(_, _, deleting)| !deleting).collect();
+    let live: Vec<_> = phases(&w.store)
+        .into_iter()
+        .filter(|(_, _, deleting)| !deleting)
+        .collect();
     assert_eq!(live, vec![("Running".to_owned(), true, false)]);
 }
 
@@ -153,16 +235,32 @@ async fn controller_job_completes_after_its_pods_succeed() {
         "spec": {"completions": 2, "parallelism": 1,
                  "template": {"metadata": {"labels": {"app": "batch"}},
                               "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}});
-    w.store.create(&gr("batch", "jobs"), job, &WriteOptions::default()).unwrap();
+    w.store
+        .create(&gr("batch", "jobs"), job, &WriteOptions::default())
+        .unwrap();
     w.clock.advance(Duration::from_secs(1)).await;
-    assert_eq!(get(&w.store, "batch", "jobs", "batch")["status"]["active"], 1);
+    assert_eq!(
+        get(&w.store, "batch", "jobs", "batch")["status"]["active"],
+        1
+    );
     w.clock.advance(Duration::from_secs(20)).await;
     let status = get(&w.store, "batch", "jobs", "batch")["status"].clone();
-    assert_eq!((status["succeeded"].as_i64(), status["active"].as_i64()), (Some(2), Some(0)));
+    assert_eq!(
+        (status["succeeded"].as_i64(), status["active"].as_i64()),
+        (Some(2), Some(0))
+    );
     assert!(status["completionTime"].is_string());
-    let complete = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Complete").unwrap();
+    let complete = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Complete")
+        .unwrap();
     assert_eq!(complete["status"], "True");
-    let done = pods(&w.store).iter().filter(|p| p["status"]["phase"] == "Succeeded").count();
+    let done = pods(&w.store)
+        .iter()
+        .filter(|p| p["status"]["phase"] == "Succeeded")
+        .count();
     assert_eq!(done, 2);
 }
 
@@ -172,13 +270,24 @@ async fn controller_statefulset_creates_ordinals_in_order() {
     let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": "default"},
         "spec": {"replicas": 2, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
                  "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}});
-    w.store.create(&gr("apps", "statefulsets"), sts, &WriteOptions::default()).unwrap();
+    w.store
+        .create(&gr("apps", "statefulsets"), sts, &WriteOptions::default())
+        .unwrap();
     w.clock.advance(Duration::from_secs(1)).await;
-    let names: Vec<_> = pods(&w.store).iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_owned()).collect();
+    let names: Vec<_> = pods(&w.store)
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(names, vec!["db-0"]);
     w.clock.advance(Duration::from_secs(10)).await;
-    let names: Vec<_> = pods(&w.store).iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_owned()).collect();
+    let names: Vec<_> = pods(&w.store)
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(names, vec!["db-0", "db-1"]);
     w.clock.advance(Duration::from_secs(10)).await;
-    assert_eq!(get(&w.store, "apps", "statefulsets", "db")["status"]["readyReplicas"], 2);
+    assert_eq!(
+        get(&w.store, "apps", "statefulsets", "db")["status"]["readyReplicas"],
+        2
+    );
 }

@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use tidescale_sandbox::clock::{ClockHandle, VirtualClock};
-use tidescale_sandbox::controllers::{ControllerConfig, Controllers, FetchError, MetricsApi, PodTimings};
+use tidescale_sandbox::controllers::{
+    ControllerConfig, Controllers, FetchError, MetricsApi, PodTimings,
+};
 use tidescale_sandbox::{GroupResource, Store, WriteOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -31,9 +33,15 @@ impl MetricsApi for FakeMetrics {
     async fn get(&self, path_and_query: &str) -> Result<Value, FetchError> {
         self.paths.lock().unwrap().push(path_and_query.to_owned());
         match self.value.lock().unwrap().clone() {
-            Some(v) => Ok(json!({"kind": "ExternalMetricValueList", "apiVersion": "external.metrics.k8s.io/v1beta1",
-                "metadata": {}, "items": [{"metricName": "queue_depth", "metricLabels": {}, "timestamp": null, "value": v}]})),
-            None => Err(FetchError { code: 404, message: "the server could not find the metric queue_depth for external metric".to_owned() }),
+            Some(v) => Ok(
+                json!({"kind": "ExternalMetricValueList", "apiVersion": "external.metrics.k8s.io/v1beta1",
+                "metadata": {}, "items": [{"metricName": "queue_depth", "metricLabels": {}, "timestamp": null, "value": v}]}),
+            ),
+            None => Err(FetchError {
+                code: 404,
+                message: "the server could not find the metric queue_depth for external metric"
+                    .to_owned(),
+            }),
         }
     }
 }
@@ -57,13 +65,25 @@ async fn world() -> World {
     let start: Timestamp = "2024-05-01T12:00:00Z".parse().unwrap();
     let (handle, clock) = ClockHandle::manual(start);
     let store = Store::new(handle.clone(), 10_000);
-    let pods = PodTimings { start_delay: Duration::from_secs(1), ready_delay: Duration::from_secs(1), ..PodTimings::default() };
-    let config = ControllerConfig { pods, ..ControllerConfig::default() };
+    let pods = PodTimings {
+        start_delay: Duration::from_secs(1),
+        ready_delay: Duration::from_secs(1),
+        ..PodTimings::default()
+    };
+    let config = ControllerConfig {
+        pods,
+        ..ControllerConfig::default()
+    };
     let metrics = Arc::new(FakeMetrics::default());
     let shutdown = CancellationToken::new();
     Controllers::new(store.clone(), config, Some(metrics.clone())).spawn(&handle, shutdown.clone());
     clock.settle().await;
-    World { store, clock, metrics, shutdown }
+    World {
+        store,
+        clock,
+        metrics,
+        shutdown,
+    }
 }
 
 fn gr(group: &str, resource: &str) -> GroupResource {
@@ -74,7 +94,9 @@ fn create_workload(w: &World, replicas: i64, behavior: Option<Value>) {
     let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "worker", "namespace": "default"},
         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "worker"}},
                  "template": {"metadata": {"labels": {"app": "worker"}}, "spec": {"containers": [{"name": "app", "image": "x"}]}}}});
-    w.store.create(&gr("apps", "deployments"), d, &WriteOptions::default()).unwrap();
+    w.store
+        .create(&gr("apps", "deployments"), d, &WriteOptions::default())
+        .unwrap();
     let mut hpa = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": "worker", "namespace": "default"},
         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "worker"},
@@ -85,25 +107,50 @@ fn create_workload(w: &World, replicas: i64, behavior: Option<Value>) {
     if let Some(b) = behavior {
         hpa["spec"]["behavior"] = b;
     }
-    w.store.create(&gr("autoscaling", "horizontalpodautoscalers"), hpa, &WriteOptions::default()).unwrap();
+    w.store
+        .create(
+            &gr("autoscaling", "horizontalpodautoscalers"),
+            hpa,
+            &WriteOptions::default(),
+        )
+        .unwrap();
 }
 
 fn spec_replicas(w: &World) -> i64 {
-    w.store.get(&gr("apps", "deployments"), Some("default"), "worker").unwrap()["spec"]["replicas"].as_i64().unwrap()
+    w.store
+        .get(&gr("apps", "deployments"), Some("default"), "worker")
+        .unwrap()["spec"]["replicas"]
+        .as_i64()
+        .unwrap()
 }
 
 fn hpa_status(w: &World) -> Value {
-    w.store.get(&gr("autoscaling", "horizontalpodautoscalers"), Some("default"), "worker").unwrap()["status"].clone()
+    w.store
+        .get(
+            &gr("autoscaling", "horizontalpodautoscalers"),
+            Some("default"),
+            "worker",
+        )
+        .unwrap()["status"]
+        .clone()
 }
 
 fn condition(status: &Value, kind: &str) -> (String, String, String) {
-    let c = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == kind).unwrap();
+    let c = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == kind)
+        .unwrap();
     let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
     (s("status"), s("reason"), s("message"))
 }
 
 fn events(w: &World) -> Vec<(String, String, String)> {
-    w.store.list(&gr("", "events"), Some("default")).0.iter()
+    w.store
+        .list(&gr("", "events"), Some("default"))
+        .0
+        .iter()
         .map(|e| {
             let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
             (s("type"), s("reason"), s("message"))
@@ -120,15 +167,35 @@ async fn hpa_scales_up_from_external_metric_and_reports_status() {
     // ceil(35 / 10) = 4; the legacy limit max(2×1, 4) = 4 allows it.
     assert_eq!(spec_replicas(&w), 4);
     let status = hpa_status(&w);
-    assert_eq!((status["currentReplicas"].as_i64(), status["desiredReplicas"].as_i64()), (Some(1), Some(4)));
+    assert_eq!(
+        (
+            status["currentReplicas"].as_i64(),
+            status["desiredReplicas"].as_i64()
+        ),
+        (Some(1), Some(4))
+    );
     assert_eq!(status["lastScaleTime"], "2024-05-01T12:00:01Z");
-    assert_eq!(status["currentMetrics"][0]["external"]["current"]["averageValue"], "35");
+    assert_eq!(
+        status["currentMetrics"][0]["external"]["current"]["averageValue"],
+        "35"
+    );
     assert_eq!(condition(&status, "AbleToScale").1, "SucceededRescale");
     assert_eq!(condition(&status, "ScalingActive").1, "ValidMetricFound");
-    let rescale = events(&w).into_iter().find(|e| e.1 == "SuccessfulRescale").unwrap();
-    assert!(rescale.2.starts_with("New size: 4; reason: external metric queue_depth(&LabelSelector{"), "{rescale:?}");
+    let rescale = events(&w)
+        .into_iter()
+        .find(|e| e.1 == "SuccessfulRescale")
+        .unwrap();
+    assert!(
+        rescale
+            .2
+            .starts_with("New size: 4; reason: external metric queue_depth(&LabelSelector{"),
+        "{rescale:?}"
+    );
     let paths = w.metrics.paths.lock().unwrap().clone();
-    assert_eq!(paths[0], "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_depth?labelSelector=queue%3Dorders");
+    assert_eq!(
+        paths[0],
+        "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_depth?labelSelector=queue%3Dorders"
+    );
     // Next sync (15 s later) sees 4 pods: 35 / (10 × 4) = 0.875 → ceil(3.5) = 4, no change.
     w.clock.advance(Duration::from_secs(15)).await;
     assert_eq!(spec_replicas(&w), 4);
@@ -145,7 +212,10 @@ async fn hpa_legacy_scale_down_waits_five_minutes() {
     w.metrics.set(Some("5"));
     w.clock.advance(Duration::from_secs(285)).await;
     assert_eq!(spec_replicas(&w), 4, "held by the 300 s window");
-    assert_eq!(condition(&hpa_status(&w), "AbleToScale").1, "ScaleDownStabilized");
+    assert_eq!(
+        condition(&hpa_status(&w), "AbleToScale").1,
+        "ScaleDownStabilized"
+    );
     w.clock.advance(Duration::from_secs(60)).await;
     assert_eq!(spec_replicas(&w), 1);
 }
@@ -154,11 +224,15 @@ async fn hpa_legacy_scale_down_waits_five_minutes() {
 async fn hpa_behavior_limits_scale_up_per_period() {
     let w = world().await;
     w.metrics.set(Some("200"));
-    let behavior = json!({"scaleUp": {"policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}]}});
+    let behavior =
+        json!({"scaleUp": {"policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}]}});
     create_workload(&w, 1, Some(behavior));
     w.clock.advance(Duration::from_secs(1)).await;
     assert_eq!(spec_replicas(&w), 3);
-    assert_eq!(condition(&hpa_status(&w), "ScalingLimited").1, "ScaleUpLimit");
+    assert_eq!(
+        condition(&hpa_status(&w), "ScalingLimited").1,
+        "ScaleUpLimit"
+    );
     w.clock.advance(Duration::from_secs(45)).await;
     assert_eq!(spec_replicas(&w), 3, "no more within the 60 s period");
     w.clock.advance(Duration::from_secs(15)).await;
@@ -173,15 +247,23 @@ async fn hpa_metric_failure_sets_condition_and_events() {
     w.clock.advance(Duration::from_secs(1)).await;
     assert_eq!(spec_replicas(&w), 2);
     let (status, reason, message) = condition(&hpa_status(&w), "ScalingActive");
-    assert_eq!((status.as_str(), reason.as_str()), ("False", "FailedGetExternalMetric"));
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "FailedGetExternalMetric")
+    );
     assert!(message.ends_with("unable to fetch metrics from external metrics API: the server could not find the metric queue_depth for external metric"), "{message}");
     let reasons: Vec<_> = events(&w).into_iter().map(|e| e.1).collect();
     assert!(reasons.contains(&"FailedGetExternalMetric".to_owned()));
     assert!(reasons.contains(&"FailedComputeMetricsReplicas".to_owned()));
     // A repeat of the same failure bumps the count instead of adding events.
     w.clock.advance(Duration::from_secs(15)).await;
-    let failed: Vec<_> = w.store.list(&gr("", "events"), Some("default")).0.into_iter()
-        .filter(|e| e["reason"] == "FailedGetExternalMetric").collect();
+    let failed: Vec<_> = w
+        .store
+        .list(&gr("", "events"), Some("default"))
+        .0
+        .into_iter()
+        .filter(|e| e["reason"] == "FailedGetExternalMetric")
+        .collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["count"], 2);
 }
@@ -194,10 +276,19 @@ async fn hpa_does_not_scale_a_target_at_zero() {
     w.clock.advance(Duration::from_secs(20)).await;
     assert_eq!(spec_replicas(&w), 0);
     let status = hpa_status(&w);
-    assert_eq!(condition(&status, "ScalingActive"), ("False".to_owned(), "ScalingDisabled".to_owned(),
-        "scaling is disabled since the replica count of the target is zero".to_owned()));
+    assert_eq!(
+        condition(&status, "ScalingActive"),
+        (
+            "False".to_owned(),
+            "ScalingDisabled".to_owned(),
+            "scaling is disabled since the replica count of the target is zero".to_owned()
+        )
+    );
     assert!(status["currentMetrics"].is_null());
-    assert!(w.metrics.paths.lock().unwrap().is_empty(), "no metrics read at zero");
+    assert!(
+        w.metrics.paths.lock().unwrap().is_empty(),
+        "no metrics read at zero"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,10 +298,27 @@ async fn hpa_missing_target_reports_failed_get_scale() {
         "metadata": {"name": "ghost", "namespace": "default"},
         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "ghost"}, "maxReplicas": 3,
                  "metrics": [{"type": "External", "external": {"metric": {"name": "m"}, "target": {"type": "Value", "value": "1"}}}]}});
-    w.store.create(&gr("autoscaling", "horizontalpodautoscalers"), hpa, &WriteOptions::default()).unwrap();
+    w.store
+        .create(
+            &gr("autoscaling", "horizontalpodautoscalers"),
+            hpa,
+            &WriteOptions::default(),
+        )
+        .unwrap();
     w.clock.advance(Duration::from_secs(1)).await;
-    let status = w.store.get(&gr("autoscaling", "horizontalpodautoscalers"), Some("default"), "ghost").unwrap()["status"].clone();
+    let status = w
+        .store
+        .get(
+            &gr("autoscaling", "horizontalpodautoscalers"),
+            Some("default"),
+            "ghost",
+        )
+        .unwrap()["status"]
+        .clone();
     let (s, reason, message) = condition(&status, "AbleToScale");
     assert_eq!((s.as_str(), reason.as_str()), ("False", "FailedGetScale"));
-    assert!(message.starts_with("the HPA controller was unable to get the target's current scale: "), "{message}");
+    assert!(
+        message.starts_with("the HPA controller was unable to get the target's current scale: "),
+        "{message}"
+    );
 }

@@ -10,14 +10,25 @@ const WIDGET: &str = "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  nam
 async fn kubectl_applies_a_crd_and_prints_its_columns() {
     let env = start().await;
     env.apply(WIDGET_CRD, &[]).await;
-    env.ok(&["wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=20s"]).await;
+    env.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/widgets.example.com",
+        "--timeout=20s",
+    ])
+    .await;
     env.apply(WIDGET, &[]).await;
     let table = env.ok(&["get", "widgets"]).await;
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "SIZE", "COLOR", "READY", "AGE"]);
-    assert!(table.lines().nth(1).unwrap().starts_with("blue-one"), "{table}");
+    assert!(
+        table.lines().nth(1).unwrap().starts_with("blue-one"),
+        "{table}"
+    );
     assert!(table.contains(" 1 ") && table.contains("blue"), "{table}");
-    let short = env.ok(&["get", "wd", "blue-one", "-o", "jsonpath={.spec.replicas}"]).await;
+    let short = env
+        .ok(&["get", "wd", "blue-one", "-o", "jsonpath={.spec.replicas}"])
+        .await;
     assert_eq!(short, "1", "schema default applied");
 }
 
@@ -46,31 +57,81 @@ async fn kubectl_scales_describes_and_deletes_a_deployment() {
     env.apply(DEPLOYMENT, &[]).await;
     let scaled = env.ok(&["scale", "deployment/web", "--replicas=5"]).await;
     assert!(scaled.contains("scaled"), "{scaled}");
-    assert_eq!(env.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]).await, "5");
-    let scale = env.ok(&["get", "--raw", "/apis/apps/v1/namespaces/default/deployments/web/scale"]).await;
+    assert_eq!(
+        env.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"])
+            .await,
+        "5"
+    );
+    let scale = env
+        .ok(&[
+            "get",
+            "--raw",
+            "/apis/apps/v1/namespaces/default/deployments/web/scale",
+        ])
+        .await;
     let scale: serde_json::Value = serde_json::from_str(&scale).unwrap();
-    assert_eq!((scale["spec"]["replicas"].as_i64(), scale["status"]["selector"].as_str()), (Some(5), Some("app=web")));
+    assert_eq!(
+        (
+            scale["spec"]["replicas"].as_i64(),
+            scale["status"]["selector"].as_str()
+        ),
+        (Some(5), Some("app=web"))
+    );
     let described = env.ok(&["describe", "deployment", "web"]).await;
-    assert!(described.contains("Name:") && described.contains("web"), "{described}");
+    assert!(
+        described.contains("Name:") && described.contains("web"),
+        "{described}"
+    );
     // A second client-side apply merges by container name and keeps the scaled replicas owner.
-    env.apply(&DEPLOYMENT.replace("nginx:1", "nginx:2"), &[]).await;
-    assert_eq!(env.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]).await, "nginx:2");
+    env.apply(&DEPLOYMENT.replace("nginx:1", "nginx:2"), &[])
+        .await;
+    assert_eq!(
+        env.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}"
+        ])
+        .await,
+        "nginx:2"
+    );
     env.ok(&["delete", "deployment", "web"]).await;
     let missing = env.kubectl(&["get", "deployment", "web"]).await;
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("deployments.apps \"web\" not found"));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("deployments.apps \"web\" not found")
+    );
 }
 
 #[tokio::test]
 async fn kubectl_server_side_apply_reports_conflicts_and_force_wins() {
     let env = start().await;
-    env.apply(DEPLOYMENT, &["--server-side", "--field-manager=alice"]).await;
+    env.apply(DEPLOYMENT, &["--server-side", "--field-manager=alice"])
+        .await;
     let clash = DEPLOYMENT.replace("replicas: 2", "replicas: 7");
-    let out = env.kubectl_with(&env.kubeconfig, &["apply", "--server-side", "--field-manager=bob", "-f", "-"], Some(&clash)).await;
+    let out = env
+        .kubectl_with(
+            &env.kubeconfig,
+            &["apply", "--server-side", "--field-manager=bob", "-f", "-"],
+            Some(&clash),
+        )
+        .await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("conflict with \"alice\"") && stderr.contains(".spec.replicas"), "{stderr}");
-    env.apply(&clash, &["--server-side", "--field-manager=bob", "--force-conflicts"]).await;
-    assert_eq!(env.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]).await, "7");
+    assert!(
+        stderr.contains("conflict with \"alice\"") && stderr.contains(".spec.replicas"),
+        "{stderr}"
+    );
+    env.apply(
+        &clash,
+        &["--server-side", "--field-manager=bob", "--force-conflicts"],
+    )
+    .await;
+    assert_eq!(
+        env.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"])
+            .await,
+        "7"
+    );
 }
 
 #[tokio::test]
@@ -78,10 +139,17 @@ async fn kubectl_rejects_invalid_custom_resources_with_field_errors() {
     let env = start().await;
     env.apply(WIDGET_CRD, &[]).await;
     let bad = WIDGET.replace("color: blue", "color: purple");
-    let out = env.kubectl_with(&env.kubeconfig, &["apply", "-f", "-"], Some(&bad)).await;
+    let out = env
+        .kubectl_with(&env.kubeconfig, &["apply", "-f", "-"], Some(&bad))
+        .await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("is invalid") && stderr.contains("spec.color") && stderr.contains("Unsupported value"), "{stderr}");
+    assert!(
+        stderr.contains("is invalid")
+            && stderr.contains("spec.color")
+            && stderr.contains("Unsupported value"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -90,9 +158,22 @@ async fn kubectl_scales_custom_resources_through_the_scale_subresource() {
     env.apply(WIDGET_CRD, &[]).await;
     env.apply(WIDGET, &[]).await;
     env.ok(&["scale", "widget/blue-one", "--replicas=3"]).await;
-    assert_eq!(env.ok(&["get", "widget", "blue-one", "-o", "jsonpath={.spec.replicas}"]).await, "3");
+    assert_eq!(
+        env.ok(&[
+            "get",
+            "widget",
+            "blue-one",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ])
+        .await,
+        "3"
+    );
     let resources = env.ok(&["api-resources", "--api-group=example.com"]).await;
-    assert!(resources.contains("widgets") && resources.contains("wd"), "{resources}");
+    assert!(
+        resources.contains("widgets") && resources.contains("wd"),
+        "{resources}"
+    );
 }
 
 #[tokio::test]
@@ -100,14 +181,32 @@ async fn kubectl_wait_sees_a_condition_set_later() {
     let env = start().await;
     env.apply(WIDGET_CRD, &[]).await;
     env.apply(WIDGET, &[]).await;
-    let waiter = env.kubectl(&["wait", "--for=condition=Ready", "widget/blue-one", "--timeout=30s"]);
+    let waiter = env.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "widget/blue-one",
+        "--timeout=30s",
+    ]);
     let setter = async {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let patch = r#"{"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#;
-        env.ok(&["patch", "widget", "blue-one", "--subresource=status", "--type=merge", "-p", patch]).await
+        env.ok(&[
+            "patch",
+            "widget",
+            "blue-one",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            patch,
+        ])
+        .await
     };
     let (waited, _) = tokio::join!(waiter, setter);
-    assert!(waited.status.success(), "{}", String::from_utf8_lossy(&waited.stderr));
+    assert!(
+        waited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
     let table = env.ok(&["get", "widgets"]).await;
     assert!(table.lines().nth(1).unwrap().contains("True"), "{table}");
 }
@@ -117,8 +216,11 @@ async fn kubectl_get_watch_streams_an_event() {
     let env = start().await;
     let cache = env.dir.path().join("cache");
     let mut child = tokio::process::Command::new("kubectl")
-        .arg("--kubeconfig").arg(&env.kubeconfig).arg("--cache-dir").arg(&cache)
-        .args(["get", "configmaps", "-w", "--output-watch-events", "-o", "name"])
+        .arg("--kubeconfig")
+        .arg(&env.kubeconfig)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .args(["get", "configmaps", "-w", "--output-watch-events"])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -126,10 +228,14 @@ async fn kubectl_get_watch_streams_an_event() {
     let stdout = child.stdout.take().unwrap();
     let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    env.ok(&["create", "configmap", "watched", "--from-literal=a=b"]).await;
+    env.apply(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: watched}\ndata: {a: b}\n",
+        &[],
+    )
+    .await;
     let seen = tokio::time::timeout(std::time::Duration::from_secs(20), async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("configmap/watched") {
+            if line.contains("watched") {
                 return line;
             }
         }
@@ -144,10 +250,34 @@ async fn kubectl_get_watch_streams_an_event() {
 #[tokio::test]
 async fn kubectl_deleting_a_namespace_removes_its_contents() {
     let env = start().await;
-    env.ok(&["create", "namespace", "shop"]).await;
-    env.ok(&["-n", "shop", "create", "configmap", "c1", "--from-literal=a=b"]).await;
-    env.ok(&["delete", "namespace", "shop", "--wait=true", "--timeout=20s"]).await;
+    env.apply(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+        &[],
+    )
+    .await;
+    env.apply(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c1, namespace: shop}\ndata: {a: b}\n",
+        &[],
+    )
+    .await;
+    env.ok(&[
+        "delete",
+        "namespace",
+        "shop",
+        "--wait=true",
+        "--timeout=20s",
+    ])
+    .await;
     let out = env.kubectl(&["get", "namespace", "shop"]).await;
     assert!(!out.status.success());
-    assert!(env.sandbox.store().get(&tidescale_sandbox::GroupResource::new("", "configmaps"), Some("shop"), "c1").is_err());
+    assert!(
+        env.sandbox
+            .store()
+            .get(
+                &tidescale_sandbox::GroupResource::new("", "configmaps"),
+                Some("shop"),
+                "c1"
+            )
+            .is_err()
+    );
 }

@@ -68,6 +68,18 @@ impl Backoff {
     }
 }
 
+/// A timeout of zero means 300 ms, as KEDA's HTTP client builder does for timeouts ≤ 0.
+pub const ZERO_TIMEOUT_FALLBACK: Duration = Duration::from_millis(300);
+
+/// The timeout to apply for a configured `timeout`: zero becomes [`ZERO_TIMEOUT_FALLBACK`].
+pub fn effective_timeout(timeout: Duration) -> Duration {
+    if timeout.is_zero() {
+        ZERO_TIMEOUT_FALLBACK
+    } else {
+        timeout
+    }
+}
+
 /// Lock a std mutex, ignoring poisoning: pool state stays consistent because no code path
 /// panics while holding these locks, and a poisoned pool must not take every scaler down.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -130,7 +142,10 @@ impl<K: Eq + Hash + Clone, C> Pool<K, C> {
     /// A pool that calls `on_empty` with a client when its last share is released, so that
     /// connections close at `Scaler::close` even while released handles are still alive.
     pub fn with_on_empty(on_empty: fn(Arc<C>)) -> Self {
-        Self { on_empty: Some(on_empty), ..Self::default() }
+        Self {
+            on_empty: Some(on_empty),
+            ..Self::default()
+        }
     }
 
     /// Take a share of the client for `key`, creating it with `make` when there is none.

@@ -160,6 +160,11 @@ fn auth(
     if !modes.is_empty() && pod_identity.is_some_and(|provider| provider != "none") {
         p.invalid("pod identity cannot be enabled with other auth types");
     }
+    (auth_header(p, &has), tls_settings(p, modes, unsafe_ssl))
+}
+
+/// The header of the first of bearer, basic and custom that `has` enables.
+fn auth_header(p: &mut Params<'_>, has: &dyn Fn(&str) -> bool) -> Option<AuthHeader> {
     let mut auth = None;
     if has("bearer") {
         let token = p.key("bearerToken").alias("token").sources(AUTH).secret();
@@ -190,8 +195,13 @@ fn auth(
             ),
         }
     }
+    auth
+}
+
+/// The client's TLS settings: client certificate and CA with `tls`, else `unsafeSsl`.
+fn tls_settings(p: &mut Params<'_>, modes: &[String], unsafe_ssl: bool) -> TlsSettings {
     let ca = p.key("ca").sources(AUTH).string();
-    let tls_mode = has("tls");
+    let tls_mode = modes.iter().any(|m| m == "tls");
     let (cert, key) = if tls_mode {
         let cert = p.key("cert").sources(AUTH).string();
         let key = p.key("key").sources(AUTH).secret();
@@ -204,7 +214,7 @@ fn auth(
     };
     // KEDA builds a dedicated transport (which ignores unsafeSsl) only when an auth mode is set
     // and TLS material is asked for; otherwise `ca` is ignored.
-    let tls = if !modes.is_empty() && (ca.is_some() || tls_mode) {
+    if !modes.is_empty() && (ca.is_some() || tls_mode) {
         TlsSettings {
             unsafe_ssl: false,
             ca,
@@ -216,8 +226,7 @@ fn auth(
             unsafe_ssl,
             ..TlsSettings::default()
         }
-    };
-    (auth, tls)
+    }
 }
 
 /// Header names and values must be valid HTTP, or every request would fail.

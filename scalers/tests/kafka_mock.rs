@@ -216,6 +216,62 @@ mod kafka_mock_cluster {
     }
 
     #[tokio::test]
+    async fn sasl_plain_credentials_reach_the_broker() {
+        let c = cluster("t", &[4]);
+        commit(&c, "g", "t", &[(0, 1)]);
+        let mut config = cfg(&c, 0, &[("topic", "t"), ("sasl", "plaintext")]);
+        config.auth_params = [("username", "u"), ("password", "hunter2")]
+            .map(|(k, v)| (k.into(), v.into()))
+            .into();
+        let s = kafka::build(&config)
+            .await
+            .expect("the mock broker accepts SASL/PLAIN");
+        assert_eq!(poll_built(s.as_ref()).await, (3.0, true));
+        assert!(!format!("{s:?}").contains("hunter2"));
+        s.close().await.unwrap();
+    }
+
+    /// Without the `kafka-tls` feature librdkafka has no OpenSSL: say so at build time.
+    #[cfg(not(feature = "kafka-tls"))]
+    #[tokio::test]
+    async fn tls_without_openssl_is_a_clear_config_error() {
+        let c = cluster("t", &[1]);
+        let mut config = cfg(&c, 0, &[("topic", "t"), ("tls", "enable")]);
+        config.auth_params = [("ca".to_owned(), "-----BEGIN CERTIFICATE-----".to_owned())].into();
+        let err = kafka::build(&config)
+            .await
+            .expect_err("no TLS support compiled in");
+        assert!(
+            err.is_config() && err.to_string().contains("OpenSSL"),
+            "{err}"
+        );
+        assert_eq!(pool_stats(&c.bootstrap_servers()), PoolStats::default());
+    }
+
+    /// With `kafka-tls`, a TLS client against the plaintext mock listener fails the handshake:
+    /// a backend error within the timeout, and nothing left in the pool.
+    #[cfg(feature = "kafka-tls")]
+    #[tokio::test]
+    async fn tls_handshake_failure_is_a_backend_error() {
+        let c = cluster("t", &[1]);
+        let mut config = cfg(
+            &c,
+            0,
+            &[("topic", "t"), ("tls", "enable"), ("unsafeSsl", "true")],
+        );
+        config.timeout = Duration::from_millis(800);
+        let start = Instant::now();
+        let err = kafka::build(&config).await.expect_err("plaintext listener");
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            start.elapsed()
+        );
+        assert!(!err.is_config(), "{err}");
+        assert_eq!(pool_stats(&c.bootstrap_servers()), PoolStats::default());
+    }
+
+    #[tokio::test]
     async fn unknown_topic_is_a_poll_error() {
         let c = cluster("t", &[1]);
         let s = kafka::build(&cfg(&c, 0, &[("topic", "missing")]))

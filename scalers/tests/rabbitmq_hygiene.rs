@@ -36,22 +36,32 @@ async fn poll_all(scalers: &[Box<dyn Scaler>]) -> Vec<f64> {
     join_all(polls).await
 }
 
-async fn many_triggers_share_one_connection() {
-    let mgmt = Mgmt::new().await;
-    // A user of its own, so the broker's connection list can be filtered to this test.
+/// A user of its own (so the broker's connection list can be filtered to this test), its AMQP
+/// URL, and `QUEUES` queues where queue `i` holds `i` messages.
+async fn setup(mgmt: &Mgmt) -> (String, String, Vec<String>) {
     let user = unique("hygiene");
     mgmt.create_user(&user, "pw").await;
     let mut url = reqwest::Url::parse(&rabbitmq_amqp()).expect("TIDESCALE_TEST_RABBITMQ_AMQP");
-    url.set_username(&user).and_then(|()| url.set_password(Some("pw"))).expect("userinfo");
-    let host = url.to_string();
+    url.set_username(&user)
+        .and_then(|()| url.set_password(Some("pw")))
+        .expect("userinfo");
     let queues: Vec<String> = (0..QUEUES).map(|i| format!("{user}-{i}")).collect();
     for (i, queue) in queues.iter().enumerate() {
         mgmt.create_queue("/", queue).await;
         mgmt.publish("/", queue, i).await;
     }
+    (user, url.to_string(), queues)
+}
 
+async fn many_triggers_share_one_connection() {
+    let mgmt = Mgmt::new().await;
+    let (user, host, queues) = setup(&mgmt).await;
     let builds = (0..TRIGGERS).map(|i| {
-        let cfg = config("rabbitmq", &[("host", &host), ("queueName", &queues[i % QUEUES])], &[]);
+        let cfg = config(
+            "rabbitmq",
+            &[("host", &host), ("queueName", &queues[i % QUEUES])],
+            &[],
+        );
         async move { build_scaler(&cfg).await }
     });
     let scalers: Vec<Box<dyn Scaler>> = join_all(builds)
@@ -69,7 +79,11 @@ async fn many_triggers_share_one_connection() {
     for _ in 0..3 {
         assert_eq!(poll_all(&scalers).await, expected);
     }
-    assert_eq!(amqp::connections_opened(), warm, "polls opened new connections");
+    assert_eq!(
+        amqp::connections_opened(),
+        warm,
+        "polls opened new connections"
+    );
     assert_eq!(amqp::connections_open().await, 1);
     // The broker agrees (its connection list lags by a few seconds).
     eventually("one broker connection", Duration::from_secs(15), || async {
@@ -105,20 +119,34 @@ async fn dead_endpoints_fail_fast_without_leaking_sockets() {
 
     let http_host = format!("http://guest:guest@127.0.0.1:{port}");
     let cfg = config("rabbitmq", &[("host", &http_host), ("queueName", "q")], &[]);
-    let scaler = build_scaler(&cfg).await.expect("HTTP scalers connect lazily");
+    let scaler = build_scaler(&cfg)
+        .await
+        .expect("HTTP scalers connect lazily");
     let name = scaler.metric_specs()[0].metric_name.clone();
     let mut backing_off = 0;
     for _ in 0..100 {
-        let err = scaler.metrics_and_activity(&name).await.expect_err("dead HTTP endpoint");
+        let err = scaler
+            .metrics_and_activity(&name)
+            .await
+            .expect_err("dead HTTP endpoint");
         backing_off += usize::from(err.to_string().contains("backing off"));
     }
     scaler.close().await.expect("close");
 
     let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_secs(2), "200 failures took {elapsed:?}");
-    assert!(backing_off >= 99, "only {backing_off} of 100 polls were cut short by backoff");
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "200 failures took {elapsed:?}"
+    );
+    assert!(
+        backing_off >= 99,
+        "only {backing_off} of 100 polls were cut short by backoff"
+    );
     // Let closed sockets and finished tasks drain before counting.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let after = open_fds();
-    assert!(after <= before + 2, "file descriptors grew from {before} to {after}");
+    assert!(
+        after <= before + 2,
+        "file descriptors grew from {before} to {after}"
+    );
 }

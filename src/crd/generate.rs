@@ -74,7 +74,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
 pub fn crds_yaml() -> String {
     CrdKind::ALL
         .into_iter()
-        .map(|kind| crd_yaml(kind))
+        .map(crd_yaml)
         .collect::<Vec<_>>()
         .join("---\n")
 }

@@ -14,6 +14,10 @@ use super::scaled_object::{DEFAULT_MAX_REPLICA_COUNT, DEFAULT_POLLING_INTERVAL};
 pub const DEFAULT_JOBS_HISTORY_LIMIT: i32 = 100;
 
 /// Spec of a ScaledJob.
+#[allow(
+    clippy::duplicated_attributes,
+    reason = "kube-derive takes one printcolumn(...) per column; each repeats `type_`"
+)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "keda.sh",

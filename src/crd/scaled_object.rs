@@ -23,6 +23,10 @@ pub const DEFAULT_COOLDOWN_PERIOD: i32 = 300;
 pub const DEFAULT_MAX_REPLICA_COUNT: i32 = 100;
 
 /// Spec of a ScaledObject.
+#[allow(
+    clippy::duplicated_attributes,
+    reason = "kube-derive takes one printcolumn(...) per column; each repeats `type_`"
+)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "keda.sh",

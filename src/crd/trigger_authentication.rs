@@ -14,6 +14,10 @@ use super::auth_sources::{
 };
 
 /// Spec of a TriggerAuthentication.
+#[allow(
+    clippy::duplicated_attributes,
+    reason = "kube-derive takes one printcolumn(...) per column; each repeats `type_`"
+)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "keda.sh",
@@ -251,6 +255,10 @@ pub mod cluster {
     use serde::{Deserialize, Serialize};
 
     /// Spec of a ClusterTriggerAuthentication; identical to a TriggerAuthentication's.
+    #[allow(
+        clippy::duplicated_attributes,
+        reason = "kube-derive takes one printcolumn(...) per column; each repeats `type_`"
+    )]
     #[derive(
         CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema,
     )]

@@ -99,6 +99,20 @@ pub enum FormulaError {
 }
 
 /// A compiled scaling-modifiers formula.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use tidescale::modifiers::Formula;
+///
+/// // `queue` failed this poll (None): `??` gives it a default instead of failing the formula.
+/// let formula = Formula::compile("max(queue ?? 0, lag / 2)", &["queue", "lag"])?;
+/// let values = BTreeMap::from([("queue".to_string(), None), ("lag".to_string(), Some(10.0))]);
+/// assert_eq!(formula.eval(&values)?, Some(5.0));
+///
+/// // Rejected when compiled, as KEDA's admission webhook rejects it.
+/// assert!(Formula::compile("queue + kafka", &["queue"]).is_err());
+/// # Ok::<(), tidescale::modifiers::FormulaError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Formula {
     source: String,

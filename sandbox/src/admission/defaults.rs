@@ -18,7 +18,9 @@ fn default_at(obj: &mut Value, pointer: &str, value: Value) {
     let keys: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
     let mut cur = obj;
     for key in &keys[..keys.len() - 1] {
-        let Some(map) = cur.as_object_mut() else { return };
+        let Some(map) = cur.as_object_mut() else {
+            return;
+        };
         cur = map.entry(*key).or_insert_with(|| json!({}));
         if cur.is_null() {
             *cur = json!({});
@@ -45,14 +47,20 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
             default_at(obj, "/spec/strategy/type", json!("RollingUpdate"));
             if obj.pointer("/spec/strategy/type") == Some(&json!("RollingUpdate")) {
                 default_at(obj, "/spec/strategy/rollingUpdate/maxSurge", json!("25%"));
-                default_at(obj, "/spec/strategy/rollingUpdate/maxUnavailable", json!("25%"));
+                default_at(
+                    obj,
+                    "/spec/strategy/rollingUpdate/maxUnavailable",
+                    json!("25%"),
+                );
             }
         }
         ("apps", "replicasets" | "statefulsets") => default_at(obj, "/spec/replicas", json!(1)),
         ("batch", "jobs") => {
             default_at(obj, "/spec/parallelism", json!(1));
             default_at(obj, "/spec/backoffLimit", json!(6));
-            if obj.pointer("/spec/completions").is_none() && obj.pointer("/spec/parallelism") == Some(&json!(1)) {
+            if obj.pointer("/spec/completions").is_none()
+                && obj.pointer("/spec/parallelism") == Some(&json!(1))
+            {
                 default_at(obj, "/spec/completions", json!(1));
             }
         }
@@ -65,8 +73,16 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
         _ => {}
     }
     if let Some(versions) = &info.crd {
-        let version = obj["apiVersion"].as_str().and_then(|v| v.rsplit('/').next()).unwrap_or_default().to_owned();
-        if let Some(schema) = versions.iter().find(|v| v.name == version).and_then(|v| v.schema.as_ref()) {
+        let version = obj["apiVersion"]
+            .as_str()
+            .and_then(|v| v.rsplit('/').next())
+            .unwrap_or_default()
+            .to_owned();
+        if let Some(schema) = versions
+            .iter()
+            .find(|v| v.name == version)
+            .and_then(|v| v.schema.as_ref())
+        {
             super::validate::apply_schema_defaults(schema, obj);
         }
     }
@@ -75,8 +91,12 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
 /// `stringData` is merged into `data` (winning on conflict) and never stored.
 fn secret(obj: &mut Value) {
     default_at(obj, "/type", json!("Opaque"));
-    let Some(map) = obj.as_object_mut() else { return };
-    let Some(Value::Object(string_data)) = map.remove("stringData") else { return };
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(string_data)) = map.remove("stringData") else {
+        return;
+    };
     let data = map.entry("data").or_insert_with(|| json!({}));
     if !data.is_object() {
         *data = json!({});
@@ -90,16 +110,25 @@ fn secret(obj: &mut Value) {
 
 /// An installed CRD is accepted and established at once (no controller delay to simulate).
 fn crd_status(obj: &mut Value) {
-    let names = obj.pointer("/spec/names").cloned().unwrap_or_else(|| json!({}));
+    let names = obj
+        .pointer("/spec/names")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     let stored: Vec<Value> = obj
         .pointer("/spec/versions")
         .and_then(Value::as_array)
-        .map(|vs| vs.iter().filter(|v| v["storage"] == json!(true)).map(|v| v["name"].clone()).collect())
+        .map(|vs| {
+            vs.iter()
+                .filter(|v| v["storage"] == json!(true))
+                .map(|v| v["name"].clone())
+                .collect()
+        })
         .unwrap_or_default();
-    let now = obj.pointer("/metadata/creationTimestamp").cloned().unwrap_or(Value::Null);
-    let condition = |t: &str, reason: &str, message: &str| {
-        json!({"type": t, "status": "True", "lastTransitionTime": now, "reason": reason, "message": message})
-    };
+    let now = obj
+        .pointer("/metadata/creationTimestamp")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let condition = |t: &str, reason: &str, message: &str| json!({"type": t, "status": "True", "lastTransitionTime": now, "reason": reason, "message": message});
     obj["status"] = json!({
         "acceptedNames": names,
         "storedVersions": stored,
@@ -116,12 +145,15 @@ mod tests {
     use crate::store::{GroupResource, Registry};
 
     fn info(group: &str, plural: &str) -> std::sync::Arc<ResourceInfo> {
-        Registry::default().get(&GroupResource::new(group, plural)).unwrap()
+        Registry::default()
+            .get(&GroupResource::new(group, plural))
+            .unwrap()
     }
 
     #[test]
     fn secret_string_data_is_merged_into_data_and_dropped() {
-        let mut s = json!({"metadata": {"name": "s"}, "stringData": {"a": "hi"}, "data": {"b": "eA=="}});
+        let mut s =
+            json!({"metadata": {"name": "s"}, "stringData": {"a": "hi"}, "data": {"b": "eA=="}});
         apply(&info("", "secrets"), &mut s);
         assert_eq!(s["data"]["a"], "aGk=");
         assert_eq!(s["type"], "Opaque");

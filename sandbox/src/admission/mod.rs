@@ -21,14 +21,19 @@ const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 /// A 5-character random suffix for `generateName` and generated pod names.
 pub fn random_suffix() -> String {
     let bytes = *uuid::Uuid::new_v4().as_bytes();
-    bytes[..5].iter().map(|b| NAME_CHARS[usize::from(*b) % NAME_CHARS.len()] as char).collect()
+    bytes[..5]
+        .iter()
+        .map(|b| NAME_CHARS[usize::from(*b) % NAME_CHARS.len()] as char)
+        .collect()
 }
 
 fn require_object(obj: &Value) -> Result<(), ApiError> {
     if obj.is_object() {
         Ok(())
     } else {
-        Err(ApiError::bad_request("the request body must be a JSON object"))
+        Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ))
     }
 }
 
@@ -36,7 +41,8 @@ fn require_object(obj: &Value) -> Result<(), ApiError> {
 fn fill_type(info: &ResourceInfo, obj: &mut Value) {
     let map = obj.as_object_mut().expect("checked by require_object");
     map.entry("kind").or_insert_with(|| json!(info.kind));
-    map.entry("apiVersion").or_insert_with(|| json!(info.api_version(info.preferred_version())));
+    map.entry("apiVersion")
+        .or_insert_with(|| json!(info.api_version(info.preferred_version())));
 }
 
 /// Prepares a new object: server-owned metadata, defaults, validation.
@@ -46,16 +52,32 @@ pub fn prepare_create(info: &ResourceInfo, obj: &mut Value, now: &str) -> Result
     let namespaced = info.namespaced;
     let generation = info.generation;
     let m = meta::metadata_mut(obj);
-    if m.get("resourceVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+    if m.get("resourceVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(ApiError::bad_request(
+            "resourceVersion should not be set on objects to be created",
+        ));
     }
-    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "selfLink", "resourceVersion"] {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "selfLink",
+        "resourceVersion",
+    ] {
         m.remove(field);
     }
     if !namespaced {
         m.remove("namespace");
     }
-    let name_empty = m.get("name").and_then(Value::as_str).is_none_or(str::is_empty);
+    let name_empty = m
+        .get("name")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty);
     if name_empty && let Some(prefix) = m.get("generateName").and_then(Value::as_str) {
         let generated = format!("{prefix}{}", random_suffix());
         m.insert("name".into(), json!(generated));
@@ -70,7 +92,12 @@ pub fn prepare_create(info: &ResourceInfo, obj: &mut Value, now: &str) -> Result
 }
 
 /// Computes the object a `PUT` stores, from the stored object and the request body.
-pub fn prepare_update(info: &ResourceInfo, old: &Value, new: Value, sub: Subresource) -> Result<Value, ApiError> {
+pub fn prepare_update(
+    info: &ResourceInfo,
+    old: &Value,
+    new: Value,
+    sub: Subresource,
+) -> Result<Value, ApiError> {
     require_object(&new)?;
     let mut result = match sub {
         Subresource::Status => {
@@ -90,18 +117,32 @@ pub fn prepare_update(info: &ResourceInfo, old: &Value, new: Value, sub: Subreso
         }
     };
     if info.generation {
-        let old_gen = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
-        let bumped = if spec_changed(info, old, &result) { old_gen + 1 } else { old_gen };
+        let old_gen = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        let bumped = if spec_changed(info, old, &result) {
+            old_gen + 1
+        } else {
+            old_gen
+        };
         meta::metadata_mut(&mut result).insert("generation".into(), json!(bumped));
     }
     if meta::is_deleting(old) {
-        let added = meta::finalizers(&result).into_iter().any(|f| !meta::finalizers(old).contains(&f));
+        let added = meta::finalizers(&result)
+            .into_iter()
+            .any(|f| !meta::finalizers(old).contains(&f));
         if added {
-            return Err(ApiError::invalid(&info.kind, &info.group, meta::name(old), vec![Cause::new(
-                "FieldValueForbidden",
-                "metadata.finalizers",
-                "Forbidden: no new finalizers can be added if the object is being deleted",
-            )]));
+            return Err(ApiError::invalid(
+                &info.kind,
+                &info.group,
+                meta::name(old),
+                vec![Cause::new(
+                    "FieldValueForbidden",
+                    "metadata.finalizers",
+                    "Forbidden: no new finalizers can be added if the object is being deleted",
+                )],
+            ));
         }
     }
     validate::check(info, &result, Some(old))?;
@@ -118,9 +159,21 @@ fn set_or_remove(obj: &mut Value, field: &str, value: Option<Value>) {
 
 /// Metadata clients cannot change with an update.
 fn keep_server_metadata(old: &Value, new: &mut Value) {
-    let old_meta = old.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+    let old_meta = old
+        .get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     let m = meta::metadata_mut(new);
-    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name"] {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "namespace",
+        "name",
+    ] {
         match old_meta.get(field) {
             Some(v) => m.insert(field.to_owned(), v.clone()),
             None => m.remove(field),

@@ -25,16 +25,29 @@ pub fn check(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Result<()
     if causes.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::invalid(&info.kind, &info.group, meta::name(obj), causes))
+        Err(ApiError::invalid(
+            &info.kind,
+            &info.group,
+            meta::name(obj),
+            causes,
+        ))
     }
 }
 
 fn invalid(field: &str, value: &Value, detail: &str) -> Cause {
-    Cause::new("FieldValueInvalid", field, format!("Invalid value: {value}: {detail}"))
+    Cause::new(
+        "FieldValueInvalid",
+        field,
+        format!("Invalid value: {value}: {detail}"),
+    )
 }
 
 fn required(field: &str, detail: &str) -> Cause {
-    let message = if detail.is_empty() { "Required value".to_owned() } else { format!("Required value: {detail}") };
+    let message = if detail.is_empty() {
+        "Required value".to_owned()
+    } else {
+        format!("Required value: {detail}")
+    };
     Cause::new("FieldValueRequired", field, message)
 }
 
@@ -48,7 +61,9 @@ pub fn is_dns_name(name: &str, dots: bool) -> bool {
         && name.len() <= max
         && name.split('.').all(|part| {
             !part.is_empty()
-                && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !part.starts_with('-')
                 && !part.ends_with('-')
         })
@@ -58,19 +73,30 @@ pub fn is_dns_name(name: &str, dots: bool) -> bool {
 fn name_causes(info: &ResourceInfo, obj: &Value) -> Vec<Cause> {
     let name = meta::name(obj);
     if name.is_empty() {
-        return vec![required("metadata.name", "name or generateName is required")];
+        return vec![required(
+            "metadata.name",
+            "name or generateName is required",
+        )];
     }
     let value = Value::String(name.to_owned());
     match info.group.as_str() {
         // RBAC objects only need to be path segments (`system:controller:...`).
         "rbac.authorization.k8s.io" => {
             if name == "." || name == ".." || name.contains('/') || name.contains('%') {
-                return vec![invalid("metadata.name", &value, "may not contain '/' or '%'")];
+                return vec![invalid(
+                    "metadata.name",
+                    &value,
+                    "may not contain '/' or '%'",
+                )];
             }
             vec![]
         }
         "" if matches!(info.plural.as_str(), "namespaces" | "services") => {
-            if is_dns_name(name, false) { vec![] } else { vec![invalid("metadata.name", &value, LABEL_MSG)] }
+            if is_dns_name(name, false) {
+                vec![]
+            } else {
+                vec![invalid("metadata.name", &value, LABEL_MSG)]
+            }
         }
         _ if is_dns_name(name, true) => vec![],
         _ => vec![invalid("metadata.name", &value, SUBDOMAIN_MSG)],
@@ -93,61 +119,118 @@ fn workload(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     if let Some(r) = obj.pointer("/spec/replicas")
         && r.as_i64().is_none_or(|r| r < 0)
     {
-        causes.push(invalid("spec.replicas", r, "must be greater than or equal to 0"));
+        causes.push(invalid(
+            "spec.replicas",
+            r,
+            "must be greater than or equal to 0",
+        ));
     }
     let Some(selector) = obj.pointer("/spec/selector") else {
         causes.push(required("spec.selector", ""));
         return causes;
     };
-    if old.and_then(|o| o.pointer("/spec/selector")).is_some_and(|old_sel| old_sel != selector) {
+    if old
+        .and_then(|o| o.pointer("/spec/selector"))
+        .is_some_and(|old_sel| old_sel != selector)
+    {
         causes.push(invalid("spec.selector", selector, "field is immutable"));
     }
-    let labels = obj.pointer("/spec/template/metadata/labels").and_then(Value::as_object);
-    let matches = selector.get("matchLabels").and_then(Value::as_object).is_none_or(|want| {
-        want.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
-    });
+    let labels = obj
+        .pointer("/spec/template/metadata/labels")
+        .and_then(Value::as_object);
+    let matches = selector
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .is_none_or(|want| {
+            want.iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        });
     if !matches {
-        let shown = obj.pointer("/spec/template/metadata/labels").cloned().unwrap_or(Value::Null);
-        causes.push(invalid("spec.template.metadata.labels", &shown, "`selector` does not match template `labels`"));
+        let shown = obj
+            .pointer("/spec/template/metadata/labels")
+            .cloned()
+            .unwrap_or(Value::Null);
+        causes.push(invalid(
+            "spec.template.metadata.labels",
+            &shown,
+            "`selector` does not match template `labels`",
+        ));
     }
     causes
 }
 
 fn crd(obj: &Value) -> Vec<Cause> {
-    let plural = obj.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default();
-    let group = obj.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
+    let plural = obj
+        .pointer("/spec/names/plural")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let group = obj
+        .pointer("/spec/group")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let mut causes = vec![];
     if plural.is_empty() {
         causes.push(required("spec.names.plural", ""));
     }
-    if obj.pointer("/spec/names/kind").and_then(Value::as_str).is_none_or(str::is_empty) {
+    if obj
+        .pointer("/spec/names/kind")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         causes.push(required("spec.names.kind", ""));
     }
     if group.is_empty() {
         causes.push(required("spec.group", ""));
     }
-    let versions = obj.pointer("/spec/versions").and_then(Value::as_array).map_or(0, Vec::len);
+    let versions = obj
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     if versions == 0 {
-        causes.push(required("spec.versions", "must have exactly one version marked as storage version"));
+        causes.push(required(
+            "spec.versions",
+            "must have exactly one version marked as storage version",
+        ));
     }
     let name = meta::name(obj);
     if causes.is_empty() && name != format!("{plural}.{group}") {
-        causes.push(invalid("metadata.name", &Value::String(name.into()), "must be spec.names.plural+\".\"+spec.group"));
+        causes.push(invalid(
+            "metadata.name",
+            &Value::String(name.into()),
+            "must be spec.names.plural+\".\"+spec.group",
+        ));
     }
     causes
 }
 
 fn apiservice(obj: &Value) -> Vec<Cause> {
-    let group = obj.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
-    let version = obj.pointer("/spec/version").and_then(Value::as_str).unwrap_or_default();
+    let group = obj
+        .pointer("/spec/group")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let version = obj
+        .pointer("/spec/version")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let name = meta::name(obj);
     if name != format!("{version}.{group}") {
         let detail = format!("must be `spec.version+\".\"+spec.group`: \"{version}.{group}\"");
-        return vec![invalid("metadata.name", &Value::String(name.into()), &detail)];
+        return vec![invalid(
+            "metadata.name",
+            &Value::String(name.into()),
+            &detail,
+        )];
     }
-    let has_ca = obj.pointer("/spec/caBundle").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+    let has_ca = obj
+        .pointer("/spec/caBundle")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty());
     if has_ca && obj.pointer("/spec/insecureSkipTLSVerify") == Some(&Value::Bool(true)) {
-        return vec![invalid("spec.insecureSkipTLSVerify", &Value::Bool(true), "may not be true if caBundle is present")];
+        return vec![invalid(
+            "spec.insecureSkipTLSVerify",
+            &Value::Bool(true),
+            "may not be true if caBundle is present",
+        )];
     }
     vec![]
 }
@@ -155,14 +238,29 @@ fn apiservice(obj: &Value) -> Vec<Cause> {
 fn hpa(obj: &Value) -> Vec<Cause> {
     let mut causes = vec![];
     let max = obj.pointer("/spec/maxReplicas").and_then(Value::as_i64);
-    let min = obj.pointer("/spec/minReplicas").and_then(Value::as_i64).unwrap_or(1);
+    let min = obj
+        .pointer("/spec/minReplicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
     match max {
         None => causes.push(required("spec.maxReplicas", "")),
-        Some(m) if m < 1 => causes.push(invalid("spec.maxReplicas", &m.into(), "must be greater than or equal to 1")),
-        Some(m) if m < min => causes.push(invalid("spec.maxReplicas", &m.into(), "must be greater than or equal to `minReplicas`")),
+        Some(m) if m < 1 => causes.push(invalid(
+            "spec.maxReplicas",
+            &m.into(),
+            "must be greater than or equal to 1",
+        )),
+        Some(m) if m < min => causes.push(invalid(
+            "spec.maxReplicas",
+            &m.into(),
+            "must be greater than or equal to `minReplicas`",
+        )),
         Some(_) => {}
     }
-    if obj.pointer("/spec/scaleTargetRef/name").and_then(Value::as_str).is_none_or(str::is_empty) {
+    if obj
+        .pointer("/spec/scaleTargetRef/name")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         causes.push(required("spec.scaleTargetRef.name", ""));
     }
     causes
@@ -176,13 +274,25 @@ fn immutable_data(obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     ["data", "binaryData"]
         .into_iter()
         .filter(|f| old.get(f) != obj.get(f))
-        .map(|f| Cause::new("FieldValueForbidden", f, "Forbidden: field is immutable when `immutable` is set"))
+        .map(|f| {
+            Cause::new(
+                "FieldValueForbidden",
+                f,
+                "Forbidden: field is immutable when `immutable` is set",
+            )
+        })
         .collect()
 }
 
 fn schema_causes(info: &ResourceInfo, obj: &Value) -> Vec<Cause> {
-    let version = obj.get("apiVersion").and_then(Value::as_str).and_then(|v| v.rsplit('/').next()).unwrap_or_default();
-    let Some(schema) = info.crd_version(version).and_then(|v| v.schema.as_ref()) else { return vec![] };
+    let version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .and_then(|v| v.rsplit('/').next())
+        .unwrap_or_default();
+    let Some(schema) = info.crd_version(version).and_then(|v| v.schema.as_ref()) else {
+        return vec![];
+    };
     tidescale_kubeschema::validate(schema, obj)
         .into_iter()
         .map(|e| Cause::new(e.reason(), &e.path.to_string(), e.message()))

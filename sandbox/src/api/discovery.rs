@@ -33,14 +33,20 @@ fn groups(store: &Store) -> BTreeMap<String, Vec<String>> {
             }
         }
     }
-    let (services, _) = store.list(&GroupResource::new("apiregistration.k8s.io", "apiservices"), None);
+    let (services, _) = store.list(
+        &GroupResource::new("apiregistration.k8s.io", "apiservices"),
+        None,
+    );
     let mut aggregated: Vec<(String, String, i64)> = services
         .iter()
         .filter(|s| s.pointer("/spec/service").is_some_and(|v| !v.is_null()))
         .filter_map(|s| {
             let group = s.pointer("/spec/group")?.as_str()?.to_owned();
             let version = s.pointer("/spec/version")?.as_str()?.to_owned();
-            let priority = s.pointer("/spec/versionPriority").and_then(Value::as_i64).unwrap_or(0);
+            let priority = s
+                .pointer("/spec/versionPriority")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             Some((group, version, priority))
         })
         .collect();
@@ -62,7 +68,10 @@ fn group_doc(name: &str, versions: &[String]) -> Value {
 
 /// `/apis`.
 pub fn group_list(store: &Store) -> Value {
-    let groups: Vec<Value> = groups(store).iter().map(|(g, vs)| group_doc(g, vs)).collect();
+    let groups: Vec<Value> = groups(store)
+        .iter()
+        .map(|(g, vs)| group_doc(g, vs))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -114,8 +123,14 @@ pub fn resource_list(store: &Store, group: &str, version: &str) -> Option<Value>
         return None;
     }
     let resources: Vec<Value> = infos.iter().flat_map(|i| entries(i)).collect();
-    let gv = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 /// `/version`.
@@ -128,7 +143,13 @@ pub fn version() -> Value {
 /// The APIService that serves `group/version` through a Service, if any.
 pub fn aggregated_service(store: &Store, group: &str, version: &str) -> Option<Value> {
     let name = format!("{version}.{group}");
-    let svc = store.get(&GroupResource::new("apiregistration.k8s.io", "apiservices"), None, &name).ok()?;
+    let svc = store
+        .get(
+            &GroupResource::new("apiregistration.k8s.io", "apiservices"),
+            None,
+            &name,
+        )
+        .ok()?;
     let remote = svc.pointer("/spec/service").is_some_and(|s| !s.is_null());
     (remote && !meta::is_deleting(&svc)).then_some(svc)
 }

@@ -23,13 +23,23 @@ pub struct Filter {
 
 impl Filter {
     /// Parses the two query parameters; 400 BadRequest on syntax errors.
-    pub fn parse(label_selector: Option<&str>, field_selector: Option<&str>) -> Result<Self, ApiError> {
+    pub fn parse(
+        label_selector: Option<&str>,
+        field_selector: Option<&str>,
+    ) -> Result<Self, ApiError> {
         let labels = match label_selector.filter(|s| !s.trim().is_empty()) {
-            Some(text) => Some(Selector::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))?),
+            Some(text) => {
+                Some(Selector::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))?)
+            }
             None => None,
         };
         let mut fields = vec![];
-        for term in field_selector.unwrap_or_default().split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        for term in field_selector
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
             let (path, equal, value) = if let Some((p, v)) = term.split_once("!=") {
                 (p, false, v)
             } else if let Some((p, v)) = term.split_once("==") {
@@ -37,7 +47,9 @@ impl Filter {
             } else if let Some((p, v)) = term.split_once('=') {
                 (p, true, v)
             } else {
-                return Err(ApiError::bad_request(format!("invalid selector: '{term}'; can't understand '{term}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{term}'; can't understand '{term}'"
+                )));
             };
             fields.push((path.trim().to_owned(), equal, value.trim().to_owned()));
         }
@@ -53,7 +65,11 @@ impl Filter {
     pub fn matches(&self, obj: &Value) -> bool {
         if let Some(selector) = &self.labels {
             let labels: BTreeMap<String, String> = meta::labels(obj)
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                        .collect()
+                })
                 .unwrap_or_default();
             if !selector.matches(&labels) {
                 return false;
@@ -78,9 +94,24 @@ mod tests {
     #[test]
     fn label_and_field_selectors_combine() {
         let obj = json!({"metadata": {"name": "a", "namespace": "x", "labels": {"app": "web"}}, "status": {"phase": "Running"}});
-        assert!(Filter::parse(Some("app=web"), Some("metadata.name=a,status.phase!=Pending")).unwrap().matches(&obj));
-        assert!(!Filter::parse(Some("app in (db)"), None).unwrap().matches(&obj));
-        assert!(!Filter::parse(None, Some("metadata.namespace==y")).unwrap().matches(&obj));
+        assert!(
+            Filter::parse(
+                Some("app=web"),
+                Some("metadata.name=a,status.phase!=Pending")
+            )
+            .unwrap()
+            .matches(&obj)
+        );
+        assert!(
+            !Filter::parse(Some("app in (db)"), None)
+                .unwrap()
+                .matches(&obj)
+        );
+        assert!(
+            !Filter::parse(None, Some("metadata.namespace==y"))
+                .unwrap()
+                .matches(&obj)
+        );
         assert_eq!(Filter::parse(None, Some("nonsense")).unwrap_err().code, 400);
     }
 }

@@ -11,8 +11,13 @@ use serde_json::{Value, json};
 use super::request::{Query, ResourceRequest, decode_body, flag};
 use super::{Reply, filter::Filter, scale, table};
 use crate::error::ApiError;
-use crate::patch::{PatchContext, PatchKind, apply::{Manager, record_update}};
-use crate::store::{DeleteOptions, GroupResource, Propagation, ResourceInfo, Store, Subresource, WriteOptions, meta};
+use crate::patch::{
+    PatchContext, PatchKind,
+    apply::{Manager, record_update},
+};
+use crate::store::{
+    DeleteOptions, GroupResource, Propagation, ResourceInfo, Store, Subresource, WriteOptions, meta,
+};
 
 /// Everything a verb handler needs.
 pub struct Call<'a> {
@@ -36,7 +41,11 @@ impl Call<'_> {
     }
 
     fn ns(&self) -> Option<&str> {
-        if self.info.namespaced { self.req.namespace.as_deref() } else { None }
+        if self.info.namespaced {
+            self.req.namespace.as_deref()
+        } else {
+            None
+        }
     }
 
     fn name(&self) -> &str {
@@ -44,7 +53,10 @@ impl Call<'_> {
     }
 
     fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
     }
 
     fn content_type(&self) -> &str {
@@ -52,11 +64,17 @@ impl Call<'_> {
     }
 
     fn wants_table(&self) -> bool {
-        self.header("accept").split(',').any(|a| a.contains("as=Table"))
+        self.header("accept")
+            .split(',')
+            .any(|a| a.contains("as=Table"))
     }
 
     fn write_options(&self, subresource: Subresource) -> WriteOptions {
-        WriteOptions { dry_run: self.query.contains_key("dryRun"), field_manager: Some(self.field_manager()), subresource }
+        WriteOptions {
+            dry_run: self.query.contains_key("dryRun"),
+            field_manager: Some(self.field_manager()),
+            subresource,
+        }
     }
 
     /// `?fieldManager=`, else the program name of the User-Agent, as kube-apiserver derives it.
@@ -64,7 +82,11 @@ impl Call<'_> {
         self.query.get("fieldManager").cloned().unwrap_or_else(|| {
             let ua = self.header("user-agent");
             let program = ua.split('/').next().unwrap_or_default();
-            if program.is_empty() { "unknown".into() } else { program.to_owned() }
+            if program.is_empty() {
+                "unknown".into()
+            } else {
+                program.to_owned()
+            }
         })
     }
 
@@ -80,7 +102,9 @@ impl Call<'_> {
     fn body_object(&self) -> Result<Value, ApiError> {
         let obj = decode_body(self.content_type(), self.body)?;
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
         if let Some(kind) = obj.get("kind").and_then(Value::as_str)
             && kind != self.info.kind
@@ -111,8 +135,18 @@ impl Call<'_> {
         }
     }
 
-    fn manager<'m>(&'m self, name: &'m str, time: &'m str, subresource: Option<&'m str>) -> Manager<'m> {
-        Manager { name, api_version: "", subresource, time }
+    fn manager<'m>(
+        &'m self,
+        name: &'m str,
+        time: &'m str,
+        subresource: Option<&'m str>,
+    ) -> Manager<'m> {
+        Manager {
+            name,
+            api_version: "",
+            subresource,
+            time,
+        }
     }
 }
 
@@ -130,7 +164,9 @@ pub fn handle(call: &Call<'_>, method: &Method) -> Result<Reply, ApiError> {
         ("PATCH", true, Some("scale")) => patch_scale(call),
         ("DELETE", true, None) => delete(call),
         ("DELETE", false, None) => delete_collection(call),
-        (_, _, Some(s)) if !matches!(s, "status" | "scale" | "finalize") => Err(ApiError::no_route()),
+        (_, _, Some(s)) if !matches!(s, "status" | "scale" | "finalize") => {
+            Err(ApiError::no_route())
+        }
         (m, _, _) => Err(ApiError::method_not_allowed(m)),
     }
 }
@@ -139,7 +175,14 @@ fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
     let obj = call.store.get(&call.gr(), call.ns(), call.name())?;
     if call.wants_table() {
         let rv = meta::resource_version(&obj).unwrap_or_default().to_owned();
-        let t = table::render(&call.info, &call.req.version, &[call.present(obj)], &rv, call.query.get("includeObject").map(String::as_str), call.store.clock().now());
+        let t = table::render(
+            &call.info,
+            &call.req.version,
+            &[call.present(obj)],
+            &rv,
+            call.query.get("includeObject").map(String::as_str),
+            call.store.clock().now(),
+        );
         return Ok(Reply::ok(t));
     }
     Ok(Reply::ok(call.present(obj)))
@@ -153,27 +196,51 @@ fn encode_continue(rv: u64, last: &Value) -> String {
 
 fn decode_continue(store: &Store, token: &str) -> Result<(String, String), ApiError> {
     let bad = || ApiError::bad_request("continue key is not valid: illegal base64 data");
-    let raw = base64::engine::general_purpose::STANDARD.decode(token).map_err(|_| bad())?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    if v["rv"].as_u64().is_some_and(|rv| rv < store.oldest_watchable()) {
-        return Err(ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list."));
+    if v["rv"]
+        .as_u64()
+        .is_some_and(|rv| rv < store.oldest_watchable())
+    {
+        return Err(ApiError::expired(
+            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+        ));
     }
-    Ok((v["ns"].as_str().unwrap_or_default().to_owned(), v["name"].as_str().unwrap_or_default().to_owned()))
+    Ok((
+        v["ns"].as_str().unwrap_or_default().to_owned(),
+        v["name"].as_str().unwrap_or_default().to_owned(),
+    ))
 }
 
 fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
     if flag(call.query, "watch") {
-        return Err(ApiError::internal("watch requests are served by the watch module"));
+        return Err(ApiError::internal(
+            "watch requests are served by the watch module",
+        ));
     }
-    let filter = Filter::parse(call.query.get("labelSelector").map(String::as_str), call.query.get("fieldSelector").map(String::as_str))?;
+    let filter = Filter::parse(
+        call.query.get("labelSelector").map(String::as_str),
+        call.query.get("fieldSelector").map(String::as_str),
+    )?;
     let (items, rv) = call.store.list(&call.gr(), call.ns());
     let mut items: Vec<Value> = items.into_iter().filter(|o| filter.matches(o)).collect();
     if let Some(token) = call.query.get("continue").filter(|t| !t.is_empty()) {
         let after = decode_continue(call.store, token)?;
-        items.retain(|o| (meta::namespace(o).unwrap_or_default().to_owned(), meta::name(o).to_owned()) > after);
+        items.retain(|o| {
+            (
+                meta::namespace(o).unwrap_or_default().to_owned(),
+                meta::name(o).to_owned(),
+            ) > after
+        });
     }
     let mut metadata = json!({"resourceVersion": rv.to_string()});
-    if let Some(limit) = call.query.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0)
+    if let Some(limit) = call
+        .query
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0)
         && items.len() > limit
     {
         let remaining = items.len() - limit;
@@ -183,10 +250,19 @@ fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
     }
     let items: Vec<Value> = items.into_iter().map(|o| call.present(o)).collect();
     if call.wants_table() {
-        let t = table::render(&call.info, &call.req.version, &items, &rv.to_string(), call.query.get("includeObject").map(String::as_str), call.store.clock().now());
+        let t = table::render(
+            &call.info,
+            &call.req.version,
+            &items,
+            &rv.to_string(),
+            call.query.get("includeObject").map(String::as_str),
+            call.store.clock().now(),
+        );
         return Ok(Reply::ok(t));
     }
-    Ok(Reply::ok(json!({"kind": format!("{}List", call.info.kind), "apiVersion": call.req.api_version(), "metadata": metadata, "items": items})))
+    Ok(Reply::ok(
+        json!({"kind": format!("{}List", call.info.kind), "apiVersion": call.req.api_version(), "metadata": metadata, "items": items}),
+    ))
 }
 
 fn create(call: &Call<'_>) -> Result<Reply, ApiError> {
@@ -195,8 +271,17 @@ fn create(call: &Call<'_>) -> Result<Reply, ApiError> {
     let time = call.store.now_string();
     let manager = call.field_manager();
     let api_version = call.req.api_version();
-    record_update(None, &mut obj, &Manager { api_version: &api_version, ..call.manager(&manager, &time, None) });
-    let created = call.store.create(&call.gr(), obj, &call.write_options(Subresource::Main))?;
+    record_update(
+        None,
+        &mut obj,
+        &Manager {
+            api_version: &api_version,
+            ..call.manager(&manager, &time, None)
+        },
+    );
+    let created = call
+        .store
+        .create(&call.gr(), obj, &call.write_options(Subresource::Main))?;
     Ok(Reply::new(StatusCode::CREATED, call.present(created)))
 }
 
@@ -205,17 +290,33 @@ fn update(call: &Call<'_>, sub: Option<&str>) -> Result<Reply, ApiError> {
     call.bind_namespace(&mut obj)?;
     let body_name = meta::name(&obj).to_owned();
     if !body_name.is_empty() && body_name != call.name() {
-        return Err(ApiError::bad_request(format!("the name of the object ({body_name}) does not match the name on the URL ({})", call.name())));
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({})",
+            call.name()
+        )));
     }
     meta::metadata_mut(&mut obj).insert("name".into(), json!(call.name()));
-    let subresource = if sub == Some("status") { Subresource::Status } else { Subresource::Main };
+    let subresource = if sub == Some("status") {
+        Subresource::Status
+    } else {
+        Subresource::Main
+    };
     if let Ok(old) = call.store.get(&call.gr(), call.ns(), call.name()) {
         let time = call.store.now_string();
         let manager = call.field_manager();
         let api_version = call.req.api_version();
-        record_update(Some(&old), &mut obj, &Manager { api_version: &api_version, ..call.manager(&manager, &time, sub) });
+        record_update(
+            Some(&old),
+            &mut obj,
+            &Manager {
+                api_version: &api_version,
+                ..call.manager(&manager, &time, sub)
+            },
+        );
     }
-    let updated = call.store.update(&call.gr(), obj, &call.write_options(subresource))?;
+    let updated = call
+        .store
+        .update(&call.gr(), obj, &call.write_options(subresource))?;
     Ok(Reply::ok(call.present(updated)))
 }
 
@@ -224,23 +325,51 @@ fn patch_kind(call: &Call<'_>) -> Result<(PatchKind, Value), ApiError> {
     if let PatchKind::Apply { force } = &mut kind {
         *force = flag(call.query, "force");
         if !call.query.contains_key("fieldManager") {
-            return Err(ApiError::bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"));
+            return Err(ApiError::bad_request(
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+            ));
         }
     } else if call.query.contains_key("force") {
-        return Err(ApiError::bad_request("PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch"));
+        return Err(ApiError::bad_request(
+            "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch",
+        ));
     }
-    let body_type = if matches!(kind, PatchKind::Apply { .. }) { "application/yaml" } else { "application/json" };
+    let body_type = if matches!(kind, PatchKind::Apply { .. }) {
+        "application/yaml"
+    } else {
+        "application/json"
+    };
     let patch = decode_body(body_type, call.body)?;
     Ok((kind, patch))
 }
 
 fn patch(call: &Call<'_>, sub: Option<&str>) -> Result<Reply, ApiError> {
     let (kind, patch) = patch_kind(call)?;
-    let subresource = if sub == Some("status") { Subresource::Status } else { Subresource::Main };
-    let ctx = PatchContext { field_manager: Some(call.field_manager()), api_version: call.req.api_version(), subresource: sub.map(str::to_owned) };
+    let subresource = if sub == Some("status") {
+        Subresource::Status
+    } else {
+        Subresource::Main
+    };
+    let ctx = PatchContext {
+        field_manager: Some(call.field_manager()),
+        api_version: call.req.api_version(),
+        subresource: sub.map(str::to_owned),
+    };
     let existed = call.store.get(&call.gr(), call.ns(), call.name()).is_ok();
-    let out = call.store.patch(&call.gr(), call.ns(), call.name(), kind, &patch, &call.write_options(subresource), &ctx)?;
-    let code = if existed { StatusCode::OK } else { StatusCode::CREATED };
+    let out = call.store.patch(
+        &call.gr(),
+        call.ns(),
+        call.name(),
+        kind,
+        &patch,
+        &call.write_options(subresource),
+        &ctx,
+    )?;
+    let code = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     Ok(Reply::new(code, call.present(out)))
 }
 
@@ -267,52 +396,95 @@ fn scale_write(call: &Call<'_>, old: &Value, new: &mut Value) -> Result<Reply, A
     let time = call.store.now_string();
     let manager = call.field_manager();
     let api_version = call.req.api_version();
-    record_update(Some(old), new, &Manager { api_version: &api_version, ..call.manager(&manager, &time, Some("scale")) });
-    let updated = call.store.update(&call.gr(), new.clone(), &call.write_options(Subresource::Main))?;
+    record_update(
+        Some(old),
+        new,
+        &Manager {
+            api_version: &api_version,
+            ..call.manager(&manager, &time, Some("scale"))
+        },
+    );
+    let updated = call.store.update(
+        &call.gr(),
+        new.clone(),
+        &call.write_options(Subresource::Main),
+    )?;
     Ok(Reply::ok(scale::to_scale(&call.info, &updated)?))
 }
 
 fn delete_options(call: &Call<'_>) -> Result<DeleteOptions, ApiError> {
-    let body = if call.body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { decode_body(call.content_type(), call.body)? };
-    let policy = call.query.get("propagationPolicy").cloned().or_else(|| body["propagationPolicy"].as_str().map(str::to_owned));
-    let orphan = body["orphanDependents"].as_bool() == Some(true) || flag(call.query, "orphanDependents");
+    let body = if call.body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        decode_body(call.content_type(), call.body)?
+    };
+    let policy = call
+        .query
+        .get("propagationPolicy")
+        .cloned()
+        .or_else(|| body["propagationPolicy"].as_str().map(str::to_owned));
+    let orphan =
+        body["orphanDependents"].as_bool() == Some(true) || flag(call.query, "orphanDependents");
     let propagation = match policy.as_deref() {
         Some("Foreground") => Some(Propagation::Foreground),
         Some("Orphan") => Some(Propagation::Orphan),
         Some("Background") => Some(Propagation::Background),
         None if orphan => Some(Propagation::Orphan),
         None => None,
-        Some(other) => return Err(ApiError::bad_request(format!("unsupported propagationPolicy: {other}"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unsupported propagationPolicy: {other}"
+            )));
+        }
     };
     Ok(DeleteOptions {
-        dry_run: call.query.contains_key("dryRun") || body.get("dryRun").is_some_and(|d| !d.is_null()),
+        dry_run: call.query.contains_key("dryRun")
+            || body.get("dryRun").is_some_and(|d| !d.is_null()),
         propagation,
-        precondition_rv: body.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_owned),
-        precondition_uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_owned),
+        precondition_rv: body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        precondition_uid: body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     })
 }
 
 fn delete(call: &Call<'_>) -> Result<Reply, ApiError> {
     let opts = delete_options(call)?;
-    let out = call.store.delete(&call.gr(), call.ns(), call.name(), &opts)?;
+    let out = call
+        .store
+        .delete(&call.gr(), call.ns(), call.name(), &opts)?;
     if meta::is_deleting(&out) {
         return Ok(Reply::ok(call.present(out)));
     }
     let details = json!({"name": call.name(), "group": call.info.group, "kind": call.info.plural, "uid": meta::uid(&out)});
-    Ok(Reply::ok(json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})))
+    Ok(Reply::ok(
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}),
+    ))
 }
 
 fn delete_collection(call: &Call<'_>) -> Result<Reply, ApiError> {
     let opts = delete_options(call)?;
-    let filter = Filter::parse(call.query.get("labelSelector").map(String::as_str), call.query.get("fieldSelector").map(String::as_str))?;
+    let filter = Filter::parse(
+        call.query.get("labelSelector").map(String::as_str),
+        call.query.get("fieldSelector").map(String::as_str),
+    )?;
     let (items, rv) = call.store.list(&call.gr(), call.ns());
     let mut deleted = vec![];
     for item in items.iter().filter(|o| filter.matches(o)) {
-        match call.store.delete(&call.gr(), meta::namespace(item), meta::name(item), &opts) {
+        match call
+            .store
+            .delete(&call.gr(), meta::namespace(item), meta::name(item), &opts)
+        {
             Ok(out) => deleted.push(call.present(out)),
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(Reply::ok(json!({"kind": format!("{}List", call.info.kind), "apiVersion": call.req.api_version(), "metadata": {"resourceVersion": rv.to_string()}, "items": deleted})))
+    Ok(Reply::ok(
+        json!({"kind": format!("{}List", call.info.kind), "apiVersion": call.req.api_version(), "metadata": {"resourceVersion": rv.to_string()}, "items": deleted}),
+    ))
 }

@@ -65,7 +65,10 @@ pub struct Reply {
 impl Reply {
     /// 200 OK.
     pub fn ok(body: Value) -> Self {
-        Self { code: StatusCode::OK, body }
+        Self {
+            code: StatusCode::OK,
+            body,
+        }
     }
     /// Any code.
     pub fn new(code: StatusCode, body: Value) -> Self {
@@ -74,7 +77,12 @@ impl Reply {
 }
 
 fn json_response(code: StatusCode, body: &Value) -> Response {
-    (code, [(http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        code,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 impl IntoResponse for Reply {
@@ -103,13 +111,22 @@ async fn dispatch(State(state): State<ApiState>, req: Request) -> Response {
 }
 
 fn text(body: &'static str) -> Response {
-    (StatusCode::OK, [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    (
+        StatusCode::OK,
+        [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 /// The RBAC attributes of a request.
 fn attributes(method: &Method, path: &str, target: &Target, query: &Query) -> Attributes {
     let Target::Resource(r) = target else {
-        return Attributes { verb: method.as_str().to_ascii_lowercase().replace("head", "get"), path: path.to_owned(), ..Attributes::default() };
+        return Attributes {
+            verb: method.as_str().to_ascii_lowercase().replace("head", "get"),
+            path: path.to_owned(),
+            ..Attributes::default()
+        };
     };
     let verb = match (method.as_str(), r.name.is_some()) {
         ("GET" | "HEAD", false) if request::flag(query, "watch") => "watch",
@@ -120,7 +137,13 @@ fn attributes(method: &Method, path: &str, target: &Target, query: &Query) -> At
         ("PATCH", _) => "patch",
         ("DELETE", false) => "deletecollection",
         ("DELETE", true) => "delete",
-        (other, _) => return Attributes { verb: other.to_ascii_lowercase(), resource_request: true, ..Attributes::default() },
+        (other, _) => {
+            return Attributes {
+                verb: other.to_ascii_lowercase(),
+                resource_request: true,
+                ..Attributes::default()
+            };
+        }
     };
     Attributes {
         verb: verb.into(),
@@ -129,16 +152,34 @@ fn attributes(method: &Method, path: &str, target: &Target, query: &Query) -> At
         resource: r.resource.clone(),
         subresource: r.subresource.clone().unwrap_or_default(),
         name: r.name.clone().unwrap_or_default(),
-        namespace: if r.resource == "namespaces" { r.name.clone().unwrap_or_default() } else { r.namespace.clone().unwrap_or_default() },
+        namespace: if r.resource == "namespaces" {
+            r.name.clone().unwrap_or_default()
+        } else {
+            r.namespace.clone().unwrap_or_default()
+        },
         path: path.to_owned(),
     }
 }
 
 /// Authenticates and authorizes a request.
-fn admit(state: &ApiState, parts: &http::request::Parts, target: &Target, query: &Query) -> Result<UserInfo, ApiError> {
-    let authorization = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let peer = parts.extensions.get::<PeerIdentity>().and_then(|p| p.0.as_ref());
-    let user = state.auth.authenticate(authorization, peer).map_err(|()| ApiError::unauthorized())?;
+fn admit(
+    state: &ApiState,
+    parts: &http::request::Parts,
+    target: &Target,
+    query: &Query,
+) -> Result<UserInfo, ApiError> {
+    let authorization = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let peer = parts
+        .extensions
+        .get::<PeerIdentity>()
+        .and_then(|p| p.0.as_ref());
+    let user = state
+        .auth
+        .authenticate(authorization, peer)
+        .map_err(|()| ApiError::unauthorized())?;
     let attrs = attributes(&parts.method, parts.uri.path(), target, query);
     match rbac::authorize(&state.store, &user, &attrs) {
         Ok(_) => Ok(user),
@@ -161,13 +202,17 @@ async fn route(state: &ApiState, req: Request) -> Result<Response, ApiError> {
         _ => {}
     }
     if let Some(gv) = path.strip_prefix("/openapi/v3/") {
-        return openapi::v3_document(&state.store, gv).map(|d| Reply::ok(d).into_response()).ok_or_else(ApiError::no_route);
+        return openapi::v3_document(&state.store, gv)
+            .map(|d| Reply::ok(d).into_response())
+            .ok_or_else(ApiError::no_route);
     }
     let read_only = method == Method::GET || method == Method::HEAD;
     let store = &state.store;
     let aggregated = match &target {
         Target::Resources(g, v) => discovery::aggregated_service(store, g, v),
-        Target::Resource(r) if !r.group.is_empty() => discovery::aggregated_service(store, &r.group, &r.version),
+        Target::Resource(r) if !r.group.is_empty() => {
+            discovery::aggregated_service(store, &r.group, &r.version)
+        }
         _ => None,
     };
     if let Some(svc) = aggregated {
@@ -185,26 +230,64 @@ async fn route(state: &ApiState, req: Request) -> Result<Response, ApiError> {
     if let Some(doc) = found {
         return Ok(Reply::ok(doc).into_response());
     }
-    let Target::Resource(res) = target else { return Err(ApiError::no_route()) };
-    let info = store.registry().resolve(&res.group, &res.version, &res.resource).ok_or_else(ApiError::no_route)?;
+    let Target::Resource(res) = target else {
+        return Err(ApiError::no_route());
+    };
+    let info = store
+        .registry()
+        .resolve(&res.group, &res.version, &res.resource)
+        .ok_or_else(ApiError::no_route)?;
     if method == Method::GET && res.name.is_none() && request::flag(&query, "watch") {
-        return watch::start(store, info, &res, &query, state.bookmark_interval, state.shutdown.clone());
+        return watch::start(
+            store,
+            info,
+            &res,
+            &query,
+            state.bookmark_interval,
+            state.shutdown.clone(),
+        );
     }
-    let body = to_bytes(Body::new(body), MAX_BODY).await.map_err(|e| ApiError::bad_request(format!("unable to read the request body: {e}")))?;
+    let body = to_bytes(Body::new(body), MAX_BODY)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("unable to read the request body: {e}")))?;
     if !info.stored {
         return review(state, &user, &res, &parts.headers, &method, &body);
     }
     let headers: &HeaderMap = &parts.headers;
-    let call = handlers::Call { store, info, req: &res, query: &query, headers, body: &body };
+    let call = handlers::Call {
+        store,
+        info,
+        req: &res,
+        query: &query,
+        headers,
+        body: &body,
+    };
     handlers::handle(&call, &method).map(IntoResponse::into_response)
 }
 
-fn review(state: &ApiState, user: &UserInfo, res: &ResourceRequest, headers: &HeaderMap, method: &Method, body: &[u8]) -> Result<Response, ApiError> {
+fn review(
+    state: &ApiState,
+    user: &UserInfo,
+    res: &ResourceRequest,
+    headers: &HeaderMap,
+    method: &Method,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     if method != Method::POST || res.name.is_some() {
         return Err(ApiError::method_not_allowed(method.as_str()));
     }
-    let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     let body = request::decode_body(content_type, body)?;
-    let out = reviews::review(&state.store, &state.auth, user, &res.resource, res.namespace.as_deref(), body)?;
+    let out = reviews::review(
+        &state.store,
+        &state.auth,
+        user,
+        &res.resource,
+        res.namespace.as_deref(),
+        body,
+    )?;
     Ok(Reply::new(StatusCode::CREATED, out).into_response())
 }

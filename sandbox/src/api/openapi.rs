@@ -16,14 +16,21 @@ use serde_json::{Map, Value, json};
 use crate::store::{ResourceInfo, Store};
 
 fn gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
 }
 
 fn group_versions(store: &Store) -> Vec<(String, String, Vec<std::sync::Arc<ResourceInfo>>)> {
     let mut out: Vec<(String, String, Vec<std::sync::Arc<ResourceInfo>>)> = vec![];
     for info in store.registry().all() {
         for version in &info.versions {
-            match out.iter_mut().find(|(g, v, _)| *g == info.group && v == version) {
+            match out
+                .iter_mut()
+                .find(|(g, v, _)| *g == info.group && v == version)
+            {
                 Some((_, _, infos)) => infos.push(info.clone()),
                 None => out.push((info.group.clone(), version.clone(), vec![info.clone()])),
             }
@@ -46,7 +53,10 @@ pub fn v3_index(store: &Store) -> Value {
         .iter()
         .map(|(g, v, infos)| {
             let path = gv_path(g, v);
-            (path.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={}", hash(infos))}))
+            (
+                path.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={}", hash(infos))}),
+            )
         })
         .collect();
     json!({"paths": paths})
@@ -54,10 +64,16 @@ pub fn v3_index(store: &Store) -> Value {
 
 /// `/openapi/v3/<api/v1|apis/g/v>`: PATCH operations advertising `fieldValidation`.
 pub fn v3_document(store: &Store, gv: &str) -> Option<Value> {
-    let (group, version, infos) = group_versions(store).into_iter().find(|(g, v, _)| gv_path(g, v) == gv)?;
+    let (group, version, infos) = group_versions(store)
+        .into_iter()
+        .find(|(g, v, _)| gv_path(g, v) == gv)?;
     let mut paths = Map::new();
     for info in infos.iter().filter(|i| i.stored) {
-        let scope = if info.namespaced { "namespaces/{namespace}/" } else { "" };
+        let scope = if info.namespaced {
+            "namespaces/{namespace}/"
+        } else {
+            ""
+        };
         let path = format!("/{gv}/{scope}{}/{{name}}", info.plural);
         let param = json!({"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}});
         paths.insert(path, json!({"patch": {
@@ -68,5 +84,7 @@ pub fn v3_document(store: &Store, gv: &str) -> Option<Value> {
             "responses": {"200": {"description": "OK"}},
         }}));
     }
-    Some(json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "paths": paths, "components": {"schemas": {}}}))
+    Some(
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "paths": paths, "components": {"schemas": {}}}),
+    )
 }

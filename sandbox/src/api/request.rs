@@ -27,7 +27,11 @@ pub struct ResourceRequest {
 impl ResourceRequest {
     /// `apiVersion` of the request path.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 }
 
@@ -50,7 +54,11 @@ pub enum Target {
 
 /// Parses a path the way kube-apiserver's `RequestInfoFactory` does.
 pub fn parse_target(path: &str) -> Target {
-    let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|p| !p.is_empty()).collect();
+    let parts: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .collect();
     let (group, version, rest) = match parts.as_slice() {
         ["api"] => return Target::CoreVersions,
         ["apis"] => return Target::Groups,
@@ -112,7 +120,9 @@ pub fn parse_query(query: Option<&str>) -> Query {
 
 fn decode(s: &str) -> String {
     let s = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&s).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(&s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// A boolean query flag (`true`, `1`).
@@ -156,8 +166,14 @@ mod tests {
     #[test]
     fn namespaced_paths_split_into_namespace_resource_name_and_subresource() {
         let r = res("/apis/apps/v1/namespaces/shop/deployments/web/scale");
-        assert_eq!((r.namespace.as_deref(), r.resource.as_str()), (Some("shop"), "deployments"));
-        assert_eq!((r.name.as_deref(), r.subresource.as_deref()), (Some("web"), Some("scale")));
+        assert_eq!(
+            (r.namespace.as_deref(), r.resource.as_str()),
+            (Some("shop"), "deployments")
+        );
+        assert_eq!(
+            (r.name.as_deref(), r.subresource.as_deref()),
+            (Some("web"), Some("scale"))
+        );
         let all = res("/api/v1/pods");
         assert_eq!((all.namespace, all.name), (None, None));
     }
@@ -165,7 +181,10 @@ mod tests {
     #[test]
     fn namespace_objects_and_their_subresources_are_cluster_scoped() {
         let ns = res("/api/v1/namespaces/shop");
-        assert_eq!((ns.resource.as_str(), ns.name.as_deref(), ns.namespace), ("namespaces", Some("shop"), None));
+        assert_eq!(
+            (ns.resource.as_str(), ns.name.as_deref(), ns.namespace),
+            ("namespaces", Some("shop"), None)
+        );
         let fin = res("/api/v1/namespaces/shop/finalize");
         assert_eq!(fin.subresource.as_deref(), Some("finalize"));
         assert_eq!(parse_target("/apis/apps"), Target::Group("apps".into()));
@@ -174,7 +193,10 @@ mod tests {
 
     #[test]
     fn bodies_must_be_json_or_yaml() {
-        assert_eq!(decode_body("application/json", b"{\"a\":1}").unwrap()["a"], 1);
+        assert_eq!(
+            decode_body("application/json", b"{\"a\":1}").unwrap()["a"],
+            1
+        );
         assert_eq!(decode_body("application/yaml", b"a: 1").unwrap()["a"], 1);
         assert_eq!(decode_body("text/plain", b"a").unwrap_err().code, 415);
         assert_eq!(decode_body("application/json", b"{").unwrap_err().code, 400);

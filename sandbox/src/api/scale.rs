@@ -16,10 +16,17 @@ fn paths(info: &ResourceInfo) -> Result<&ScalePaths, ApiError> {
 /// The Scale of an object.
 pub fn to_scale(info: &ResourceInfo, obj: &Value) -> Result<Value, ApiError> {
     let p = paths(info)?;
-    let spec = meta::dotted(obj, &p.spec_replicas).and_then(Value::as_i64).unwrap_or(0);
-    let status = meta::dotted(obj, &p.status_replicas).and_then(Value::as_i64).unwrap_or(0);
+    let spec = meta::dotted(obj, &p.spec_replicas)
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let status = meta::dotted(obj, &p.status_replicas)
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     let selector = match &p.label_selector {
-        Some(path) => meta::dotted(obj, path).and_then(Value::as_str).unwrap_or_default().to_owned(),
+        Some(path) => meta::dotted(obj, path)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
         None => obj
             .pointer("/spec/selector")
             .and_then(|s| serde_json::from_value::<LabelSelector>(s.clone()).ok())
@@ -32,12 +39,18 @@ pub fn to_scale(info: &ResourceInfo, obj: &Value) -> Result<Value, ApiError> {
     if let Some(ns) = m.get("namespace") {
         metadata["namespace"] = ns.clone();
     }
-    let spec_doc = if spec == 0 { json!({}) } else { json!({"replicas": spec}) };
+    let spec_doc = if spec == 0 {
+        json!({})
+    } else {
+        json!({"replicas": spec})
+    };
     let mut status_doc = json!({"replicas": status});
     if !selector.is_empty() {
         status_doc["selector"] = json!(selector);
     }
-    Ok(json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": metadata, "spec": spec_doc, "status": status_doc}))
+    Ok(
+        json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": metadata, "spec": spec_doc, "status": status_doc}),
+    )
 }
 
 /// The object after writing a Scale to it (`PUT .../scale`). Validates the replicas and carries
@@ -46,8 +59,17 @@ pub fn apply_scale(info: &ResourceInfo, obj: &Value, scale: &Value) -> Result<Va
     let p = paths(info)?;
     let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
     if replicas.as_i64().is_none_or(|r| r < 0) {
-        let cause = Cause::new("FieldValueInvalid", "spec.replicas", format!("Invalid value: {replicas}: must be greater than or equal to 0"));
-        return Err(ApiError::invalid("Scale", "autoscaling", meta::name(obj), vec![cause]));
+        let cause = Cause::new(
+            "FieldValueInvalid",
+            "spec.replicas",
+            format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+        );
+        return Err(ApiError::invalid(
+            "Scale",
+            "autoscaling",
+            meta::name(obj),
+            vec![cause],
+        ));
     }
     let mut new = obj.clone();
     meta::set_dotted(&mut new, &p.spec_replicas, replicas);
@@ -63,7 +85,12 @@ pub fn apply_scale(info: &ResourceInfo, obj: &Value, scale: &Value) -> Result<Va
 }
 
 /// The object after patching its Scale (`PATCH .../scale`).
-pub fn patch_scale(info: &ResourceInfo, obj: &Value, kind: PatchKind, patch: &Value) -> Result<Value, ApiError> {
+pub fn patch_scale(
+    info: &ResourceInfo,
+    obj: &Value,
+    kind: PatchKind,
+    patch: &Value,
+) -> Result<Value, ApiError> {
     let scale = to_scale(info, obj)?;
     let kind = match kind {
         // Applying to a Scale only ever sets spec.replicas: a merge is the same thing here.

@@ -11,7 +11,14 @@ use serde_json::{Value, json};
 use crate::store::ResourceInfo;
 
 /// Renders objects as a Table.
-pub fn render(info: &ResourceInfo, version: &str, items: &[Value], rv: &str, include_object: Option<&str>, now: Timestamp) -> Value {
+pub fn render(
+    info: &ResourceInfo,
+    version: &str,
+    items: &[Value],
+    rv: &str,
+    include_object: Option<&str>,
+    now: Timestamp,
+) -> Value {
     let columns = columns(info, version);
     let definitions: Vec<Value> = columns
         .iter()
@@ -33,7 +40,9 @@ fn row_object(item: &Value, include_object: Option<&str>) -> Value {
     match include_object {
         Some("None") => Value::Null,
         Some("Object") => item.clone(),
-        _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": item.get("metadata").cloned().unwrap_or(json!({}))}),
+        _ => {
+            json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": item.get("metadata").cloned().unwrap_or(json!({}))})
+        }
     }
 }
 
@@ -42,7 +51,9 @@ fn column(name: &str, kind: &str, path: &str) -> Value {
 }
 
 fn columns(info: &ResourceInfo, version: &str) -> Vec<Value> {
-    let mut out = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "jsonPath": ".metadata.name"})];
+    let mut out = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "jsonPath": ".metadata.name"}),
+    ];
     let age = column("Age", "date", ".metadata.creationTimestamp");
     if let Some(v) = info.crd_version(version) {
         if v.printer_columns.is_empty() {
@@ -54,14 +65,22 @@ fn columns(info: &ResourceInfo, version: &str) -> Vec<Value> {
     }
     match (info.group.as_str(), info.plural.as_str()) {
         ("apps", "deployments") => out.extend([
-            column("Ready", "string", "{.status.readyReplicas}/{.spec.replicas}"),
+            column(
+                "Ready",
+                "string",
+                "{.status.readyReplicas}/{.spec.replicas}",
+            ),
             column("Up-to-date", "integer", ".status.updatedReplicas"),
             column("Available", "integer", ".status.availableReplicas"),
         ]),
         ("", "pods") => out.push(column("Status", "string", ".status.phase")),
         ("", "namespaces") => out.push(column("Status", "string", ".status.phase")),
         ("autoscaling", "horizontalpodautoscalers") => out.extend([
-            column("Reference", "string", "{.spec.scaleTargetRef.kind}/{.spec.scaleTargetRef.name}"),
+            column(
+                "Reference",
+                "string",
+                "{.spec.scaleTargetRef.kind}/{.spec.scaleTargetRef.name}",
+            ),
             column("MinPods", "integer", ".spec.minReplicas"),
             column("MaxPods", "integer", ".spec.maxReplicas"),
             column("Replicas", "integer", ".status.currentReplicas"),
@@ -82,7 +101,11 @@ fn cell(col: &Value, item: &Value, now: Timestamp) -> Value {
             .filter(|p| !p.is_empty())
             .map(|part| {
                 let (p, literal) = part.split_once('}').unwrap_or((part, ""));
-                let v = jsonpath(item, p).into_iter().next().map(|v| scalar_text(&v)).unwrap_or_else(|| "0".into());
+                let v = jsonpath(item, p)
+                    .into_iter()
+                    .next()
+                    .map(|v| scalar_text(&v))
+                    .unwrap_or_else(|| "0".into());
                 format!("{v}{literal}")
             })
             .collect();
@@ -91,7 +114,9 @@ fn cell(col: &Value, item: &Value, now: Timestamp) -> Value {
     let values = jsonpath(item, path);
     match (kind, values.as_slice()) {
         (_, []) => Value::Null,
-        ("date", [Value::String(s), ..]) => s.parse::<Timestamp>().map_or_else(|_| json!(s), |t| json!(human_duration(now, t))),
+        ("date", [Value::String(s), ..]) => s
+            .parse::<Timestamp>()
+            .map_or_else(|_| json!(s), |t| json!(human_duration(now, t))),
         ("integer" | "number" | "boolean", [v]) => v.clone(),
         (_, [v]) => json!(scalar_text(v)),
         (_, many) => json!(many.iter().map(scalar_text).collect::<Vec<_>>().join(",")),
@@ -116,7 +141,9 @@ pub fn jsonpath(root: &Value, path: &str) -> Vec<Value> {
             current = current.iter().filter_map(|v| v.get(key).cloned()).collect();
             rest = &r[end..];
         } else if let Some(r) = rest.strip_prefix('[') {
-            let Some(end) = r.find(']') else { return vec![] };
+            let Some(end) = r.find(']') else {
+                return vec![];
+            };
             let inner = &r[..end];
             current = current.iter().flat_map(|v| index(v, inner)).collect();
             rest = &r[end + 1..];
@@ -136,10 +163,17 @@ fn index(v: &Value, inner: &str) -> Vec<Value> {
         return items.get(i).cloned().into_iter().collect();
     }
     // `?(@.field=="value")` or `?(@.field=='value')`.
-    let Some(cond) = inner.strip_prefix("?(@.").and_then(|c| c.strip_suffix(')')) else { return vec![] };
-    let Some((field, want)) = cond.split_once("==") else { return vec![] };
+    let Some(cond) = inner.strip_prefix("?(@.").and_then(|c| c.strip_suffix(')')) else {
+        return vec![];
+    };
+    let Some((field, want)) = cond.split_once("==") else {
+        return vec![];
+    };
     let want = want.trim().trim_matches(|c| c == '"' || c == '\'');
-    items.into_iter().filter(|i| i.get(field.trim()).map(scalar_text).as_deref() == Some(want)).collect()
+    items
+        .into_iter()
+        .filter(|i| i.get(field.trim()).map(scalar_text).as_deref() == Some(want))
+        .collect()
 }
 
 /// kubectl's `duration.HumanDuration` of `now - t`.
@@ -175,9 +209,15 @@ mod tests {
     #[test]
     fn jsonpath_supports_filters_wildcards_and_indices() {
         let obj = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}, {"type": "Active", "status": "False"}]}});
-        assert_eq!(jsonpath(&obj, ".status.conditions[?(@.type==\"Ready\")].status"), vec![json!("True")]);
+        assert_eq!(
+            jsonpath(&obj, ".status.conditions[?(@.type==\"Ready\")].status"),
+            vec![json!("True")]
+        );
         assert_eq!(jsonpath(&obj, ".status.conditions[*].type").len(), 2);
-        assert_eq!(jsonpath(&obj, ".status.conditions[1].status"), vec![json!("False")]);
+        assert_eq!(
+            jsonpath(&obj, ".status.conditions[1].status"),
+            vec![json!("False")]
+        );
         assert!(jsonpath(&obj, ".spec.missing").is_empty());
     }
 

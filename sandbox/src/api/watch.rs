@@ -38,20 +38,48 @@ struct Watch {
 }
 
 /// Starts a watch and returns the streaming response.
-pub fn start(store: &Store, info: Arc<ResourceInfo>, req: &ResourceRequest, query: &Query, bookmark_every: Duration, shutdown: CancellationToken) -> Result<Response, ApiError> {
-    let filter = Filter::parse(query.get("labelSelector").map(String::as_str), query.get("fieldSelector").map(String::as_str))?;
+pub fn start(
+    store: &Store,
+    info: Arc<ResourceInfo>,
+    req: &ResourceRequest,
+    query: &Query,
+    bookmark_every: Duration,
+    shutdown: CancellationToken,
+) -> Result<Response, ApiError> {
+    let filter = Filter::parse(
+        query.get("labelSelector").map(String::as_str),
+        query.get("fieldSelector").map(String::as_str),
+    )?;
     let initial_events = flag(query, "sendInitialEvents");
     let since = match query.get("resourceVersion").map(String::as_str) {
         None | Some("" | "0") => None,
         Some(_) if initial_events => None,
-        Some(rv) => Some(rv.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?),
+        Some(rv) => Some(
+            rv.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?,
+        ),
     };
-    let timeout = query.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map_or(DEFAULT_TIMEOUT, Duration::from_secs);
-    let ns = if info.namespaced { req.namespace.as_deref() } else { None };
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+    let ns = if info.namespaced {
+        req.namespace.as_deref()
+    } else {
+        None
+    };
     let (tx, rx) = mpsc::channel(256);
     let subscription = store.watch(&info.group_resource(), ns, since);
     let watch = match subscription {
-        Ok(sub) => Some(Watch { sub, filter, info, api_version: req.api_version(), bookmarks: flag(query, "allowWatchBookmarks"), initial_events, tx: tx.clone() }),
+        Ok(sub) => Some(Watch {
+            sub,
+            filter,
+            info,
+            api_version: req.api_version(),
+            bookmarks: flag(query, "allowWatchBookmarks"),
+            initial_events,
+            tx: tx.clone(),
+        }),
         Err(e) => {
             // kube-apiserver answers 200 and reports a too-old version as an ERROR event.
             let _ = tx.try_send(Ok(line("ERROR", e.to_status())));
@@ -94,7 +122,10 @@ impl Watch {
         if initial_end {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        line("BOOKMARK", json!({"kind": self.info.kind, "apiVersion": self.api_version, "metadata": metadata}))
+        line(
+            "BOOKMARK",
+            json!({"kind": self.info.kind, "apiVersion": self.api_version, "metadata": metadata}),
+        )
     }
 
     /// The event as this watch's filter sees it (selector transitions included), if visible.
@@ -118,7 +149,9 @@ impl Watch {
         let mut last_rv = self.sub.start_rv;
         if self.initial_events {
             while let Some(ev) = self.sub.next_backlog() {
-                if let Some(bytes) = self.translate(&ev) && !self.send(bytes).await {
+                if let Some(bytes) = self.translate(&ev)
+                    && !self.send(bytes).await
+                {
                     return;
                 }
             }

@@ -32,18 +32,29 @@ impl UserInfo {
         if !groups.iter().any(|g| g == "system:authenticated") {
             groups.push("system:authenticated".into());
         }
-        Self { name: name.to_owned(), uid: String::new(), groups }
+        Self {
+            name: name.to_owned(),
+            uid: String::new(),
+            groups,
+        }
     }
 
     /// `system:anonymous` in `system:unauthenticated`.
     pub fn anonymous() -> Self {
-        Self { name: "system:anonymous".into(), uid: String::new(), groups: vec!["system:unauthenticated".into()] }
+        Self {
+            name: "system:anonymous".into(),
+            uid: String::new(),
+            groups: vec!["system:unauthenticated".into()],
+        }
     }
 
     /// The user of a ServiceAccount token.
     pub fn service_account(namespace: &str, name: &str) -> Self {
         let ns_group = format!("system:serviceaccounts:{namespace}");
-        Self::new(&format!("system:serviceaccount:{namespace}:{name}"), &["system:serviceaccounts", &ns_group])
+        Self::new(
+            &format!("system:serviceaccount:{namespace}:{name}"),
+            &["system:serviceaccounts", &ns_group],
+        )
     }
 
     /// Whether this is the anonymous user.
@@ -62,7 +73,10 @@ pub fn user_from_certificate(cert: &CertificateDer<'_>) -> Option<UserInfo> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let subject = parsed.subject();
     let cn = subject.iter_common_name().next()?.as_str().ok()?.to_owned();
-    let orgs: Vec<String> = subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_owned)).collect();
+    let orgs: Vec<String> = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_owned))
+        .collect();
     let orgs: Vec<&str> = orgs.iter().map(String::as_str).collect();
     Some(UserInfo::new(&cn, &orgs))
 }
@@ -76,7 +90,10 @@ pub struct Authenticator {
 impl Authenticator {
     /// Registers a token for a user.
     pub fn add_token(&self, token: &str, user: UserInfo) {
-        self.tokens.write().unwrap_or_else(|e| e.into_inner()).insert(token.to_owned(), user);
+        self.tokens
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token.to_owned(), user);
     }
 
     /// Issues a new random token for a user.
@@ -88,13 +105,24 @@ impl Authenticator {
 
     /// The user a token belongs to.
     pub fn user_for_token(&self, token: &str) -> Option<UserInfo> {
-        self.tokens.read().unwrap_or_else(|e| e.into_inner()).get(token).cloned()
+        self.tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned()
     }
 
     /// Authenticates a request from its `Authorization` header and TLS peer identity.
     /// `Err(())` = a token was presented but is unknown (401).
-    pub fn authenticate(&self, authorization: Option<&str>, peer: Option<&UserInfo>) -> Result<UserInfo, ()> {
-        if let Some(token) = authorization.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim) {
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        peer: Option<&UserInfo>,
+    ) -> Result<UserInfo, ()> {
+        if let Some(token) = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+        {
             return self.user_for_token(token).ok_or(());
         }
         Ok(peer.cloned().unwrap_or_else(UserInfo::anonymous))

@@ -39,7 +39,9 @@ pub struct Attributes {
 const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version", "/version/"];
 
 fn strs(v: &Value) -> Vec<&str> {
-    v.as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
+    v.as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
 }
 
 fn rule_allows(rule: &Value, a: &Attributes) -> bool {
@@ -48,16 +50,25 @@ fn rule_allows(rule: &Value, a: &Attributes) -> bool {
         return false;
     }
     if !a.resource_request {
-        return strs(&rule["nonResourceURLs"]).iter().any(|u| *u == a.path || (u.ends_with('*') && a.path.starts_with(u.trim_end_matches('*'))));
+        return strs(&rule["nonResourceURLs"]).iter().any(|u| {
+            *u == a.path || (u.ends_with('*') && a.path.starts_with(u.trim_end_matches('*')))
+        });
     }
     let groups = strs(&rule["apiGroups"]);
     if !groups.iter().any(|g| *g == "*" || *g == a.group) {
         return false;
     }
-    let combined = if a.subresource.is_empty() { a.resource.clone() } else { format!("{}/{}", a.resource, a.subresource) };
+    let combined = if a.subresource.is_empty() {
+        a.resource.clone()
+    } else {
+        format!("{}/{}", a.resource, a.subresource)
+    };
     let resources = strs(&rule["resources"]);
     let resource_ok = resources.iter().any(|r| {
-        *r == "*" || *r == combined || (a.subresource.is_empty() && *r == a.resource) || (r.starts_with("*/") && r[2..] == a.subresource && !a.subresource.is_empty())
+        *r == "*"
+            || *r == combined
+            || (a.subresource.is_empty() && *r == a.resource)
+            || (r.starts_with("*/") && r[2..] == a.subresource && !a.subresource.is_empty())
     });
     let names = strs(&rule["resourceNames"]);
     resource_ok && (names.is_empty() || names.contains(&a.name.as_str()))
@@ -78,14 +89,22 @@ fn subject_matches(subject: &Value, user: &UserInfo) -> bool {
 
 fn rules_of_cluster_role(store: &Store, name: &str) -> Vec<Value> {
     let gr = GroupResource::new("rbac.authorization.k8s.io", "clusterroles");
-    let Ok(role) = store.get(&gr, None, name) else { return vec![] };
+    let Ok(role) = store.get(&gr, None, name) else {
+        return vec![];
+    };
     let mut rules: Vec<Value> = role["rules"].as_array().cloned().unwrap_or_default();
-    if let Some(selectors) = role.pointer("/aggregationRule/clusterRoleSelectors").and_then(Value::as_array) {
+    if let Some(selectors) = role
+        .pointer("/aggregationRule/clusterRoleSelectors")
+        .and_then(Value::as_array)
+    {
         let (all, _) = store.list(&gr, None);
         for other in all.iter().filter(|o| meta::name(o) != name) {
             let labels = meta::labels(other);
             let selected = selectors.iter().any(|sel| {
-                sel["matchLabels"].as_object().is_some_and(|want| want.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v)))
+                sel["matchLabels"].as_object().is_some_and(|want| {
+                    want.iter()
+                        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+                })
             });
             if selected {
                 rules.extend(other["rules"].as_array().cloned().unwrap_or_default());
@@ -100,7 +119,11 @@ fn role_rules(store: &Store, role_ref: &Value, namespace: Option<&str>) -> Vec<V
     match (role_ref["kind"].as_str(), namespace) {
         (Some("ClusterRole"), _) => rules_of_cluster_role(store, name),
         (Some("Role"), Some(ns)) => store
-            .get(&GroupResource::new("rbac.authorization.k8s.io", "roles"), Some(ns), name)
+            .get(
+                &GroupResource::new("rbac.authorization.k8s.io", "roles"),
+                Some(ns),
+                name,
+            )
             .ok()
             .and_then(|r| r["rules"].as_array().cloned())
             .unwrap_or_default(),
@@ -117,23 +140,56 @@ pub fn authorize(store: &Store, user: &UserInfo, a: &Attributes) -> Result<Strin
         return Ok("RBAC: allowed by ClusterRoleBinding \"system:public-info-viewer\"".into());
     }
     let authenticated = user.groups.iter().any(|g| g == "system:authenticated");
-    let discovery = !a.resource_request && (a.path == "/api" || a.path == "/apis" || a.path.starts_with("/api/") || a.path.starts_with("/apis/") || a.path.starts_with("/openapi"));
-    let self_review = a.resource_request && a.verb == "create" && a.group == "authorization.k8s.io" && matches!(a.resource.as_str(), "selfsubjectaccessreviews" | "selfsubjectrulesreviews");
+    let discovery = !a.resource_request
+        && (a.path == "/api"
+            || a.path == "/apis"
+            || a.path.starts_with("/api/")
+            || a.path.starts_with("/apis/")
+            || a.path.starts_with("/openapi"));
+    let self_review = a.resource_request
+        && a.verb == "create"
+        && a.group == "authorization.k8s.io"
+        && matches!(
+            a.resource.as_str(),
+            "selfsubjectaccessreviews" | "selfsubjectrulesreviews"
+        );
     if authenticated && (discovery || self_review) {
         return Ok("RBAC: allowed by ClusterRoleBinding \"system:discovery\"".into());
     }
     let rbac = "rbac.authorization.k8s.io";
     let (crbs, _) = store.list(&GroupResource::new(rbac, "clusterrolebindings"), None);
-    for b in crbs.iter().filter(|b| strs_subjects(b).iter().any(|s| subject_matches(s, user))) {
-        if role_rules(store, &b["roleRef"], None).iter().any(|r| rule_allows(r, a)) {
-            return Ok(format!("RBAC: allowed by ClusterRoleBinding \"{}\"", meta::name(b)));
+    for b in crbs
+        .iter()
+        .filter(|b| strs_subjects(b).iter().any(|s| subject_matches(s, user)))
+    {
+        if role_rules(store, &b["roleRef"], None)
+            .iter()
+            .any(|r| rule_allows(r, a))
+        {
+            return Ok(format!(
+                "RBAC: allowed by ClusterRoleBinding \"{}\"",
+                meta::name(b)
+            ));
         }
     }
     if a.resource_request && !a.namespace.is_empty() {
-        let (rbs, _) = store.list(&GroupResource::new(rbac, "rolebindings"), Some(&a.namespace));
-        for b in rbs.iter().filter(|b| strs_subjects(b).iter().any(|s| subject_matches(s, user))) {
-            if role_rules(store, &b["roleRef"], Some(&a.namespace)).iter().any(|r| rule_allows(r, a)) {
-                return Ok(format!("RBAC: allowed by RoleBinding \"{}/{}\"", a.namespace, meta::name(b)));
+        let (rbs, _) = store.list(
+            &GroupResource::new(rbac, "rolebindings"),
+            Some(&a.namespace),
+        );
+        for b in rbs
+            .iter()
+            .filter(|b| strs_subjects(b).iter().any(|s| subject_matches(s, user)))
+        {
+            if role_rules(store, &b["roleRef"], Some(&a.namespace))
+                .iter()
+                .any(|r| rule_allows(r, a))
+            {
+                return Ok(format!(
+                    "RBAC: allowed by RoleBinding \"{}/{}\"",
+                    a.namespace,
+                    meta::name(b)
+                ));
             }
         }
     }
@@ -147,12 +203,27 @@ fn strs_subjects(binding: &Value) -> Vec<Value> {
 /// The 403 kube-apiserver returns for a denied request.
 pub fn forbidden(user: &UserInfo, a: &Attributes) -> ApiError {
     if !a.resource_request {
-        return ApiError::forbidden(format!("forbidden: User \"{}\" cannot {} path \"{}\"", user.name, a.verb, a.path));
+        return ApiError::forbidden(format!(
+            "forbidden: User \"{}\" cannot {} path \"{}\"",
+            user.name, a.verb, a.path
+        ));
     }
     let gr = GroupResource::new(&a.group, &a.resource);
-    let object = if a.name.is_empty() { gr.to_string() } else { format!("{gr} \"{}\"", a.name) };
-    let resource = if a.subresource.is_empty() { a.resource.clone() } else { format!("{}/{}", a.resource, a.subresource) };
-    let scope = if a.namespace.is_empty() { "at the cluster scope".to_owned() } else { format!("in the namespace \"{}\"", a.namespace) };
+    let object = if a.name.is_empty() {
+        gr.to_string()
+    } else {
+        format!("{gr} \"{}\"", a.name)
+    };
+    let resource = if a.subresource.is_empty() {
+        a.resource.clone()
+    } else {
+        format!("{}/{}", a.resource, a.subresource)
+    };
+    let scope = if a.namespace.is_empty() {
+        "at the cluster scope".to_owned()
+    } else {
+        format!("in the namespace \"{}\"", a.namespace)
+    };
     ApiError::forbidden(format!("{object} is forbidden: User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\" {scope}", user.name, a.verb, a.group))
         .with_details(serde_json::json!({"name": a.name, "group": a.group, "kind": a.resource}))
 }
@@ -163,25 +234,49 @@ mod tests {
     use serde_json::json;
 
     fn attrs(verb: &str, resource: &str, sub: &str, name: &str) -> Attributes {
-        Attributes { verb: verb.into(), resource_request: true, group: "apps".into(), resource: resource.into(), subresource: sub.into(), name: name.into(), namespace: "default".into(), path: String::new() }
+        Attributes {
+            verb: verb.into(),
+            resource_request: true,
+            group: "apps".into(),
+            resource: resource.into(),
+            subresource: sub.into(),
+            name: name.into(),
+            namespace: "default".into(),
+            path: String::new(),
+        }
     }
 
     #[test]
     fn rules_match_verbs_subresources_and_names() {
         let rule = json!({"apiGroups": ["apps"], "resources": ["deployments", "deployments/scale"], "verbs": ["get", "update"], "resourceNames": ["web"]});
         assert!(rule_allows(&rule, &attrs("get", "deployments", "", "web")));
-        assert!(rule_allows(&rule, &attrs("update", "deployments", "scale", "web")));
+        assert!(rule_allows(
+            &rule,
+            &attrs("update", "deployments", "scale", "web")
+        ));
         assert!(!rule_allows(&rule, &attrs("get", "deployments", "", "db")));
-        assert!(!rule_allows(&rule, &attrs("delete", "deployments", "", "web")));
-        assert!(!rule_allows(&rule, &attrs("get", "deployments", "status", "web")));
+        assert!(!rule_allows(
+            &rule,
+            &attrs("delete", "deployments", "", "web")
+        ));
+        assert!(!rule_allows(
+            &rule,
+            &attrs("get", "deployments", "status", "web")
+        ));
         let wildcard = json!({"apiGroups": ["*"], "resources": ["*/scale"], "verbs": ["*"]});
-        assert!(rule_allows(&wildcard, &attrs("patch", "statefulsets", "scale", "x")));
+        assert!(rule_allows(
+            &wildcard,
+            &attrs("patch", "statefulsets", "scale", "x")
+        ));
     }
 
     #[test]
     fn forbidden_messages_name_user_verb_resource_and_scope() {
         let user = UserInfo::new("jane", &[]);
         let err = forbidden(&user, &attrs("list", "deployments", "", ""));
-        assert_eq!(err.message, "deployments.apps is forbidden: User \"jane\" cannot list resource \"deployments\" in API group \"apps\" in the namespace \"default\"");
+        assert_eq!(
+            err.message,
+            "deployments.apps is forbidden: User \"jane\" cannot list resource \"deployments\" in API group \"apps\" in the namespace \"default\""
+        );
     }
 }

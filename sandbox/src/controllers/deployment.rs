@@ -28,15 +28,23 @@ pub fn deployments() -> GroupResource {
 fn owned_replicasets(store: &Store, deploy: &Value) -> Vec<Value> {
     let uid = meta::uid(deploy).unwrap_or_default();
     let (all, _) = store.list(&replicasets(), meta::namespace(deploy));
-    all.into_iter().filter(|rs| pods::is_controlled_by(rs, uid)).collect()
+    all.into_iter()
+        .filter(|rs| pods::is_controlled_by(rs, uid))
+        .collect()
 }
 
 /// The ReplicaSet the Deployment's current template should run in.
 fn new_replicaset(deploy: &Value, hash: &str, revision: usize) -> Value {
     let name = format!("{}-{hash}", meta::name(deploy));
-    let mut template = deploy.pointer("/spec/template").cloned().unwrap_or_else(|| json!({}));
+    let mut template = deploy
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     template["metadata"]["labels"][TEMPLATE_HASH_LABEL] = json!(hash);
-    let mut selector = deploy.pointer("/spec/selector").cloned().unwrap_or_else(|| json!({}));
+    let mut selector = deploy
+        .pointer("/spec/selector")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     selector["matchLabels"][TEMPLATE_HASH_LABEL] = json!(hash);
     json!({
         "apiVersion": "apps/v1", "kind": "ReplicaSet",
@@ -54,7 +62,10 @@ pub fn reconcile(store: &Store, deploy: &Value) {
     if meta::is_deleting(deploy) {
         return;
     }
-    let template = deploy.pointer("/spec/template").cloned().unwrap_or_else(|| json!({}));
+    let template = deploy
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     let hash = stable_hash(&template);
     let owned = owned_replicasets(store, deploy);
     let current_name = format!("{}-{hash}", meta::name(deploy));
@@ -66,7 +77,11 @@ pub fn reconcile(store: &Store, deploy: &Value) {
         }
     }
     for rs in &owned {
-        let want = if meta::name(rs) == current_name { desired } else { 0 };
+        let want = if meta::name(rs) == current_name {
+            desired
+        } else {
+            0
+        };
         if desired_replicas(rs) != want {
             let mut updated = rs.clone();
             updated["spec"]["replicas"] = json!(want);
@@ -77,53 +92,110 @@ pub fn reconcile(store: &Store, deploy: &Value) {
     }
 }
 
+/// Pod counts over all of a Deployment's ReplicaSets.
+#[derive(Debug, Default)]
+struct Counts {
+    replicas: usize,
+    ready: usize,
+    available: usize,
+    updated: usize,
+}
+
+fn counts(store: &Store, deploy: &Value, current_name: &str) -> Counts {
+    let now = store.clock().now();
+    let min_ready = deploy
+        .pointer("/spec/minReadySeconds")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let mut c = Counts::default();
+    for rs in owned_replicasets(store, deploy) {
+        let (r, ready, available) =
+            replicaset::count(&replicaset::owned_pods(store, &rs), min_ready, now);
+        c.replicas += r;
+        c.ready += ready;
+        c.available += available;
+        if meta::name(&rs) == current_name {
+            c.updated = r;
+        }
+    }
+    c
+}
+
 /// Recomputes the Deployment's status from its ReplicaSets' pods.
 pub fn refresh_status(store: &Store, deploy: &Value) {
     let now = store.clock().now();
-    let template = deploy.pointer("/spec/template").cloned().unwrap_or_else(|| json!({}));
+    let template = deploy
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     let current_name = format!("{}-{}", meta::name(deploy), stable_hash(&template));
-    let min_ready = deploy.pointer("/spec/minReadySeconds").and_then(Value::as_u64).unwrap_or(0);
-    let (mut replicas, mut ready, mut available, mut updated) = (0, 0, 0, 0);
-    for rs in owned_replicasets(store, deploy) {
-        let (r, rd, av) = replicaset::count(&replicaset::owned_pods(store, &rs), min_ready, now);
-        replicas += r;
-        ready += rd;
-        available += av;
-        if meta::name(&rs) == current_name {
-            updated = r;
-        }
-    }
+    let c = counts(store, deploy, &current_name);
     let desired = desired_replicas(deploy);
     let mut status = deploy.get("status").cloned().unwrap_or_else(|| json!({}));
-    status["observedGeneration"] = deploy.pointer("/metadata/generation").cloned().unwrap_or(json!(1));
-    status["replicas"] = json!(replicas);
-    status["updatedReplicas"] = json!(updated);
-    status["readyReplicas"] = json!(ready);
-    status["availableReplicas"] = json!(available);
-    status["unavailableReplicas"] = json!(desired.saturating_sub(available));
+    status["observedGeneration"] = deploy
+        .pointer("/metadata/generation")
+        .cloned()
+        .unwrap_or(json!(1));
+    status["replicas"] = json!(c.replicas);
+    status["updatedReplicas"] = json!(c.updated);
+    status["readyReplicas"] = json!(c.ready);
+    status["availableReplicas"] = json!(c.available);
+    status["unavailableReplicas"] = json!(desired.saturating_sub(c.available));
     // maxUnavailable defaults to 25 % rounded down (§5.9).
     let min_available = desired - desired / 4;
-    let conditions = vec![
-        condition(&status, "Available", available >= min_available,
-            if available >= min_available { ("MinimumReplicasAvailable", "Deployment has minimum availability.".to_owned()) }
-            else { ("MinimumReplicasUnavailable", "Deployment does not have minimum availability.".to_owned()) }, now),
-        condition(&status, "Progressing", true,
-            if updated == desired && available >= desired { ("NewReplicaSetAvailable", format!("ReplicaSet \"{current_name}\" has successfully progressed.")) }
-            else { ("ReplicaSetUpdated", format!("ReplicaSet \"{current_name}\" is progressing.")) }, now),
-    ];
-    status["conditions"] = Value::Array(conditions);
+    let available = if c.available >= min_available {
+        (
+            true,
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.".to_owned(),
+        )
+    } else {
+        (
+            false,
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.".to_owned(),
+        )
+    };
+    let progressing = if c.updated == desired && c.available >= desired {
+        (
+            true,
+            "NewReplicaSetAvailable",
+            format!("ReplicaSet \"{current_name}\" has successfully progressed."),
+        )
+    } else {
+        (
+            true,
+            "ReplicaSetUpdated",
+            format!("ReplicaSet \"{current_name}\" is progressing."),
+        )
+    };
+    status["conditions"] = json!([
+        condition(&status, "Available", available, now),
+        condition(&status, "Progressing", progressing, now),
+    ]);
     write_status(store, &deployments(), deploy, status);
 }
 
 /// A Deployment condition, keeping `lastTransitionTime` unless the status flips and
 /// `lastUpdateTime` unless the reason or message changes.
-fn condition(status: &Value, kind: &str, value: bool, (reason, message): (&str, String), now: jiff::Timestamp) -> Value {
+fn condition(
+    status: &Value,
+    kind: &str,
+    (value, reason, message): (bool, &str, String),
+    now: jiff::Timestamp,
+) -> Value {
     let text = if value { "True" } else { "False" };
     let now = format_time(now);
-    let old = status["conditions"].as_array().and_then(|l| l.iter().find(|c| c["type"] == kind));
-    let transition = old.filter(|c| c["status"] == text).map_or(json!(now), |c| c["lastTransitionTime"].clone());
+    let old = status["conditions"]
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["type"] == kind));
+    let transition = old
+        .filter(|c| c["status"] == text)
+        .map_or(json!(now), |c| c["lastTransitionTime"].clone());
     let update = old
-        .filter(|c| c["status"] == text && c["reason"] == reason && c["message"] == message.as_str())
+        .filter(|c| {
+            c["status"] == text && c["reason"] == reason && c["message"] == message.as_str()
+        })
         .map_or(json!(now), |c| c["lastUpdateTime"].clone());
     json!({"type": kind, "status": text, "lastUpdateTime": update, "lastTransitionTime": transition,
            "reason": reason, "message": message})

@@ -38,10 +38,22 @@ impl EventRecorder {
 
     /// Records an event about `involved`. Failures are logged, never returned: events are
     /// best-effort in Kubernetes too.
-    pub fn record(&self, store: &Store, involved: &Value, warning: bool, reason: &str, message: &str) {
+    pub fn record(
+        &self,
+        store: &Store,
+        involved: &Value,
+        warning: bool,
+        reason: &str,
+        message: &str,
+    ) {
         let uid = meta::uid(involved).unwrap_or_default().to_owned();
         let key = (uid, warning, reason.to_owned(), message.to_owned());
-        let existing = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+        let existing = self
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
         let ns = meta::namespace(involved).unwrap_or("default");
         if let Some(name) = existing
             && let Ok(mut event) = store.get(&events(), Some(ns), &name)
@@ -54,9 +66,16 @@ impl EventRecorder {
             return;
         }
         let name = self.event_name(store, involved);
-        match store.create(&events(), self.event(store, involved, &name, warning, reason, message), &WriteOptions::default()) {
+        match store.create(
+            &events(),
+            self.event(store, involved, &name, warning, reason, message),
+            &WriteOptions::default(),
+        ) {
             Ok(_) => {
-                self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(key, name);
+                self.seen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, name);
             }
             Err(error) => tracing::debug!(%error, reason, "event creation failed"),
         }
@@ -69,7 +88,15 @@ impl EventRecorder {
         format!("{}.{:x}", meta::name(involved), nanos.saturating_add(seq))
     }
 
-    fn event(&self, store: &Store, involved: &Value, name: &str, warning: bool, reason: &str, message: &str) -> Value {
+    fn event(
+        &self,
+        store: &Store,
+        involved: &Value,
+        name: &str,
+        warning: bool,
+        reason: &str,
+        message: &str,
+    ) -> Value {
         let now = store.now_string();
         json!({
             "apiVersion": "v1", "kind": "Event",

@@ -18,13 +18,18 @@ pub fn jobs() -> GroupResource {
 }
 
 fn int(job: &Value, pointer: &str) -> Option<usize> {
-    job.pointer(pointer).and_then(Value::as_u64).map(|v| usize::try_from(v).unwrap_or(usize::MAX))
+    job.pointer(pointer)
+        .and_then(Value::as_u64)
+        .map(|v| usize::try_from(v).unwrap_or(usize::MAX))
 }
 
 fn is_complete(job: &Value) -> bool {
     job.pointer("/status/conditions")
         .and_then(Value::as_array)
-        .is_some_and(|l| l.iter().any(|c| c["type"] == "Complete" && c["status"] == "True"))
+        .is_some_and(|l| {
+            l.iter()
+                .any(|c| c["type"] == "Complete" && c["status"] == "True")
+        })
 }
 
 fn counts(pods_list: &[Value]) -> (usize, usize, usize) {
@@ -54,11 +59,17 @@ fn wanted_active(job: &Value, succeeded: usize) -> usize {
 
 /// The pod template with Job labels and a restart policy the kubelet treats as run-to-end.
 fn job_template(job: &Value) -> (Value, Map<String, Value>) {
-    let mut template = job.pointer("/spec/template").cloned().unwrap_or_else(|| json!({}));
+    let mut template = job
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     if template.pointer("/spec/restartPolicy").is_none() {
         template["spec"]["restartPolicy"] = json!("Never");
     }
-    if let Some(run) = job.pointer("/metadata/annotations").and_then(|a| a.get(RUN_SECONDS_ANNOTATION)) {
+    if let Some(run) = job
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(RUN_SECONDS_ANNOTATION))
+    {
         template["metadata"]["annotations"][RUN_SECONDS_ANNOTATION] = run.clone();
     }
     let uid = meta::uid(job).unwrap_or_default();
@@ -94,7 +105,12 @@ pub fn reconcile(store: &Store, job: &Value) {
     // Suspended Jobs delete their running pods (completed Jobs have none left).
     if wanted == 0 && active > 0 {
         for pod in owned.iter().filter(|p| pods::is_active(p)) {
-            let _ = store.delete(&pods::pods(), meta::namespace(pod), meta::name(pod), &DeleteOptions::default());
+            let _ = store.delete(
+                &pods::pods(),
+                meta::namespace(pod),
+                meta::name(pod),
+                &DeleteOptions::default(),
+            );
         }
     }
 }
@@ -104,7 +120,10 @@ pub fn refresh_status(store: &Store, job: &Value) {
     let now = store.now_string();
     let owned = owned_pods(store, job);
     let (active, succeeded, failed) = counts(&owned);
-    let ready = owned.iter().filter(|p| pods::is_active(p) && pods::is_ready(p)).count();
+    let ready = owned
+        .iter()
+        .filter(|p| pods::is_active(p) && pods::is_ready(p))
+        .count();
     let mut status = job.get("status").cloned().unwrap_or_else(|| json!({}));
     let suspended = job.pointer("/spec/suspend") == Some(&json!(true));
     if status.get("startTime").is_none() && !suspended {
@@ -114,7 +133,12 @@ pub fn refresh_status(store: &Store, job: &Value) {
     status["ready"] = json!(ready);
     status["succeeded"] = json!(succeeded);
     status["failed"] = json!(failed);
-    status["terminating"] = json!(owned.iter().filter(|p| meta::is_deleting(p) && !pods::is_terminal(p)).count());
+    status["terminating"] = json!(
+        owned
+            .iter()
+            .filter(|p| meta::is_deleting(p) && !pods::is_terminal(p))
+            .count()
+    );
     status["uncountedTerminatedPods"] = json!({});
     let done = match int(job, "/spec/completions") {
         Some(c) => succeeded >= c,

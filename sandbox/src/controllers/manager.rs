@@ -32,7 +32,11 @@ pub struct ControllerConfig {
 
 impl Default for ControllerConfig {
     fn default() -> Self {
-        Self { tick: Duration::from_secs(1), pods: PodTimings::default(), hpa: Settings::default() }
+        Self {
+            tick: Duration::from_secs(1),
+            pods: PodTimings::default(),
+            hpa: Settings::default(),
+        }
     }
 }
 
@@ -47,7 +51,11 @@ pub struct Controllers {
 
 impl Controllers {
     /// Controllers over `store`; the HPA controller runs only with a metrics source.
-    pub fn new(store: Arc<Store>, config: ControllerConfig, metrics: Option<Arc<dyn MetricsApi>>) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        config: ControllerConfig,
+        metrics: Option<Arc<dyn MetricsApi>>,
+    ) -> Self {
         let hpa = metrics.map(|m| HpaController::new(store.clone(), m, config.hpa.clone()));
         Self { store, config, hpa }
     }
@@ -60,7 +68,9 @@ impl Controllers {
         let (sets, _) = store.list(&replicaset::replicasets(), None);
         sets.iter().for_each(|rs| replicaset::reconcile(store, rs));
         let (stateful, _) = store.list(&statefulset::statefulsets(), None);
-        stateful.iter().for_each(|s| statefulset::reconcile(store, s));
+        stateful
+            .iter()
+            .for_each(|s| statefulset::reconcile(store, s));
         let (jobs, _) = store.list(&job::jobs(), None);
         jobs.iter().for_each(|j| job::reconcile(store, j));
         pods::kubelet_sync(store, &self.config.pods);

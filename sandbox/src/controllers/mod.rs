@@ -9,17 +9,17 @@
 //! The HPA's decision logic is pure ([`hpa`]); the loops that read and write the store are the
 //! other modules here.
 
-pub mod hpa;
-pub mod quantity;
-pub mod selector;
 pub mod deployment;
 pub mod events;
+pub mod hpa;
 pub mod hpa_sync;
 pub mod job;
 pub mod manager;
 pub mod metrics_api;
 pub mod pods;
+pub mod quantity;
 pub mod replicaset;
+pub mod selector;
 pub mod statefulset;
 
 pub use manager::{ControllerConfig, Controllers};

@@ -124,8 +124,14 @@ pub fn create_from_template(
         .cloned()
         .unwrap_or_default();
     labels.extend(extra_labels.clone());
-    let annotations = template.pointer("/metadata/annotations").cloned().unwrap_or(json!({}));
-    let spec = template.get("spec").cloned().unwrap_or_else(|| json!({"containers": []}));
+    let annotations = template
+        .pointer("/metadata/annotations")
+        .cloned()
+        .unwrap_or(json!({}));
+    let spec = template
+        .get("spec")
+        .cloned()
+        .unwrap_or_else(|| json!({"containers": []}));
     let mut last_err = None;
     // A generated name may collide with a live pod; retry a few fresh suffixes like
     // generateName clients do.
@@ -186,7 +192,10 @@ pub fn is_ready(pod: &Value) -> bool {
 
 /// Phase is `Succeeded` or `Failed`.
 pub fn is_terminal(pod: &Value) -> bool {
-    matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"))
+    matches!(
+        pod.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 /// Not terminating and not terminal: counts towards `status.replicas`.
@@ -195,7 +204,10 @@ pub fn is_active(pod: &Value) -> bool {
 }
 
 fn condition<'a>(pod: &'a Value, kind: &str) -> Option<&'a Value> {
-    pod.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == kind)
+    pod.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
 }
 
 /// When the pod became Ready, if it is.
@@ -207,7 +219,9 @@ pub fn ready_since(pod: &Value) -> Option<Timestamp> {
 }
 
 fn time_at(pod: &Value, pointer: &str) -> Option<Timestamp> {
-    pod.pointer(pointer).and_then(Value::as_str).and_then(parse_time)
+    pod.pointer(pointer)
+        .and_then(Value::as_str)
+        .and_then(parse_time)
 }
 
 fn set_condition(status: &mut Value, kind: &str, value: bool, at: Timestamp) {
@@ -215,14 +229,18 @@ fn set_condition(status: &mut Value, kind: &str, value: bool, at: Timestamp) {
     if !status["conditions"].is_array() {
         status["conditions"] = json!([]);
     }
-    let list = status["conditions"].as_array_mut().expect("conditions was just made an array");
+    let list = status["conditions"]
+        .as_array_mut()
+        .expect("conditions was just made an array");
     match list.iter_mut().find(|c| c["type"] == kind) {
         Some(c) if c["status"] == text => {}
         Some(c) => {
             c["status"] = json!(text);
             c["lastTransitionTime"] = json!(format_time(at));
         }
-        None => list.push(json!({"type": kind, "status": text, "lastTransitionTime": format_time(at)})),
+        None => {
+            list.push(json!({"type": kind, "status": text, "lastTransitionTime": format_time(at)}))
+        }
     }
 }
 
@@ -282,7 +300,9 @@ pub fn kubelet_sync(store: &Store, timings: &PodTimings) {
     let now = store.clock().now();
     let (all, _) = store.list(&pods(), None);
     for pod in all {
-        let ours = meta::finalizers(&pod).iter().any(|f| f == KUBELET_FINALIZER);
+        let ours = meta::finalizers(&pod)
+            .iter()
+            .any(|f| f == KUBELET_FINALIZER);
         if meta::is_deleting(&pod) && ours && finish_termination(store, &pod, timings, now) {
             continue;
         }

@@ -69,9 +69,8 @@ fn parse(input: &str) -> Result<Parsed, QuantityError> {
     if (int_part.is_empty() && frac_part.is_empty()) || frac_part.contains('.') {
         return Err(QuantityError::Number(input.to_owned()));
     }
-    let (exp10_suffix, exp2) = suffix_exponents(suffix).ok_or_else(|| {
-        QuantityError::Suffix(input.to_owned())
-    })?;
+    let (exp10_suffix, exp2) =
+        suffix_exponents(suffix).ok_or_else(|| QuantityError::Suffix(input.to_owned()))?;
     let mut digits: i128 = 0;
     let mut count = 0usize;
     let mut exp10: i32 = 0;
@@ -145,11 +144,16 @@ fn suffix_exponents(suffix: &str) -> Option<(i32, u32)> {
         return None;
     }
     // Absurd exponents saturate; the value then saturates or rounds to the smallest unit.
-    Some((exponent.parse::<i32>().unwrap_or(if exponent.starts_with('-') {
-        -10_000
-    } else {
-        10_000
-    }), 0))
+    Some((
+        exponent
+            .parse::<i32>()
+            .unwrap_or(if exponent.starts_with('-') {
+                -10_000
+            } else {
+                10_000
+            }),
+        0,
+    ))
 }
 
 fn to_milli(p: &Parsed) -> i64 {

@@ -23,7 +23,9 @@ pub fn replicasets() -> GroupResource {
 pub fn owned_pods(store: &Store, owner: &Value) -> Vec<Value> {
     let uid = meta::uid(owner).unwrap_or_default();
     let (all, _) = store.list(&pods::pods(), meta::namespace(owner));
-    all.into_iter().filter(|p| pods::is_controlled_by(p, uid)).collect()
+    all.into_iter()
+        .filter(|p| pods::is_controlled_by(p, uid))
+        .collect()
 }
 
 /// `spec.replicas` with the API default of 1.
@@ -39,11 +41,19 @@ pub fn reconcile(store: &Store, rs: &Value) {
         return;
     }
     let name = meta::name(rs);
-    let active: Vec<Value> = owned_pods(store, rs).into_iter().filter(pods::is_active).collect();
+    let active: Vec<Value> = owned_pods(store, rs)
+        .into_iter()
+        .filter(pods::is_active)
+        .collect();
     let desired = desired_replicas(rs);
-    let template = rs.pointer("/spec/template").cloned().unwrap_or_else(|| json!({}));
+    let template = rs
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     for _ in active.len()..desired {
-        if let Err(error) = pods::create_from_template(store, rs, PodName::Generate(name), &template, &Map::new()) {
+        if let Err(error) =
+            pods::create_from_template(store, rs, PodName::Generate(name), &template, &Map::new())
+        {
             tracing::warn!(replicaset = name, %error, "pod creation failed");
             return;
         }
@@ -53,7 +63,12 @@ pub fn reconcile(store: &Store, rs: &Value) {
         victims.sort_by_key(|p| (pods::stage(p), Reverse(recency(p))));
         for pod in victims.iter().take(victims.len() - desired) {
             let ns = meta::namespace(pod);
-            if let Err(error) = store.delete(&pods::pods(), ns, meta::name(pod), &DeleteOptions::default()) {
+            if let Err(error) = store.delete(
+                &pods::pods(),
+                ns,
+                meta::name(pod),
+                &DeleteOptions::default(),
+            ) {
                 tracing::debug!(pod = meta::name(pod), %error, "pod deletion skipped");
             }
         }
@@ -62,7 +77,10 @@ pub fn reconcile(store: &Store, rs: &Value) {
 
 /// Ready pods sort by when they became Ready, the others by creation.
 fn recency(pod: &Value) -> Option<Timestamp> {
-    let created = pod.pointer("/metadata/creationTimestamp").and_then(Value::as_str).and_then(parse_time);
+    let created = pod
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str)
+        .and_then(parse_time);
     match pods::stage(pod) {
         Stage::Ready => pods::ready_since(pod).or(created),
         _ => created,
@@ -85,14 +103,20 @@ pub fn count(pods_list: &[Value], min_ready_seconds: u64, now: Timestamp) -> (us
 pub fn refresh_status(store: &Store, rs: &Value) {
     let now = store.clock().now();
     let owned = owned_pods(store, rs);
-    let min_ready = rs.pointer("/spec/minReadySeconds").and_then(Value::as_u64).unwrap_or(0);
+    let min_ready = rs
+        .pointer("/spec/minReadySeconds")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
     let (replicas, ready, available) = count(&owned, min_ready, now);
     let mut status = rs.get("status").cloned().unwrap_or_else(|| json!({}));
     status["replicas"] = json!(replicas);
     status["fullyLabeledReplicas"] = json!(replicas);
     status["readyReplicas"] = json!(ready);
     status["availableReplicas"] = json!(available);
-    status["observedGeneration"] = rs.pointer("/metadata/generation").cloned().unwrap_or(json!(1));
+    status["observedGeneration"] = rs
+        .pointer("/metadata/generation")
+        .cloned()
+        .unwrap_or(json!(1));
     write_status(store, &replicasets(), rs, status);
 }
 

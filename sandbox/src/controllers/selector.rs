@@ -81,7 +81,11 @@ impl LabelSelector {
         }
         // Stable sort by key, as labels.Requirements are sorted in apimachinery.
         parts.sort_by(|a, b| a.0.cmp(&b.0));
-        parts.into_iter().map(|(_, t)| t).collect::<Vec<_>>().join(",")
+        parts
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Go's `%+v` of a `*metav1.LabelSelector`, used verbatim in HPA messages (§1.5, §3.8).

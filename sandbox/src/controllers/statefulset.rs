@@ -17,7 +17,11 @@ pub fn statefulsets() -> GroupResource {
 }
 
 fn ordinal(set: &str, pod: &Value) -> Option<usize> {
-    meta::name(pod).strip_prefix(set)?.strip_prefix('-')?.parse().ok()
+    meta::name(pod)
+        .strip_prefix(set)?
+        .strip_prefix('-')?
+        .parse()
+        .ok()
 }
 
 /// Creates missing ordinals below `spec.replicas`, deletes those at or above it.
@@ -29,41 +33,71 @@ pub fn reconcile(store: &Store, set: &Value) {
     let desired = desired_replicas(set);
     let parallel = set.pointer("/spec/podManagementPolicy") == Some(&json!("Parallel"));
     let owned = owned_pods(store, set);
-    let mut by_ordinal: Vec<(usize, &Value)> = owned.iter().filter_map(|p| Some((ordinal(name, p)?, p))).collect();
+    let mut by_ordinal: Vec<(usize, &Value)> = owned
+        .iter()
+        .filter_map(|p| Some((ordinal(name, p)?, p)))
+        .collect();
     by_ordinal.sort_by_key(|(o, _)| *o);
     // Scale down first, highest ordinal first; OrderedReady waits for each to vanish.
-    let extra: Vec<&(usize, &Value)> = by_ordinal.iter().rev().filter(|(o, _)| *o >= desired).collect();
+    let extra: Vec<&Value> = by_ordinal
+        .iter()
+        .rev()
+        .filter(|(o, _)| *o >= desired)
+        .map(|(_, p)| *p)
+        .collect();
     if !extra.is_empty() {
-        for (_, pod) in &extra {
-            if !meta::is_deleting(pod) {
-                let _ = store.delete(&pods::pods(), meta::namespace(pod), meta::name(pod), &DeleteOptions::default());
-            }
-            if !parallel {
-                break;
-            }
+        let batch = if parallel { extra.len() } else { 1 };
+        for pod in extra
+            .into_iter()
+            .take(batch)
+            .filter(|p| !meta::is_deleting(p))
+        {
+            let _ = store.delete(
+                &pods::pods(),
+                meta::namespace(pod),
+                meta::name(pod),
+                &DeleteOptions::default(),
+            );
         }
         return;
     }
-    let template = set.pointer("/spec/template").cloned().unwrap_or_else(|| json!({}));
-    let revision = format!("{name}-{}", stable_hash(&template));
     for o in 0..desired {
-        if let Some((_, pod)) = by_ordinal.iter().find(|(x, _)| *x == o) {
-            if !parallel && !pods::is_ready(pod) {
-                return;
+        match by_ordinal.iter().find(|(x, _)| *x == o) {
+            Some((_, pod)) if !parallel && !pods::is_ready(pod) => return,
+            Some(_) => {}
+            None => {
+                if !create_ordinal(store, set, o) || !parallel {
+                    return;
+                }
             }
-            continue;
         }
-        let pod_name = format!("{name}-{o}");
-        let mut labels = Map::new();
-        labels.insert("statefulset.kubernetes.io/pod-name".to_owned(), json!(pod_name));
-        labels.insert("apps.kubernetes.io/pod-index".to_owned(), json!(o.to_string()));
-        labels.insert("controller-revision-hash".to_owned(), json!(revision));
-        if let Err(error) = pods::create_from_template(store, set, PodName::Fixed(&pod_name), &template, &labels) {
+    }
+}
+
+/// Creates pod `<set>-<o>`; false if that failed (retried next tick).
+fn create_ordinal(store: &Store, set: &Value, o: usize) -> bool {
+    let name = meta::name(set);
+    let template = set
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let revision = format!("{name}-{}", stable_hash(&template));
+    let pod_name = format!("{name}-{o}");
+    let mut labels = Map::new();
+    labels.insert(
+        "statefulset.kubernetes.io/pod-name".to_owned(),
+        json!(pod_name),
+    );
+    labels.insert(
+        "apps.kubernetes.io/pod-index".to_owned(),
+        json!(o.to_string()),
+    );
+    labels.insert("controller-revision-hash".to_owned(), json!(revision));
+    match pods::create_from_template(store, set, PodName::Fixed(&pod_name), &template, &labels) {
+        Ok(_) => true,
+        Err(error) => {
             tracing::debug!(statefulset = name, %error, "pod creation deferred");
-            return;
-        }
-        if !parallel {
-            return;
+            false
         }
     }
 }
@@ -71,12 +105,21 @@ pub fn reconcile(store: &Store, set: &Value) {
 /// Recomputes `status`.
 pub fn refresh_status(store: &Store, set: &Value) {
     let now = store.clock().now();
-    let min_ready = set.pointer("/spec/minReadySeconds").and_then(Value::as_u64).unwrap_or(0);
+    let min_ready = set
+        .pointer("/spec/minReadySeconds")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
     let (replicas, ready, available) = count(&owned_pods(store, set), min_ready, now);
-    let template = set.pointer("/spec/template").cloned().unwrap_or_else(|| json!({}));
+    let template = set
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     let revision = format!("{}-{}", meta::name(set), stable_hash(&template));
     let mut status = set.get("status").cloned().unwrap_or_else(|| json!({}));
-    status["observedGeneration"] = set.pointer("/metadata/generation").cloned().unwrap_or(json!(1));
+    status["observedGeneration"] = set
+        .pointer("/metadata/generation")
+        .cloned()
+        .unwrap_or(json!(1));
     status["replicas"] = json!(replicas);
     status["readyReplicas"] = json!(ready);
     status["availableReplicas"] = json!(available);

@@ -29,11 +29,17 @@ pub struct Manager<'a> {
 }
 
 fn entries(obj: &Value) -> Vec<Value> {
-    obj.pointer("/metadata/managedFields").and_then(Value::as_array).cloned().unwrap_or_default()
+    obj.pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn set_entries(obj: &mut Value, list: Vec<Value>) {
-    let list: Vec<Value> = list.into_iter().filter(|e| e["fieldsV1"].as_object().is_some_and(|m| !m.is_empty())).collect();
+    let list: Vec<Value> = list
+        .into_iter()
+        .filter(|e| e["fieldsV1"].as_object().is_some_and(|m| !m.is_empty()))
+        .collect();
     let m = meta::metadata_mut(obj);
     if list.is_empty() {
         m.remove("managedFields");
@@ -43,7 +49,9 @@ fn set_entries(obj: &mut Value, list: Vec<Value>) {
 }
 
 fn is_entry(e: &Value, mgr: &Manager<'_>, operation: &str) -> bool {
-    e["manager"] == mgr.name && e["operation"] == operation && e.get("subresource").and_then(Value::as_str) == mgr.subresource
+    e["manager"] == mgr.name
+        && e["operation"] == operation
+        && e.get("subresource").and_then(Value::as_str) == mgr.subresource
 }
 
 fn entry(mgr: &Manager<'_>, operation: &str, paths: &BTreeSet<Path>) -> Value {
@@ -56,7 +64,11 @@ fn entry(mgr: &Manager<'_>, operation: &str, paths: &BTreeSet<Path>) -> Value {
 }
 
 fn leaves_for(sub: Option<&str>) -> fn(&Value) -> BTreeSet<Path> {
-    if sub == Some("status") { fields::status_leaves } else { fields::leaves }
+    if sub == Some("status") {
+        fields::status_leaves
+    } else {
+        fields::leaves
+    }
 }
 
 /// Records an Update-operation write: the manager takes the fields that changed.
@@ -87,7 +99,12 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, mgr: &Manager<'_>) {
 }
 
 /// Applies `applied` for `mgr` on top of `current` (`None` = create), with `force` semantics.
-pub fn server_side_apply(current: Option<&Value>, applied: &Value, mgr: &Manager<'_>, force: bool) -> Result<Value, ApiError> {
+pub fn server_side_apply(
+    current: Option<&Value>,
+    applied: &Value,
+    mgr: &Manager<'_>,
+    force: bool,
+) -> Result<Value, ApiError> {
     let applied_paths = leaves_for(mgr.subresource)(applied);
     let base = current.cloned().unwrap_or_else(|| json!({}));
     let mut list = entries(&base);
@@ -99,7 +116,10 @@ pub fn server_side_apply(current: Option<&Value>, applied: &Value, mgr: &Manager
         let mut owned = fields::decode(&e["fieldsV1"]);
         let clashing: Vec<Path> = owned
             .iter()
-            .filter(|p| applied_paths.contains(*p) && fields::value_at(&base, p) != fields::value_at(applied, p))
+            .filter(|p| {
+                applied_paths.contains(*p)
+                    && fields::value_at(&base, p) != fields::value_at(applied, p)
+            })
             .cloned()
             .collect();
         if clashing.is_empty() {
@@ -116,10 +136,21 @@ pub fn server_side_apply(current: Option<&Value>, applied: &Value, mgr: &Manager
     if !conflicts.is_empty() {
         return Err(conflict_error(&conflicts));
     }
-    let previously: BTreeSet<Path> = list.iter().find(|e| is_entry(e, mgr, "Apply")).map(|e| fields::decode(&e["fieldsV1"])).unwrap_or_default();
-    let others: BTreeSet<Path> = list.iter().filter(|e| !is_entry(e, mgr, "Apply")).flat_map(|e| fields::decode(&e["fieldsV1"])).collect();
+    let previously: BTreeSet<Path> = list
+        .iter()
+        .find(|e| is_entry(e, mgr, "Apply"))
+        .map(|e| fields::decode(&e["fieldsV1"]))
+        .unwrap_or_default();
+    let others: BTreeSet<Path> = list
+        .iter()
+        .filter(|e| !is_entry(e, mgr, "Apply"))
+        .flat_map(|e| fields::decode(&e["fieldsV1"]))
+        .collect();
     let mut result = base.clone();
-    for dropped in previously.difference(&applied_paths).filter(|p| !others.contains(*p)) {
+    for dropped in previously
+        .difference(&applied_paths)
+        .filter(|p| !others.contains(*p))
+    {
         remove_at(&mut result, dropped);
     }
     let mut patch = applied.clone();
@@ -139,7 +170,10 @@ fn describe(e: &Value) -> String {
     if let Some(sub) = e.get("subresource").and_then(Value::as_str) {
         who.push_str(&format!(" with subresource \"{sub}\""));
     }
-    format!("{who} using {}", e["apiVersion"].as_str().unwrap_or_default())
+    format!(
+        "{who} using {}",
+        e["apiVersion"].as_str().unwrap_or_default()
+    )
 }
 
 fn conflict_error(conflicts: &[(String, String)]) -> ApiError {
@@ -147,13 +181,22 @@ fn conflict_error(conflicts: &[(String, String)]) -> ApiError {
         [(who, field)] => format!("Apply failed with 1 conflict: conflict with {who}: {field}"),
         many => {
             let lines: Vec<String> = many.iter().map(|(_, f)| format!("- {f}")).collect();
-            format!("Apply failed with {} conflicts: conflicts with {}:\n{}", many.len(), many[0].0, lines.join("\n"))
+            format!(
+                "Apply failed with {} conflicts: conflicts with {}:\n{}",
+                many.len(),
+                many[0].0,
+                lines.join("\n")
+            )
         }
     };
     let causes: Vec<Value> = conflicts
         .iter()
         .map(|(who, field)| {
-            let c = Cause::new("FieldManagerConflict", field, format!("conflict with {who}"));
+            let c = Cause::new(
+                "FieldManagerConflict",
+                field,
+                format!("conflict with {who}"),
+            );
             json!({"reason": c.reason, "message": c.message, "field": c.field})
         })
         .collect();
@@ -162,14 +205,19 @@ fn conflict_error(conflicts: &[(String, String)]) -> ApiError {
 
 /// Removes the value at a path (object field, keyed list item or set member).
 fn remove_at(obj: &mut Value, path: &[Step]) {
-    let Some((last, parents)) = path.split_last() else { return };
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
     let mut cur = obj;
     for step in parents {
         let next = match step {
             Step::Field(f) => cur.get_mut(f),
             Step::Key(k) => {
                 let key: Map<String, Value> = serde_json::from_str(k).unwrap_or_default();
-                cur.as_array_mut().and_then(|a| a.iter_mut().find(|i| key.iter().all(|(kk, kv)| i.get(kk) == Some(kv))))
+                cur.as_array_mut().and_then(|a| {
+                    a.iter_mut()
+                        .find(|i| key.iter().all(|(kk, kv)| i.get(kk) == Some(kv)))
+                })
             }
             Step::Value(_) => None,
         };
@@ -202,7 +250,12 @@ mod tests {
     use super::*;
 
     fn mgr(name: &str) -> Manager<'_> {
-        Manager { name, api_version: "apps/v1", subresource: None, time: "2024-05-01T12:00:00Z" }
+        Manager {
+            name,
+            api_version: "apps/v1",
+            subresource: None,
+            time: "2024-05-01T12:00:00Z",
+        }
     }
 
     #[test]
@@ -213,10 +266,18 @@ mod tests {
         other["spec"]["replicas"] = json!(5);
         let err = server_side_apply(Some(&first), &other, &mgr("bob"), false).unwrap_err();
         assert_eq!(err.code, 409);
-        assert_eq!(err.message, "Apply failed with 1 conflict: conflict with \"alice\" using apps/v1: .spec.replicas");
+        assert_eq!(
+            err.message,
+            "Apply failed with 1 conflict: conflict with \"alice\" using apps/v1: .spec.replicas"
+        );
         let forced = server_side_apply(Some(&first), &other, &mgr("bob"), true).unwrap();
         assert_eq!(forced["spec"]["replicas"], 5);
-        let owners: Vec<&str> = forced["metadata"]["managedFields"].as_array().unwrap().iter().map(|e| e["manager"].as_str().unwrap()).collect();
+        let owners: Vec<&str> = forced["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["manager"].as_str().unwrap())
+            .collect();
         assert_eq!(owners, vec!["bob"]);
     }
 
@@ -235,8 +296,20 @@ mod tests {
         let old = server_side_apply(None, &applied, &mgr("alice"), false).unwrap();
         let mut new = old.clone();
         new["spec"]["replicas"] = json!(4);
-        record_update(Some(&old), &mut new, &Manager { subresource: Some("scale"), ..mgr("kubectl") });
+        record_update(
+            Some(&old),
+            &mut new,
+            &Manager {
+                subresource: Some("scale"),
+                ..mgr("kubectl")
+            },
+        );
         let err = server_side_apply(Some(&new), &applied, &mgr("alice"), false).unwrap_err();
-        assert!(err.message.contains("conflict with \"kubectl\" with subresource \"scale\""), "{}", err.message);
+        assert!(
+            err.message
+                .contains("conflict with \"kubectl\" with subresource \"scale\""),
+            "{}",
+            err.message
+        );
     }
 }

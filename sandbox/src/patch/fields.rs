@@ -36,8 +36,16 @@ pub fn leaves(obj: &Value) -> BTreeSet<Path> {
             }
             if k == "metadata" {
                 for (mk, mv) in v.as_object().into_iter().flatten() {
-                    if matches!(mk.as_str(), "labels" | "annotations" | "finalizers" | "ownerReferences") {
-                        walk(mv, mk, vec![Step::Field(k.clone()), Step::Field(mk.clone())], &mut out);
+                    if matches!(
+                        mk.as_str(),
+                        "labels" | "annotations" | "finalizers" | "ownerReferences"
+                    ) {
+                        walk(
+                            mv,
+                            mk,
+                            vec![Step::Field(k.clone()), Step::Field(mk.clone())],
+                            &mut out,
+                        );
                     }
                 }
                 continue;
@@ -52,7 +60,12 @@ pub fn leaves(obj: &Value) -> BTreeSet<Path> {
 pub fn status_leaves(obj: &Value) -> BTreeSet<Path> {
     let mut out = BTreeSet::new();
     if let Some(status) = obj.get("status") {
-        walk(status, "status", vec![Step::Field("status".into())], &mut out);
+        walk(
+            status,
+            "status",
+            vec![Step::Field("status".into())],
+            &mut out,
+        );
     }
     out
 }
@@ -67,7 +80,9 @@ fn walk(value: &Value, field: &str, path: Path, out: &mut BTreeSet<Path>) {
             }
         }
         Value::Array(items) if !items.is_empty() => {
-            if let Some(key) = merge_key(field, items).filter(|k| items.iter().all(|i| i.get(*k).is_some())) {
+            if let Some(key) =
+                merge_key(field, items).filter(|k| items.iter().all(|i| i.get(*k).is_some()))
+            {
                 for item in items {
                     let mut p = path.clone();
                     p.push(Step::Key(json!({key: item[key]}).to_string()));
@@ -102,7 +117,9 @@ pub fn value_at<'a>(obj: &'a Value, path: &[Step]) -> Option<&'a Value> {
             Step::Field(f) => cur.get(f)?,
             Step::Key(k) => {
                 let key: Map<String, Value> = serde_json::from_str(k).ok()?;
-                cur.as_array()?.iter().find(|i| key.iter().all(|(kk, kv)| i.get(kk) == Some(kv)))?
+                cur.as_array()?
+                    .iter()
+                    .find(|i| key.iter().all(|(kk, kv)| i.get(kk) == Some(kv)))?
             }
             Step::Value(v) => {
                 let want: Value = serde_json::from_str(v).ok()?;
@@ -114,10 +131,16 @@ pub fn value_at<'a>(obj: &'a Value, path: &[Step]) -> Option<&'a Value> {
 }
 
 /// Paths whose value differs between two objects (present in either).
-pub fn changed(old: &Value, new: &Value, leaves_of: fn(&Value) -> BTreeSet<Path>) -> BTreeSet<Path> {
+pub fn changed(
+    old: &Value,
+    new: &Value,
+    leaves_of: fn(&Value) -> BTreeSet<Path>,
+) -> BTreeSet<Path> {
     let mut all = leaves_of(old);
     all.extend(leaves_of(new));
-    all.into_iter().filter(|p| value_at(old, p) != value_at(new, p)).collect()
+    all.into_iter()
+        .filter(|p| value_at(old, p) != value_at(new, p))
+        .collect()
 }
 
 /// Encodes paths as `FieldsV1`.
@@ -132,8 +155,15 @@ pub fn encode(paths: &BTreeSet<Path>) -> Value {
                 Step::Value(v) => format!("v:{v}"),
             };
             let entry = cur.entry(key).or_insert_with(|| json!({}));
-            if i + 1 < path.len() && matches!(path[i + 1], Step::Field(_)) && matches!(step, Step::Key(_)) {
-                entry.as_object_mut().expect("objects only").entry(".").or_insert_with(|| json!({}));
+            if i + 1 < path.len()
+                && matches!(path[i + 1], Step::Field(_))
+                && matches!(step, Step::Key(_))
+            {
+                entry
+                    .as_object_mut()
+                    .expect("objects only")
+                    .entry(".")
+                    .or_insert_with(|| json!({}));
             }
             cur = entry.as_object_mut().expect("objects only");
         }
@@ -149,7 +179,9 @@ pub fn decode(fields: &Value) -> BTreeSet<Path> {
 }
 
 fn decode_into(fields: &Value, path: Path, out: &mut BTreeSet<Path>) {
-    let Some(map) = fields.as_object() else { return };
+    let Some(map) = fields.as_object() else {
+        return;
+    };
     let children: Vec<(&String, &Value)> = map.iter().filter(|(k, _)| *k != ".").collect();
     if children.is_empty() {
         if !path.is_empty() {
@@ -178,7 +210,12 @@ pub fn display(path: &[Step]) -> String {
     path.iter()
         .map(|s| match s {
             Step::Field(f) => format!(".{f}"),
-            Step::Key(k) => format!("[{}]", k.trim_start_matches('{').trim_end_matches('}').replace('"', "")),
+            Step::Key(k) => format!(
+                "[{}]",
+                k.trim_start_matches('{')
+                    .trim_end_matches('}')
+                    .replace('"', "")
+            ),
             Step::Value(v) => format!("[{v}]"),
         })
         .collect()
@@ -197,6 +234,9 @@ mod tests {
         assert_eq!(encoded["f:spec"]["f:replicas"], json!({}));
         assert!(encoded["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"app\"}"]["f:image"].is_object());
         assert_eq!(decode(&encoded), paths);
-        assert_eq!(display(&[Step::Field("spec".into()), Step::Field("replicas".into())]), ".spec.replicas");
+        assert_eq!(
+            display(&[Step::Field("spec".into()), Step::Field("replicas".into())]),
+            ".spec.replicas"
+        );
     }
 }

@@ -42,23 +42,30 @@ impl PatchKind {
             "application/json-patch+json" => Ok(Self::Json),
             "application/merge-patch+json" => Ok(Self::Merge),
             "application/strategic-merge-patch+json" => Ok(Self::Strategic),
-            "application/apply-patch+yaml" | "application/apply-patch+json" | "application/apply-patch+cbor" => {
-                Ok(Self::Apply { force: false })
-            }
+            "application/apply-patch+yaml"
+            | "application/apply-patch+json"
+            | "application/apply-patch+cbor" => Ok(Self::Apply { force: false }),
             other => Err(ApiError::unsupported_media_type(other)),
         }
     }
 }
 
 /// Computes the patched object (not for apply, which needs field ownership).
-pub fn apply_patch(kind: PatchKind, custom: bool, current: &Value, patch: &Value) -> Result<Value, ApiError> {
+pub fn apply_patch(
+    kind: PatchKind,
+    custom: bool,
+    current: &Value,
+    patch: &Value,
+) -> Result<Value, ApiError> {
     match kind {
         PatchKind::Json => {
             let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
             let mut doc = current.clone();
             json_patch::patch(&mut doc, &ops).map_err(|e| {
-                ApiError::invalid_patch(format!("the server rejected our request due to an error in our request: {e}"))
+                ApiError::invalid_patch(format!(
+                    "the server rejected our request due to an error in our request: {e}"
+                ))
             })?;
             Ok(doc)
         }
@@ -71,7 +78,9 @@ pub fn apply_patch(kind: PatchKind, custom: bool, current: &Value, patch: &Value
             "application/strategic-merge-patch+json is not supported for custom resources",
         )),
         PatchKind::Strategic => strategic::apply(current, patch),
-        PatchKind::Apply { .. } => Err(ApiError::internal("apply patches go through server_side_apply")),
+        PatchKind::Apply { .. } => Err(ApiError::internal(
+            "apply patches go through server_side_apply",
+        )),
     }
 }
 
@@ -102,22 +111,34 @@ impl Store {
         let precondition = meta::resource_version(patch).map(str::to_owned);
         let time = self.now_string();
         let manager = ctx.field_manager.as_deref().unwrap_or("unknown");
-        let mgr = apply::Manager { name: manager, api_version: &ctx.api_version, subresource: ctx.subresource.as_deref(), time: &time };
+        let mgr = apply::Manager {
+            name: manager,
+            api_version: &ctx.api_version,
+            subresource: ctx.subresource.as_deref(),
+            time: &time,
+        };
         for _ in 0..PATCH_RETRIES {
             let current = match self.get(gr, ns, name) {
                 Ok(current) => current,
-                Err(e) if e.code == 404 && matches!(kind, PatchKind::Apply { .. }) && opts.subresource == Subresource::Main => {
+                Err(e)
+                    if e.code == 404
+                        && matches!(kind, PatchKind::Apply { .. })
+                        && opts.subresource == Subresource::Main =>
+                {
                     let created = apply::server_side_apply(None, patch, &mgr, false)?;
                     let mut created = created;
                     if info.namespaced {
-                        meta::metadata_mut(&mut created).insert("namespace".into(), Value::from(ns.unwrap_or_default()));
+                        meta::metadata_mut(&mut created)
+                            .insert("namespace".into(), Value::from(ns.unwrap_or_default()));
                     }
                     return self.create(gr, created, opts);
                 }
                 Err(e) => return Err(e),
             };
             let mut new = match kind {
-                PatchKind::Apply { force } => apply::server_side_apply(Some(&current), patch, &mgr, force)?,
+                PatchKind::Apply { force } => {
+                    apply::server_side_apply(Some(&current), patch, &mgr, force)?
+                }
                 _ => {
                     let mut new = apply_patch(kind, info.is_custom(), &current, patch)?;
                     apply::record_update(Some(&current), &mut new, &mgr);
@@ -125,12 +146,26 @@ impl Store {
                 }
             };
             if meta::name(&new) != name || (info.namespaced && meta::namespace(&new) != ns) {
-                return Err(ApiError::bad_request("the patch may not change the object's name or namespace"));
+                return Err(ApiError::bad_request(
+                    "the patch may not change the object's name or namespace",
+                ));
             }
-            let expected = precondition.clone().unwrap_or_else(|| meta::resource_version(&current).unwrap_or_default().to_owned());
+            let expected = precondition.clone().unwrap_or_else(|| {
+                meta::resource_version(&current)
+                    .unwrap_or_default()
+                    .to_owned()
+            });
             meta::metadata_mut(&mut new).insert("resourceVersion".into(), Value::from(expected));
             match self.update(gr, new, opts) {
-                Err(e) if e.reason == "Conflict" && precondition.is_none() && e.details.as_ref().is_some_and(|d| d.get("causes").is_none()) => continue,
+                Err(e)
+                    if e.reason == "Conflict"
+                        && precondition.is_none()
+                        && e.details
+                            .as_ref()
+                            .is_some_and(|d| d.get("causes").is_none()) =>
+                {
+                    continue;
+                }
                 other => return other,
             }
         }

@@ -14,7 +14,12 @@ use crate::error::ApiError;
 /// The merge key of a list field, by field name; `None` = replace the list.
 pub fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "volumeMounts"
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "volumeMounts"
         | "imagePullSecrets" => Some("name"),
         "ports" => {
             let container = items.iter().any(|i| i.get("containerPort").is_some());
@@ -43,12 +48,18 @@ pub fn apply(target: &Value, patch: &Value) -> Result<Value, ApiError> {
 
 /// Merges `patch` into `target`; `None` means "delete this value".
 fn merge_value(target: Option<&Value>, patch: &Value) -> Result<Option<Value>, ApiError> {
-    let Value::Object(patch_map) = patch else { return Ok(Some(patch.clone())) };
+    let Value::Object(patch_map) = patch else {
+        return Ok(Some(patch.clone()));
+    };
     match patch_map.get("$patch").and_then(Value::as_str) {
         Some("replace") => return Ok(Some(Value::Object(without_directives(patch_map)))),
         Some("delete") => return Ok(None),
         Some("merge") | None => {}
-        Some(other) => return Err(ApiError::bad_request(format!("unknown patch type: {other}"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown patch type: {other}"
+            )));
+        }
     }
     let mut result = match target {
         Some(Value::Object(m)) => m.clone(),
@@ -79,7 +90,8 @@ fn merge_value(target: Option<&Value>, patch: &Value) -> Result<Option<Value>, A
         };
     }
     for (key, order) in patch_map {
-        if let (Some(field), Some(order)) = (key.strip_prefix("$setElementOrder/"), order.as_array())
+        if let (Some(field), Some(order)) =
+            (key.strip_prefix("$setElementOrder/"), order.as_array())
             && let Some(Value::Array(items)) = result.get_mut(field)
         {
             reorder(field, items, order);
@@ -89,11 +101,17 @@ fn merge_value(target: Option<&Value>, patch: &Value) -> Result<Option<Value>, A
 }
 
 fn without_directives(map: &Map<String, Value>) -> Map<String, Value> {
-    map.iter().filter(|(k, _)| !k.starts_with('$')).map(|(k, v)| (k.clone(), v.clone())).collect()
+    map.iter()
+        .filter(|(k, _)| !k.starts_with('$'))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 fn merge_list(field: &str, target: Option<&Value>, patch: &[Value]) -> Result<Value, ApiError> {
-    let current: Vec<Value> = target.and_then(Value::as_array).cloned().unwrap_or_default();
+    let current: Vec<Value> = target
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if is_primitive_set(field) {
         let mut out = current;
         for item in patch {
@@ -103,9 +121,18 @@ fn merge_list(field: &str, target: Option<&Value>, patch: &[Value]) -> Result<Va
         }
         return Ok(Value::Array(out));
     }
-    let Some(key) = merge_key(field, patch) else { return Ok(Value::Array(patch.to_vec())) };
-    if patch.iter().any(|p| p.get("$patch").and_then(Value::as_str) == Some("replace")) {
-        let items = patch.iter().filter(|p| p.get("$patch").is_none()).cloned().collect();
+    let Some(key) = merge_key(field, patch) else {
+        return Ok(Value::Array(patch.to_vec()));
+    };
+    if patch
+        .iter()
+        .any(|p| p.get("$patch").and_then(Value::as_str) == Some("replace"))
+    {
+        let items = patch
+            .iter()
+            .filter(|p| p.get("$patch").is_none())
+            .cloned()
+            .collect();
         return Ok(Value::Array(items));
     }
     let mut out = current;
@@ -128,7 +155,10 @@ fn merge_list(field: &str, target: Option<&Value>, patch: &[Value]) -> Result<Va
 /// the end.
 fn reorder(field: &str, items: &mut Vec<Value>, order: &[Value]) {
     let key = merge_key(field, items);
-    let id_of = |v: &Value| -> Value { key.and_then(|k| v.get(k).cloned()).unwrap_or_else(|| v.clone()) };
+    let id_of = |v: &Value| -> Value {
+        key.and_then(|k| v.get(k).cloned())
+            .unwrap_or_else(|| v.clone())
+    };
     let mut sorted = Vec::with_capacity(items.len());
     for wanted in order {
         let wanted_id = id_of(wanted);
@@ -154,7 +184,13 @@ mod tests {
             {"name": "app", "image": "a:2", "env": [{"name": "Y", "value": "2"}]}]}});
         let out = apply(&target, &patch).unwrap();
         assert_eq!(out["spec"]["containers"][0]["image"], "a:2");
-        assert_eq!(out["spec"]["containers"][0]["env"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            out["spec"]["containers"][0]["env"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
         assert_eq!(out["spec"]["containers"][1]["name"], "side");
     }
 

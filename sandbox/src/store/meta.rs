@@ -37,7 +37,9 @@ pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
         *obj = Value::Object(Map::new());
     }
     let map = obj.as_object_mut().expect("just made an object");
-    let meta = map.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    let meta = map
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !meta.is_object() {
         *meta = Value::Object(Map::new());
     }
@@ -48,14 +50,21 @@ pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
 pub fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Adds a finalizer if absent.
 pub fn add_finalizer(obj: &mut Value, finalizer: &str) {
     let meta = metadata_mut(obj);
-    let list = meta.entry("finalizers").or_insert_with(|| Value::Array(vec![]));
+    let list = meta
+        .entry("finalizers")
+        .or_insert_with(|| Value::Array(vec![]));
     if let Some(list) = list.as_array_mut()
         && !list.iter().any(|f| f == finalizer)
     {
@@ -86,19 +95,30 @@ pub fn labels(obj: &Value) -> Option<&Map<String, Value>> {
 
 /// `metadata.ownerReferences` entries.
 pub fn owner_references(obj: &Value) -> &[Value] {
-    obj.pointer("/metadata/ownerReferences").and_then(Value::as_array).map_or(&[], Vec::as_slice)
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
 }
 
 /// Looks up a dotted path (`.spec.replicas` or `spec.replicas`) in an object.
 pub fn dotted<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
-    path.trim_start_matches('.').split('.').filter(|s| !s.is_empty()).try_fold(obj, |v, k| v.get(k))
+    path.trim_start_matches('.')
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .try_fold(obj, |v, k| v.get(k))
 }
 
 /// Sets a dotted path, creating intermediate objects.
 pub fn set_dotted(obj: &mut Value, path: &str, value: Value) {
     let mut cur = obj;
-    let keys: Vec<&str> = path.trim_start_matches('.').split('.').filter(|s| !s.is_empty()).collect();
-    let Some((last, parents)) = keys.split_last() else { return };
+    let keys: Vec<&str> = path
+        .trim_start_matches('.')
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let Some((last, parents)) = keys.split_last() else {
+        return;
+    };
     for key in parents {
         if !cur.is_object() {
             *cur = Value::Object(Map::new());
@@ -112,7 +132,9 @@ pub fn set_dotted(obj: &mut Value, path: &str, value: Value) {
     if !cur.is_object() {
         *cur = Value::Object(Map::new());
     }
-    cur.as_object_mut().expect("just made an object").insert((*last).to_owned(), value);
+    cur.as_object_mut()
+        .expect("just made an object")
+        .insert((*last).to_owned(), value);
 }
 
 #[cfg(test)]

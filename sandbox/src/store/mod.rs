@@ -63,7 +63,10 @@ pub struct GroupResource {
 impl GroupResource {
     /// Builds a group-resource.
     pub fn new(group: &str, resource: &str) -> Self {
-        Self { group: group.to_owned(), resource: resource.to_owned() }
+        Self {
+            group: group.to_owned(),
+            resource: resource.to_owned(),
+        }
     }
 }
 
@@ -103,7 +106,10 @@ pub struct WriteOptions {
 impl WriteOptions {
     /// Options for a `/status` write.
     pub fn status() -> Self {
-        Self { subresource: Subresource::Status, ..Self::default() }
+        Self {
+            subresource: Subresource::Status,
+            ..Self::default()
+        }
     }
 }
 
@@ -213,7 +219,10 @@ impl Store {
 
     /// The resource info, or 404 if the resource is not served.
     pub fn info(&self, gr: &GroupResource) -> Result<Arc<ResourceInfo>, ApiError> {
-        self.registry.get(gr).filter(|i| i.stored).ok_or_else(ApiError::no_route)
+        self.registry
+            .get(gr)
+            .filter(|i| i.stored)
+            .ok_or_else(ApiError::no_route)
     }
 
     /// One object.
@@ -251,7 +260,12 @@ impl Store {
     }
 
     /// Creates an object (`POST`).
-    pub fn create(&self, gr: &GroupResource, mut obj: Value, opts: &WriteOptions) -> Result<Value, ApiError> {
+    pub fn create(
+        &self,
+        gr: &GroupResource,
+        mut obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
         let info = self.info(gr)?;
         admission::prepare_create(&info, &mut obj, &self.now_string())?;
         let ns = meta::namespace(&obj).map(str::to_owned);
@@ -272,9 +286,18 @@ impl Store {
     }
 
     /// Replaces an object (`PUT`), taking namespace and name from the object.
-    pub fn update(&self, gr: &GroupResource, obj: Value, opts: &WriteOptions) -> Result<Value, ApiError> {
+    pub fn update(
+        &self,
+        gr: &GroupResource,
+        obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
         let info = self.info(gr)?;
-        let ns = if info.namespaced { meta::namespace(&obj).map(str::to_owned) } else { None };
+        let ns = if info.namespaced {
+            meta::namespace(&obj).map(str::to_owned)
+        } else {
+            None
+        };
         let name = meta::name(&obj).to_owned();
         let k = key(ns.as_deref(), &name);
         let mut st = self.lock();
@@ -296,7 +319,13 @@ impl Store {
 
     /// Deletes an object (`DELETE`). With finalizers (or a foreground/orphan policy) the object
     /// only gets a `deletionTimestamp` and stays until the finalizers are gone.
-    pub fn delete(&self, gr: &GroupResource, ns: Option<&str>, name: &str, opts: &DeleteOptions) -> Result<Value, ApiError> {
+    pub fn delete(
+        &self,
+        gr: &GroupResource,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Value, ApiError> {
         let info = self.info(gr)?;
         let ns = if info.namespaced { ns } else { None };
         let k = key(ns, name);
@@ -330,7 +359,12 @@ impl Store {
 
     /// Subscribes to changes of a resource. `since = None` starts with a synthetic `ADDED` for
     /// every current object; `Some(rv)` replays the history after `rv` (410 if compacted).
-    pub fn watch(&self, gr: &GroupResource, ns: Option<&str>, since: Option<u64>) -> Result<Subscription, ApiError> {
+    pub fn watch(
+        &self,
+        gr: &GroupResource,
+        ns: Option<&str>,
+        since: Option<u64>,
+    ) -> Result<Subscription, ApiError> {
         self.info(gr)?;
         let st = self.lock();
         let rx = self.tx.subscribe();
@@ -346,7 +380,9 @@ impl Store {
                     Arc::new(WatchEvent {
                         event_type: EventType::Added,
                         resource: gr.clone(),
-                        rv: meta::resource_version(o).and_then(|r| r.parse().ok()).unwrap_or(st.rv),
+                        rv: meta::resource_version(o)
+                            .and_then(|r| r.parse().ok())
+                            .unwrap_or(st.rv),
                         object: o.clone(),
                         old: None,
                     })
@@ -361,7 +397,13 @@ impl Store {
                 .collect(),
         };
         let start = since.unwrap_or(st.rv);
-        Ok(Subscription::new(backlog, rx, Some(gr.clone()), ns.map(str::to_owned), start))
+        Ok(Subscription::new(
+            backlog,
+            rx,
+            Some(gr.clone()),
+            ns.map(str::to_owned),
+            start,
+        ))
     }
 
     /// Subscribes to every future change of every resource (the garbage collector's feed).
@@ -373,12 +415,21 @@ impl Store {
     /// Every stored object with its resource (a full scan; the sandbox is small).
     pub fn all_objects(&self) -> Vec<(GroupResource, Value)> {
         let st = self.lock();
-        st.objects.iter().flat_map(|(gr, m)| m.values().map(move |o| (gr.clone(), o.clone()))).collect()
+        st.objects
+            .iter()
+            .flat_map(|(gr, m)| m.values().map(move |o| (gr.clone(), o.clone())))
+            .collect()
     }
 
     /// Applies `change` to the latest version of an object and stores it, retrying when another
     /// writer got there first. `Ok(None)` if the object is gone or `change` returns false.
-    pub fn mutate(&self, gr: &GroupResource, ns: Option<&str>, name: &str, change: impl Fn(&mut Value) -> bool) -> Result<Option<Value>, ApiError> {
+    pub fn mutate(
+        &self,
+        gr: &GroupResource,
+        ns: Option<&str>,
+        name: &str,
+        change: impl Fn(&mut Value) -> bool,
+    ) -> Result<Option<Value>, ApiError> {
         for _ in 0..10 {
             let mut obj = match self.get(gr, ns, name) {
                 Ok(obj) => obj,
@@ -407,7 +458,15 @@ impl Store {
 
     /// Assigns the next resourceVersion, stores or removes the object, records and publishes the
     /// event. Returns the object as stored.
-    fn commit(&self, st: &mut State, gr: &GroupResource, k: ObjectKey, event_type: EventType, mut obj: Value, old: Option<Value>) -> Value {
+    fn commit(
+        &self,
+        st: &mut State,
+        gr: &GroupResource,
+        k: ObjectKey,
+        event_type: EventType,
+        mut obj: Value,
+        old: Option<Value>,
+    ) -> Value {
         st.rv += 1;
         let rv = st.rv;
         meta::metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
@@ -417,7 +476,13 @@ impl Store {
         } else {
             objects.insert(k, obj.clone());
         }
-        let event = Arc::new(WatchEvent { event_type, resource: gr.clone(), rv, object: obj.clone(), old });
+        let event = Arc::new(WatchEvent {
+            event_type,
+            resource: gr.clone(),
+            rv,
+            object: obj.clone(),
+            old,
+        });
         st.history.push_back(event.clone());
         while st.history.len() > st.history_capacity {
             if let Some(dropped) = st.history.pop_front() {
@@ -439,13 +504,20 @@ impl Store {
             self.registry.sync_crd(&name, Some(crd));
             return;
         }
-        let removed = self.registry.all().into_iter().find(|i| i.is_custom() && format!("{}.{}", i.plural, i.group) == name);
+        let removed = self
+            .registry
+            .all()
+            .into_iter()
+            .find(|i| i.is_custom() && format!("{}.{}", i.plural, i.group) == name);
         self.registry.sync_crd(&name, None);
         if let Some(info) = removed {
             let gr = info.group_resource();
             let objects = st.objects.remove(&gr).unwrap_or_default();
             for (k, obj) in objects {
-                st.objects.entry(gr.clone()).or_default().insert(k.clone(), obj.clone());
+                st.objects
+                    .entry(gr.clone())
+                    .or_default()
+                    .insert(k.clone(), obj.clone());
                 self.commit(st, &gr, k, EventType::Deleted, obj, None);
             }
         }
@@ -455,7 +527,10 @@ impl Store {
 /// Namespaced creates need an existing namespace that is not terminating.
 fn check_namespace_open(st: &State, ns: &str) -> Result<(), ApiError> {
     let namespaces = GroupResource::new("", "namespaces");
-    let found = st.objects.get(&namespaces).and_then(|m| m.get(&key(None, ns)));
+    let found = st
+        .objects
+        .get(&namespaces)
+        .and_then(|m| m.get(&key(None, ns)));
     match found {
         None => Err(ApiError::not_found(&namespaces, ns)),
         Some(n) if meta::is_deleting(n) => Err(ApiError::forbidden(format!(
@@ -465,16 +540,28 @@ fn check_namespace_open(st: &State, ns: &str) -> Result<(), ApiError> {
     }
 }
 
-fn check_preconditions(gr: &GroupResource, info: &ResourceInfo, old: &Value, new: &Value) -> Result<(), ApiError> {
+fn check_preconditions(
+    gr: &GroupResource,
+    info: &ResourceInfo,
+    old: &Value,
+    new: &Value,
+) -> Result<(), ApiError> {
     let name = meta::name(old);
     match meta::resource_version(new) {
-        Some(rv) if Some(rv) != meta::resource_version(old) => return Err(ApiError::conflict(gr, name)),
+        Some(rv) if Some(rv) != meta::resource_version(old) => {
+            return Err(ApiError::conflict(gr, name));
+        }
         None if info.is_custom() => {
-            return Err(ApiError::invalid(&info.kind, &info.group, name, vec![crate::error::Cause::new(
-                "FieldValueInvalid",
-                "metadata.resourceVersion",
-                "Invalid value: 0x0: must be specified for an update",
-            )]));
+            return Err(ApiError::invalid(
+                &info.kind,
+                &info.group,
+                name,
+                vec![crate::error::Cause::new(
+                    "FieldValueInvalid",
+                    "metadata.resourceVersion",
+                    "Invalid value: 0x0: must be specified for an update",
+                )],
+            ));
         }
         _ => {}
     }
@@ -489,7 +576,12 @@ fn check_preconditions(gr: &GroupResource, info: &ResourceInfo, old: &Value, new
     Ok(())
 }
 
-fn check_delete_preconditions(gr: &GroupResource, name: &str, old: &Value, opts: &DeleteOptions) -> Result<(), ApiError> {
+fn check_delete_preconditions(
+    gr: &GroupResource,
+    name: &str,
+    old: &Value,
+    opts: &DeleteOptions,
+) -> Result<(), ApiError> {
     if let Some(uid) = &opts.precondition_uid
         && Some(uid.as_str()) != meta::uid(old)
     {
@@ -508,7 +600,10 @@ fn check_delete_preconditions(gr: &GroupResource, name: &str, old: &Value, opts:
 
 /// Finalizers that still hold the object (namespaces also wait for `spec.finalizers`).
 pub fn has_pending_finalizers(obj: &Value) -> bool {
-    let spec_finalizers = obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty())
+    let spec_finalizers = obj
+        .pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
         && obj.get("kind").and_then(Value::as_str) == Some("Namespace");
     !meta::finalizers(obj).is_empty() || spec_finalizers
 }

@@ -74,7 +74,11 @@ impl ResourceInfo {
 
     /// `apiVersion` for a version of this resource (`apps/v1`, or `v1` for core).
     pub fn api_version(&self, version: &str) -> String {
-        if self.group.is_empty() { version.to_owned() } else { format!("{}/{version}", self.group) }
+        if self.group.is_empty() {
+            version.to_owned()
+        } else {
+            format!("{}/{version}", self.group)
+        }
     }
 
     /// The preferred (storage) version.
@@ -92,7 +96,16 @@ impl ResourceInfo {
         if !self.stored {
             return vec!["create"];
         }
-        vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+        vec![
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
     }
 
     /// The CRD data of one version, if this is a custom resource serving it.
@@ -103,7 +116,19 @@ impl ResourceInfo {
 
 /// Compact row of the built-in table: group, versions, plural, singular, kind, namespaced,
 /// short names, categories, status, scale, generation.
-type Row = (&'static str, &'static [&'static str], &'static str, &'static str, &'static str, bool, &'static [&'static str], &'static [&'static str], bool, bool, bool);
+type Row = (
+    &'static str,
+    &'static [&'static str],
+    &'static str,
+    &'static str,
+    &'static str,
+    bool,
+    &'static [&'static str],
+    &'static [&'static str],
+    bool,
+    bool,
+    bool,
+);
 
 const ALL: &[&str] = &["all"];
 
@@ -135,10 +160,34 @@ const BUILTIN: &[Row] = &[
 
 /// Review resources: created and answered, never stored.
 const REVIEWS: &[(&str, &str, &str, &str, bool)] = &[
-    ("authentication.k8s.io", "tokenreviews", "tokenreview", "TokenReview", false),
-    ("authorization.k8s.io", "subjectaccessreviews", "subjectaccessreview", "SubjectAccessReview", false),
-    ("authorization.k8s.io", "selfsubjectaccessreviews", "selfsubjectaccessreview", "SelfSubjectAccessReview", false),
-    ("authorization.k8s.io", "localsubjectaccessreviews", "localsubjectaccessreview", "LocalSubjectAccessReview", true),
+    (
+        "authentication.k8s.io",
+        "tokenreviews",
+        "tokenreview",
+        "TokenReview",
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        "SubjectAccessReview",
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        "SelfSubjectAccessReview",
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "localsubjectaccessreviews",
+        "localsubjectaccessreview",
+        "LocalSubjectAccessReview",
+        true,
+    ),
 ];
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -153,37 +202,53 @@ fn builtin_infos() -> Vec<ResourceInfo> {
     };
     let mut infos: Vec<ResourceInfo> = BUILTIN
         .iter()
-        .map(|&(group, versions, plural, singular, kind, namespaced, short, cats, status, scale, generation)| ResourceInfo {
+        .map(
+            |&(
+                group,
+                versions,
+                plural,
+                singular,
+                kind,
+                namespaced,
+                short,
+                cats,
+                status,
+                scale,
+                generation,
+            )| ResourceInfo {
+                group: group.into(),
+                versions: strings(versions),
+                plural: plural.into(),
+                singular: singular.into(),
+                kind: kind.into(),
+                namespaced,
+                short_names: strings(short),
+                categories: strings(cats),
+                status,
+                scale: scale.then(|| replicas.clone()),
+                generation,
+                stored: true,
+                crd: None,
+            },
+        )
+        .collect();
+    infos.extend(REVIEWS.iter().map(
+        |&(group, plural, singular, kind, namespaced)| ResourceInfo {
             group: group.into(),
-            versions: strings(versions),
+            versions: vec!["v1".into()],
             plural: plural.into(),
             singular: singular.into(),
             kind: kind.into(),
             namespaced,
-            short_names: strings(short),
-            categories: strings(cats),
-            status,
-            scale: scale.then(|| replicas.clone()),
-            generation,
-            stored: true,
+            short_names: vec![],
+            categories: vec![],
+            status: false,
+            scale: None,
+            generation: false,
+            stored: false,
             crd: None,
-        })
-        .collect();
-    infos.extend(REVIEWS.iter().map(|&(group, plural, singular, kind, namespaced)| ResourceInfo {
-        group: group.into(),
-        versions: vec!["v1".into()],
-        plural: plural.into(),
-        singular: singular.into(),
-        kind: kind.into(),
-        namespaced,
-        short_names: vec![],
-        categories: vec![],
-        status: false,
-        scale: None,
-        generation: false,
-        stored: false,
-        crd: None,
-    }));
+        },
+    ));
     infos
 }
 
@@ -195,8 +260,13 @@ pub struct Registry {
 
 impl Default for Registry {
     fn default() -> Self {
-        let map = builtin_infos().into_iter().map(|i| (i.group_resource(), Arc::new(i))).collect();
-        Self { resources: RwLock::new(map) }
+        let map = builtin_infos()
+            .into_iter()
+            .map(|i| (i.group_resource(), Arc::new(i)))
+            .collect();
+        Self {
+            resources: RwLock::new(map),
+        }
     }
 }
 
@@ -213,7 +283,8 @@ impl Registry {
 
     /// The resource with this group, served version and plural.
     pub fn resolve(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceInfo>> {
-        self.get(&GroupResource::new(group, plural)).filter(|i| i.versions.iter().any(|v| v == version))
+        self.get(&GroupResource::new(group, plural))
+            .filter(|i| i.versions.iter().any(|v| v == version))
     }
 
     /// All resources, in (group, plural) order.
@@ -223,7 +294,10 @@ impl Registry {
 
     /// The resource of a kind in a group (for apply-create and owner references).
     pub fn by_kind(&self, group: &str, kind: &str) -> Option<Arc<ResourceInfo>> {
-        self.read().values().find(|i| i.group == group && i.kind == kind).cloned()
+        self.read()
+            .values()
+            .find(|i| i.group == group && i.kind == kind)
+            .cloned()
     }
 
     /// Registers, replaces or (with `None`) removes the resource a CRD defines.
@@ -242,7 +316,12 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 
 fn str_list(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -251,15 +330,23 @@ pub fn info_from_crd(crd: &Value) -> Option<ResourceInfo> {
     let spec = crd.get("spec")?;
     let names = spec.get("names")?;
     let all_versions: Vec<&Value> = spec.get("versions")?.as_array()?.iter().collect();
-    let served: Vec<&Value> =
-        all_versions.into_iter().filter(|v| v["served"].as_bool() != Some(false)).collect();
+    let served: Vec<&Value> = all_versions
+        .into_iter()
+        .filter(|v| v["served"].as_bool() != Some(false))
+        .collect();
     // Storage version first, then the rest in declaration order.
     let mut ordered = served.clone();
     ordered.sort_by_key(|v| v["storage"].as_bool() != Some(true));
     let first = *ordered.first()?;
     let scale = first.pointer("/subresources/scale").map(|s| ScalePaths {
-        spec_replicas: s["specReplicasPath"].as_str().unwrap_or(".spec.replicas").to_owned(),
-        status_replicas: s["statusReplicasPath"].as_str().unwrap_or(".status.replicas").to_owned(),
+        spec_replicas: s["specReplicasPath"]
+            .as_str()
+            .unwrap_or(".spec.replicas")
+            .to_owned(),
+        status_replicas: s["statusReplicasPath"]
+            .as_str()
+            .unwrap_or(".status.replicas")
+            .to_owned(),
         label_selector: s["labelSelectorPath"].as_str().map(str::to_owned),
     });
     let versions = ordered
@@ -267,7 +354,10 @@ pub fn info_from_crd(crd: &Value) -> Option<ResourceInfo> {
         .map(|v| CrdVersion {
             name: v["name"].as_str().unwrap_or_default().to_owned(),
             schema: v.pointer("/schema/openAPIV3Schema").cloned(),
-            printer_columns: v["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
+            printer_columns: v["additionalPrinterColumns"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
         })
         .collect::<Vec<_>>();
     Some(ResourceInfo {
@@ -315,8 +405,20 @@ mod tests {
     #[test]
     fn hpa_is_served_in_two_versions() {
         let registry = Registry::default();
-        assert!(registry.resolve("autoscaling", "v1", "horizontalpodautoscalers").is_some());
-        assert!(registry.resolve("autoscaling", "v2", "horizontalpodautoscalers").is_some());
-        assert!(registry.resolve("autoscaling", "v3", "horizontalpodautoscalers").is_none());
+        assert!(
+            registry
+                .resolve("autoscaling", "v1", "horizontalpodautoscalers")
+                .is_some()
+        );
+        assert!(
+            registry
+                .resolve("autoscaling", "v2", "horizontalpodautoscalers")
+                .is_some()
+        );
+        assert!(
+            registry
+                .resolve("autoscaling", "v3", "horizontalpodautoscalers")
+                .is_none()
+        );
     }
 }

@@ -22,7 +22,9 @@ fn create_assigns_uid_timestamp_and_increasing_resource_versions() {
     assert!(meta::meta_str(&a, "creationTimestamp").is_some());
     let rv = |o: &Value| meta::resource_version(o).unwrap().parse::<u64>().unwrap();
     assert!(rv(&b) > rv(&a));
-    let err = s.create(&cms(), cm("a"), &WriteOptions::default()).unwrap_err();
+    let err = s
+        .create(&cms(), cm("a"), &WriteOptions::default())
+        .unwrap_err();
     assert_eq!((err.code, err.reason), (409, "AlreadyExists"));
 }
 
@@ -30,12 +32,17 @@ fn create_assigns_uid_timestamp_and_increasing_resource_versions() {
 fn stale_update_conflicts_and_noop_update_keeps_the_version() {
     let s = store();
     let a = s.create(&cms(), cm("a"), &WriteOptions::default()).unwrap();
-    let same = s.update(&cms(), a.clone(), &WriteOptions::default()).unwrap();
+    let same = s
+        .update(&cms(), a.clone(), &WriteOptions::default())
+        .unwrap();
     assert_eq!(meta::resource_version(&same), meta::resource_version(&a));
     let mut changed = a.clone();
     changed["data"]["a"] = json!("2");
-    s.update(&cms(), changed.clone(), &WriteOptions::default()).unwrap();
-    let err = s.update(&cms(), changed, &WriteOptions::default()).unwrap_err();
+    s.update(&cms(), changed.clone(), &WriteOptions::default())
+        .unwrap();
+    let err = s
+        .update(&cms(), changed, &WriteOptions::default())
+        .unwrap_err();
     assert_eq!((err.code, err.reason), (409, "Conflict"));
 }
 
@@ -55,14 +62,21 @@ fn generation_bumps_on_spec_changes_only() {
     assert_eq!(d["status"]["replicas"], 1);
     let mut labelled = d.clone();
     labelled["metadata"]["labels"] = json!({"x": "y"});
-    let d = s.update(&deploys, labelled, &WriteOptions::default()).unwrap();
+    let d = s
+        .update(&deploys, labelled, &WriteOptions::default())
+        .unwrap();
     assert_eq!(d["metadata"]["generation"], 1);
     let mut scaled = d.clone();
     scaled["spec"]["replicas"] = json!(3);
     scaled["status"] = json!({"replicas": 99});
-    let d = s.update(&deploys, scaled, &WriteOptions::default()).unwrap();
+    let d = s
+        .update(&deploys, scaled, &WriteOptions::default())
+        .unwrap();
     assert_eq!(d["metadata"]["generation"], 2);
-    assert_eq!(d["status"]["replicas"], 1, "main-resource writes ignore status");
+    assert_eq!(
+        d["status"]["replicas"], 1,
+        "main-resource writes ignore status"
+    );
 }
 
 #[test]
@@ -71,13 +85,19 @@ fn finalizers_hold_deletion_until_removed() {
     let mut obj = cm("held");
     obj["metadata"]["finalizers"] = json!(["example.com/hold"]);
     s.create(&cms(), obj, &WriteOptions::default()).unwrap();
-    let deleting = s.delete(&cms(), Some("default"), "held", &DeleteOptions::default()).unwrap();
+    let deleting = s
+        .delete(&cms(), Some("default"), "held", &DeleteOptions::default())
+        .unwrap();
     assert!(meta::is_deleting(&deleting));
     assert!(s.get(&cms(), Some("default"), "held").is_ok());
     let mut released = deleting;
     meta::remove_finalizer(&mut released, "example.com/hold");
-    s.update(&cms(), released, &WriteOptions::default()).unwrap();
-    assert_eq!(s.get(&cms(), Some("default"), "held").unwrap_err().code, 404);
+    s.update(&cms(), released, &WriteOptions::default())
+        .unwrap();
+    assert_eq!(
+        s.get(&cms(), Some("default"), "held").unwrap_err().code,
+        404
+    );
 }
 
 #[tokio::test]
@@ -85,13 +105,23 @@ async fn watch_replays_history_in_order_and_expires_after_compaction() {
     let s = store();
     let (_, rv) = s.list(&cms(), None);
     s.create(&cms(), cm("a"), &WriteOptions::default()).unwrap();
-    s.delete(&cms(), Some("default"), "a", &DeleteOptions::default()).unwrap();
+    s.delete(&cms(), Some("default"), "a", &DeleteOptions::default())
+        .unwrap();
     let mut sub = s.watch(&cms(), Some("default"), Some(rv)).unwrap();
-    assert_eq!(sub.next().await.unwrap().unwrap().event_type, EventType::Added);
-    assert_eq!(sub.next().await.unwrap().unwrap().event_type, EventType::Deleted);
+    assert_eq!(
+        sub.next().await.unwrap().unwrap().event_type,
+        EventType::Added
+    );
+    assert_eq!(
+        sub.next().await.unwrap().unwrap().event_type,
+        EventType::Deleted
+    );
     s.compact();
     assert_eq!(sub.next().await.unwrap().unwrap_err().code, 410);
-    assert_eq!(s.watch(&cms(), None, Some(rv)).unwrap_err().reason, "Expired");
+    assert_eq!(
+        s.watch(&cms(), None, Some(rv)).unwrap_err().reason,
+        "Expired"
+    );
 }
 
 #[test]

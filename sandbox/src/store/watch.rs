@@ -88,12 +88,22 @@ impl Subscription {
         namespace: Option<String>,
         start_rv: u64,
     ) -> Self {
-        Self { backlog, rx, resource, namespace, start_rv, finished: false }
+        Self {
+            backlog,
+            rx,
+            resource,
+            namespace,
+            start_rv,
+            finished: false,
+        }
     }
 
     fn wanted(&self, event: &WatchEvent) -> bool {
         self.resource.as_ref().is_none_or(|r| *r == event.resource)
-            && self.namespace.as_deref().is_none_or(|ns| event.namespace() == Some(ns))
+            && self
+                .namespace
+                .as_deref()
+                .is_none_or(|ns| event.namespace() == Some(ns))
     }
 
     /// The next event of the backlog (snapshot or replayed history), without waiting.
@@ -119,7 +129,9 @@ impl Subscription {
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     self.finished = true;
-                    return Some(Err(ApiError::expired("watch fell behind the event history")));
+                    return Some(Err(ApiError::expired(
+                        "watch fell behind the event history",
+                    )));
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }

@@ -28,8 +28,17 @@ pub async fn start_with(config: SandboxConfig) -> Env {
     let sandbox = Sandbox::start(config).await.expect("sandbox starts");
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("kubeconfig");
-    sandbox.write_kubeconfig(&kubeconfig, &Credentials::Token(sandbox.admin_token().to_owned())).expect("kubeconfig");
-    Env { sandbox, dir, kubeconfig }
+    sandbox
+        .write_kubeconfig(
+            &kubeconfig,
+            &Credentials::Token(sandbox.admin_token().to_owned()),
+        )
+        .expect("kubeconfig");
+    Env {
+        sandbox,
+        dir,
+        kubeconfig,
+    }
 }
 
 impl Env {
@@ -39,12 +48,23 @@ impl Env {
     }
 
     /// Runs kubectl with a given kubeconfig, optionally feeding stdin.
-    pub async fn kubectl_with(&self, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    pub async fn kubectl_with(
+        &self,
+        kubeconfig: &Path,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Output {
         use tokio::io::AsyncWriteExt;
         let cache = self.dir.path().join("cache");
         let mut cmd = tokio::process::Command::new("kubectl");
-        cmd.arg("--kubeconfig").arg(kubeconfig).arg("--cache-dir").arg(&cache).args(args);
-        cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        cmd.arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(args);
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         cmd.kill_on_drop(true);
         let mut child = cmd.spawn().expect("kubectl on PATH");
         let mut input = child.stdin.take().expect("stdin");
@@ -52,13 +72,21 @@ impl Env {
             input.write_all(text.as_bytes()).await.expect("write stdin");
         }
         drop(input);
-        tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.expect("kubectl finished in time").expect("kubectl ran")
+        tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("kubectl finished in time")
+            .expect("kubectl ran")
     }
 
     /// kubectl that must succeed; returns stdout.
     pub async fn ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args).await;
-        assert!(out.status.success(), "kubectl {args:?} failed:\nstdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -66,8 +94,15 @@ impl Env {
     pub async fn apply(&self, manifest: &str, extra: &[&str]) -> String {
         let mut args = vec!["apply", "-f", "-"];
         args.extend_from_slice(extra);
-        let out = self.kubectl_with(&self.kubeconfig, &args, Some(manifest)).await;
-        assert!(out.status.success(), "apply failed:\nstdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let out = self
+            .kubectl_with(&self.kubeconfig, &args, Some(manifest))
+            .await;
+        assert!(
+            out.status.success(),
+            "apply failed:\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -79,8 +114,14 @@ impl Env {
 
 pub async fn client_from(kubeconfig_yaml: &str) -> kube::Client {
     install_crypto();
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig_yaml).expect("kubeconfig parses");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await.expect("config");
+    let kubeconfig =
+        kube::config::Kubeconfig::from_yaml(kubeconfig_yaml).expect("kubeconfig parses");
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .expect("config");
     kube::Client::try_from(config).expect("client")
 }
 

@@ -35,8 +35,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::pool::Shared;
 use crate::pool::http::{self, HttpClient, HttpKey, TlsSettings};
+use crate::pool::{Shared, effective_timeout};
 use crate::{MetricSpec, MetricsAndActivity, Scaler, ScalerConfig, ScalerError, naming};
 use atom::{EntityReply, Kind};
 use auth::{ConnectionString, TOKEN_REFRESH_MARGIN, WorkloadIdentity};
@@ -194,11 +194,7 @@ async fn endpoint_suffix(
 
 /// Read a small local file (a projected token, an environment file) within `timeout`.
 async fn read_small_file(path: &str, timeout: Duration) -> Result<String, String> {
-    let timeout = if timeout.is_zero() {
-        http::ZERO_TIMEOUT_FALLBACK
-    } else {
-        timeout
-    };
+    let timeout = effective_timeout(timeout);
     let read = async {
         let len = tokio::fs::metadata(path)
             .await
@@ -271,7 +267,7 @@ impl Scaler for ServiceBusScaler {
                 metric_name: metric_name.to_owned(),
             });
         }
-        let deadline = Instant::now() + self.effective_timeout();
+        let deadline = Instant::now() + effective_timeout(self.timeout);
         let value = self.count(deadline).await?;
         Ok(MetricsAndActivity {
             values: vec![value as f64],
@@ -289,14 +285,6 @@ impl Scaler for ServiceBusScaler {
 }
 
 impl ServiceBusScaler {
-    fn effective_timeout(&self) -> Duration {
-        if self.timeout.is_zero() {
-            http::ZERO_TIMEOUT_FALLBACK
-        } else {
-            self.timeout
-        }
-    }
-
     /// The active message count (or the aggregate over regex matches).
     async fn count(&self, deadline: Instant) -> Result<i64, ScalerError> {
         match &self.trigger.entity {

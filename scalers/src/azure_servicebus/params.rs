@@ -5,7 +5,7 @@ use regex::Regex;
 use super::TYPE;
 use super::auth::ConnectionString;
 use crate::metadata::{AUTH_ENV, Params};
-use crate::{MetricSpec, MetricType, ScalerConfig, ScalerError, naming};
+use crate::{MetricSpec, MetricType, ScalerConfig, ScalerError, external_metric_type, naming};
 
 /// What to count.
 #[derive(Debug, Clone)]
@@ -129,10 +129,14 @@ pub fn parse(cfg: &ScalerConfig) -> Result<Trigger, ScalerError> {
     let use_regex = p.key("useRegex").bool().unwrap_or(false);
     let entity = parse_entity(&mut p, use_regex);
     let credentials = parse_credentials(&mut p);
-    let metric_type = cfg.metric_type.unwrap_or_default();
-    if metric_type == MetricType::Utilization {
-        p.invalid("'Utilization' metric type is unsupported for external metrics, allowed values are 'Value' or 'AverageValue'");
-    }
+    // Joined with the other problems rather than returned alone.
+    let metric_type = external_metric_type(cfg, TYPE).unwrap_or_else(|e| {
+        p.invalid(match e {
+            ScalerError::Config { message, .. } => message,
+            other => other.to_string(),
+        });
+        MetricType::default()
+    });
     p.finish()?;
     let (Some(entity), Some(credentials)) = (entity, credentials) else {
         // parse_entity/parse_credentials record an error whenever they return None.

@@ -264,3 +264,23 @@ fn empty_identity_id_is_rejected_for_workload_identity() {
     }
     assert!(parse(&c).unwrap_err().to_string().contains("identityId"));
 }
+
+#[rstest]
+#[case::value(Some(MetricType::Value), Ok(MetricType::Value))]
+#[case::default_average(None, Ok(MetricType::AverageValue))]
+#[case::utilization(
+    Some(MetricType::Utilization),
+    Err("'Utilization' metric type is unsupported")
+)]
+fn metric_type_is_external_only(
+    #[case] given: Option<MetricType>,
+    #[case] want: Result<MetricType, &str>,
+) {
+    let mut c = with_conn(0, &[("queueName", "q")]);
+    c.metric_type = given;
+    match (parse(&c), want) {
+        (Ok(t), Ok(w)) => assert_eq!(t.metric_spec().metric_type, w),
+        (Err(e), Err(msg)) => assert!(e.to_string().contains(msg), "{e}"),
+        (got, w) => panic!("got {got:?}, want {w:?}"),
+    }
+}

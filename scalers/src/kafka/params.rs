@@ -12,7 +12,10 @@ use super::TYPE;
 use super::client::ClientKey;
 use super::lag::{LagRules, OffsetResetPolicy};
 use crate::metadata::{AUTH, META, META_AUTH, META_ENV, Params};
-use crate::{DEFAULT_TIMEOUT, MetricSpec, MetricType, ScalerConfig, ScalerError, naming};
+use crate::{
+    DEFAULT_TIMEOUT, MetricSpec, MetricType, ScalerConfig, ScalerError, external_metric_type,
+    naming,
+};
 
 /// SASL settings, one variant per mechanism; secrets stay in [`SecretString`].
 #[derive(Debug, Clone, Default)]
@@ -142,46 +145,27 @@ pub fn parse(cfg: &ScalerConfig) -> Result<Trigger, ScalerError> {
         .list();
     let group = p.key("consumerGroup").sources(META_ENV).required().string();
     let topic = p.key("topic").sources(META_ENV).string();
-    let limitation = match &topic {
-        // KEDA drops the limitation (with a log line) when there is no topic.
-        None => PartitionLimitation::default(),
-        Some(_) => p
-            .key("partitionLimitation")
-            .string()
-            .map_or_else(Default::default, |raw| {
-                parse_limitation(&raw).unwrap_or_else(|e| {
-                    p.invalid(e);
-                    Default::default()
-                })
-            }),
-    };
+    let partition_limitation = limitation_key(&mut p, topic.is_some());
     let rules = parse_rules(&mut p);
-    let activation = p.key("activationLagThreshold").int().unwrap_or(0);
-    if activation < 0 {
+    let activation_lag_threshold = p.key("activationLagThreshold").int().unwrap_or(0);
+    if activation_lag_threshold < 0 {
         p.invalid("\"activationLagThreshold\" must be non-negative number");
     }
     let full_metadata = p.key("fullMetadata").bool().unwrap_or(true);
-    let version = p
-        .key("version")
-        .string()
-        .unwrap_or_else(|| "1.0.0".to_owned());
-    if !valid_version(&version) {
-        p.invalid(format!(
-            "error parsing kafka version: invalid version `{version}`"
-        ));
-    }
+    let version = version_key(&mut p);
     validate_flags(&mut p, &rules, topic.is_some(), full_metadata);
     let security = parse_security(&mut p);
-    let metric_type = cfg.metric_type.unwrap_or_default();
-    if metric_type == MetricType::Utilization {
-        p.invalid("'Utilization' metric type is unsupported for external metrics, allowed values are 'Value' or 'AverageValue'");
-    }
+    let metric_type = external_metric_type(cfg, TYPE).unwrap_or_else(|e| {
+        p.invalid(config_message(e));
+        MetricType::default()
+    });
     p.finish()?;
     let (Some(bootstrap_servers), Some(consumer_group)) = (servers, group) else {
         // finish() already failed for a missing required key; this is unreachable in practice.
+        let message = "missing bootstrapServers or consumerGroup".into();
         return Err(ScalerError::Config {
             scaler: TYPE,
-            message: "missing bootstrapServers or consumerGroup".into(),
+            message,
         });
     };
     let detail = match &topic {
@@ -192,8 +176,8 @@ pub fn parse(cfg: &ScalerConfig) -> Result<Trigger, ScalerError> {
         bootstrap_servers,
         consumer_group,
         topic,
-        partition_limitation: limitation,
-        activation_lag_threshold: activation,
+        partition_limitation,
+        activation_lag_threshold,
         rules,
         full_metadata,
         version,
@@ -206,6 +190,42 @@ pub fn parse(cfg: &ScalerConfig) -> Result<Trigger, ScalerError> {
             cfg.timeout
         },
     })
+}
+
+/// The text of a config error from a shared helper, to join it with ours.
+fn config_message(e: ScalerError) -> String {
+    match e {
+        ScalerError::Config { message, .. } => message,
+        other => other.to_string(),
+    }
+}
+
+/// `partitionLimitation`; KEDA drops it (with a log line) when there is no topic.
+fn limitation_key(p: &mut Params<'_>, has_topic: bool) -> PartitionLimitation {
+    if !has_topic {
+        return PartitionLimitation::default();
+    }
+    let Some(raw) = p.key("partitionLimitation").string() else {
+        return PartitionLimitation::default();
+    };
+    parse_limitation(&raw).unwrap_or_else(|e| {
+        p.invalid(e);
+        PartitionLimitation::default()
+    })
+}
+
+/// `version` (default `1.0.0`), validated as Sarama would.
+fn version_key(p: &mut Params<'_>) -> String {
+    let version = p
+        .key("version")
+        .string()
+        .unwrap_or_else(|| "1.0.0".to_owned());
+    if !valid_version(&version) {
+        p.invalid(format!(
+            "error parsing kafka version: invalid version `{version}`"
+        ));
+    }
+    version
 }
 
 fn parse_rules(p: &mut Params<'_>) -> LagRules {
@@ -463,6 +483,18 @@ impl Security {
         if self.tls {
             self.tls_props(&mut props);
         }
+        self.sasl_props(&mut props)?;
+        props.sort_by(|a, b| a.0.cmp(b.0));
+        Ok(ClientKey {
+            servers: servers.join(","),
+            props,
+        })
+    }
+
+    /// `sasl.*` properties. librdkafka's OIDC method does the OAuth2 client-credentials flow
+    /// itself (KEDA's `bearer` token provider).
+    fn sasl_props(&self, props: &mut Vec<(&'static str, SecretString)>) -> Result<(), ScalerError> {
+        let secret = |s: &str| SecretString::from(s.to_owned());
         match &self.sasl {
             Sasl::None => {}
             Sasl::Password {
@@ -505,11 +537,7 @@ impl Security {
             }
             Sasl::Gssapi { .. } => return Err(unsupported("sasl gssapi")),
         }
-        props.sort_by(|a, b| a.0.cmp(b.0));
-        Ok(ClientKey {
-            servers: servers.join(","),
-            props,
-        })
+        Ok(())
     }
 
     fn tls_props(&self, props: &mut Vec<(&'static str, SecretString)>) {

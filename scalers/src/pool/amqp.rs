@@ -6,6 +6,7 @@
 //! a successful declare; a failed one is thrown away and the connection stays up. A broken
 //! connection is dropped and re-opened on the next poll, gated by the endpoint's backoff.
 
+use std::convert::Infallible;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -18,7 +19,7 @@ use lapin::{Channel, Connection, ConnectionProperties};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
-use super::{Pool, Shared, mask_userinfo};
+use super::{Pool, Shared, effective_timeout, mask_userinfo};
 
 /// At most this many declares run at once on one connection (each on its own channel), and
 /// as many idle channels are kept for reuse: a thousand triggers polling together queue up
@@ -109,9 +110,7 @@ pub async fn connections_open() -> usize {
 
 /// Take a share of the endpoint for `key` (no I/O: the connection opens on first use).
 pub fn acquire(key: &AmqpKey) -> Shared<AmqpKey, AmqpEndpoint> {
-    let made = POOL.acquire(key, || {
-        Ok::<_, std::convert::Infallible>(AmqpEndpoint::new(key))
-    });
+    let made = POOL.acquire(key, || Ok::<_, Infallible>(AmqpEndpoint::new(key)));
     match made {
         Ok(shared) => shared,
         Err(never) => match never {},
@@ -141,34 +140,32 @@ impl AmqpEndpoint {
 
     /// Make sure the connection is open (KEDA connects at scaler construction).
     pub async fn connect(&self, timeout: Duration) -> Result<(), AmqpError> {
-        let mut state = self.state.lock().await;
-        self.connection(&mut state, timeout).await.map(drop)
+        let deadline = Deadline::after(timeout);
+        let mut state = deadline
+            .run("connect", async {
+                Ok::<_, Infallible>(self.state.lock().await)
+            })
+            .await?;
+        self.connection(&mut state, deadline).await.map(drop)
     }
 
-    /// Passive-declare `queue` and return its ready-message count.
+    /// Passive-declare `queue` and return its ready-message count, all within `timeout`.
     pub async fn message_count(&self, queue: &str, timeout: Duration) -> Result<u32, AmqpError> {
-        let _permit = match tokio::time::timeout(timeout, self.in_flight.acquire()).await {
-            Ok(Ok(permit)) => permit,
-            // The semaphore is never closed; treat both failures as waiting too long.
-            Ok(Err(_)) | Err(_) => return Err(AmqpError::Timeout("channel wait", timeout)),
+        let deadline = Deadline::after(timeout);
+        // The semaphore is never closed, so acquiring can only wait.
+        let _permit = deadline
+            .run("channel wait", self.in_flight.acquire())
+            .await?;
+        let channel = self.take_channel(deadline).await?;
+        let options = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
         };
-        let channel = self.take_channel(timeout).await?;
-        let declare = channel.queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        );
-        let result = match tokio::time::timeout(timeout, declare).await {
-            Ok(Ok(q)) => Ok(q.message_count()),
-            Ok(Err(e)) => Err(AmqpError::Broker(
-                "queue.declare",
-                mask_userinfo(&e.to_string()),
-            )),
-            Err(_) => Err(AmqpError::Timeout("queue.declare", timeout)),
-        };
+        let declare = channel.queue_declare(queue.into(), options, FieldTable::default());
+        let result = deadline
+            .run("queue.declare", declare)
+            .await
+            .map(|q| q.message_count());
         // Only a channel that just succeeded is known to be open; NOT_FOUND closed the others.
         if result.is_ok() {
             let mut state = self.state.lock().await;
@@ -182,30 +179,29 @@ impl AmqpEndpoint {
     }
 
     /// An idle open channel, or a new one on the (re)opened connection.
-    async fn take_channel(&self, timeout: Duration) -> Result<Channel, AmqpError> {
-        let mut state = self.state.lock().await;
+    async fn take_channel(&self, deadline: Deadline) -> Result<Channel, AmqpError> {
+        let mut state = deadline
+            .run("channel wait", async {
+                Ok::<_, Infallible>(self.state.lock().await)
+            })
+            .await?;
         while let Some(channel) = state.idle.pop() {
             if channel.status().connected() {
                 return Ok(channel);
             }
         }
-        let connection = self.connection(&mut state, timeout).await?;
+        let connection = self.connection(&mut state, deadline).await?;
         drop(state);
-        match tokio::time::timeout(timeout, connection.create_channel()).await {
-            Ok(Ok(channel)) => Ok(channel),
-            Ok(Err(e)) => Err(AmqpError::Broker(
-                "channel.open",
-                mask_userinfo(&e.to_string()),
-            )),
-            Err(_) => Err(AmqpError::Timeout("channel.open", timeout)),
-        }
+        deadline
+            .run("channel.open", connection.create_channel())
+            .await
     }
 
     /// The open connection, re-opening it (within the backoff) when it is gone or broken.
     async fn connection(
         &self,
         state: &mut State,
-        timeout: Duration,
+        deadline: Deadline,
     ) -> Result<Arc<Connection>, AmqpError> {
         if let Some(connection) = &state.connection {
             if connection.status().connected() {
@@ -215,28 +211,56 @@ impl AmqpEndpoint {
             state.connection = None;
             state.idle.clear();
         }
-        POOL.check_backoff(&self.key).map_err(AmqpError::BackingOff)?;
+        POOL.check_backoff(&self.key)
+            .map_err(AmqpError::BackingOff)?;
         let properties =
             ConnectionProperties::default().with_connection_name(CONNECTION_NAME.into());
+        let runtime = lapin::runtime::default_runtime()
+            .map_err(|e| AmqpError::Broker("connect", format!("no async runtime for AMQP: {e}")))?;
         let connect = Connection::connect_with_config(
             self.uri.expose_secret(),
             properties,
             self.tls.clone(),
-            lapin::runtime::default_runtime().map_err(|e| {
-                AmqpError::Broker("connect", format!("no async runtime for AMQP: {e}"))
-            })?,
+            runtime,
         );
-        let result = match tokio::time::timeout(timeout, connect).await {
-            Ok(Ok(connection)) => Ok(Arc::new(connection)),
-            Ok(Err(e)) => Err(AmqpError::Broker("connect", mask_userinfo(&e.to_string()))),
-            Err(_) => Err(AmqpError::Timeout("connect", timeout)),
-        };
+        let result = deadline.run("connect", connect).await.map(Arc::new);
         if let Ok(connection) = &result {
             CONNECTS.fetch_add(1, Ordering::Relaxed);
             state.connection = Some(Arc::clone(connection));
         }
         POOL.record(&self.key, result.is_ok());
         result
+    }
+}
+
+/// One poll's time budget: every step runs until the same instant, so the whole call is
+/// bounded by the configured timeout rather than each step separately.
+#[derive(Clone, Copy)]
+struct Deadline {
+    at: tokio::time::Instant,
+    timeout: Duration,
+}
+
+impl Deadline {
+    fn after(timeout: Duration) -> Self {
+        let timeout = effective_timeout(timeout);
+        Self {
+            at: tokio::time::Instant::now() + timeout,
+            timeout,
+        }
+    }
+
+    /// Run `step` until the deadline; errors name the step, with credentials masked.
+    async fn run<T, E: fmt::Display>(
+        self,
+        step: &'static str,
+        future: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, AmqpError> {
+        match tokio::time::timeout_at(self.at, future).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(AmqpError::Broker(step, mask_userinfo(&e.to_string()))),
+            Err(_) => Err(AmqpError::Timeout(step, self.timeout)),
+        }
     }
 }
 

@@ -15,10 +15,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use super::{Pool, Shared};
+use super::{Pool, Shared, effective_timeout};
 
-/// A timeout of zero (or less, in KEDA) means 300 ms, as KEDA's HTTP client builder does.
-pub const ZERO_TIMEOUT_FALLBACK: Duration = Duration::from_millis(300);
 /// Largest response body read; a misbehaving endpoint cannot make us buffer more.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
@@ -123,17 +121,17 @@ impl HttpClient {
         request: RequestBuilder,
         timeout: Duration,
     ) -> Result<(StatusCode, String), HttpError> {
-        POOL.check_backoff(&self.key).map_err(HttpError::BackingOff)?;
-        let timeout = if timeout.is_zero() {
-            ZERO_TIMEOUT_FALLBACK
-        } else {
-            timeout
-        };
+        POOL.check_backoff(&self.key)
+            .map_err(HttpError::BackingOff)?;
+        let timeout = effective_timeout(timeout);
         let result = match tokio::time::timeout(timeout, read(request)).await {
             Ok(result) => result,
             Err(_) => Err(HttpError::Timeout(timeout)),
         };
-        POOL.record(&self.key, matches!(result, Ok(_) | Err(HttpError::TooLarge)));
+        POOL.record(
+            &self.key,
+            matches!(result, Ok(_) | Err(HttpError::TooLarge)),
+        );
         result
     }
 }

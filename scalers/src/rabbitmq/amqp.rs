@@ -17,21 +17,23 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// The pool key for `trigger`: its URI (rewritten when asked) plus TLS material if `tls=enable`.
+///
+/// The URI is always re-serialised so that equal endpoints share one connection, and so that
+/// an absent or `/` path means the vhost `/` as in KEDA (lapin would read `/` as the vhost "").
 pub(super) fn key(trigger: &Trigger) -> Result<AmqpKey, ScalerError> {
-    let mut uri = trigger.host.expose_secret().to_owned();
-    if trigger.vhost_name.is_some() || trigger.credentials.is_some() {
-        let mut url = host_url(trigger)?;
-        if let Some(vhost) = &trigger.vhost_name {
-            url.set_path(&format!("/{}", utf8_percent_encode(vhost, SEGMENT)));
-        }
-        if let Some((user, pass)) = &trigger.credentials {
-            let encode = |s: &str| utf8_percent_encode(s, SEGMENT).to_string();
-            url.set_username(&encode(user.expose_secret()))
-                .and_then(|()| url.set_password(Some(&encode(pass.expose_secret()))))
-                .map_err(|()| config_error("parameter \"host\" cannot carry credentials"))?;
-        }
-        uri = url.to_string();
+    let mut url = host_url(trigger)?;
+    if let Some(vhost) = &trigger.vhost_name {
+        url.set_path(&format!("/{}", utf8_percent_encode(vhost, SEGMENT)));
+    } else if matches!(url.path(), "" | "/") {
+        url.set_path("/%2F");
     }
+    if let Some((user, pass)) = &trigger.credentials {
+        let encode = |s: &str| utf8_percent_encode(s, SEGMENT).to_string();
+        url.set_username(&encode(user.expose_secret()))
+            .and_then(|()| url.set_password(Some(&encode(pass.expose_secret()))))
+            .map_err(|()| config_error("parameter \"host\" cannot carry credentials"))?;
+    }
+    let uri = url.to_string();
     let (ca, identity) = if trigger.tls {
         let identity = trigger
             .client_cert
@@ -47,4 +49,50 @@ pub(super) fn key(trigger: &Trigger) -> Result<AmqpKey, ScalerError> {
         ));
     }
     Ok(AmqpKey { uri, ca, identity })
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+    use crate::ScalerConfig;
+    use crate::rabbitmq::parse;
+
+    fn uri(host: &str, vhost_name: Option<&str>, auth: &[(&str, &str)]) -> String {
+        let mut cfg = ScalerConfig::default();
+        cfg.metadata.insert("host".into(), host.into());
+        cfg.metadata.insert("queueName".into(), "q".into());
+        if let Some(v) = vhost_name {
+            cfg.metadata.insert("vhostName".into(), v.into());
+        }
+        for (k, v) in auth {
+            cfg.auth_params.insert((*k).into(), (*v).into());
+        }
+        key(&parse(&cfg).expect("valid")).expect("key").uri
+    }
+
+    #[rstest]
+    #[case::no_path("amqp://u:p@h:5672", None, "amqp://u:p@h:5672/%2F")]
+    #[case::slash_path("amqp://u:p@h:5672/", None, "amqp://u:p@h:5672/%2F")]
+    #[case::encoded_default("amqp://u:p@h/%2f", None, "amqp://u:p@h/%2f")]
+    #[case::named_vhost("amqp://u:p@h/vh", None, "amqp://u:p@h/vh")]
+    #[case::vhost_name_overrides("amqp://u:p@h/vh", Some("a/b c"), "amqp://u:p@h/a%2Fb%20c")]
+    #[case::vhost_name_slash("amqp://u:p@h/vh", Some("/"), "amqp://u:p@h/%2F")]
+    fn vhost_follows_keda(
+        #[case] host: &str,
+        #[case] vhost_name: Option<&str>,
+        #[case] expected: &str,
+    ) {
+        assert_eq!(uri(host, vhost_name, &[]), expected);
+    }
+
+    #[test]
+    fn username_and_password_replace_the_userinfo() {
+        let auth = [("username", "new user"), ("password", "p@ss:w/rd")];
+        assert_eq!(
+            uri("amqps://old:old@h:5671/vh", None, &auth),
+            "amqps://new%20user:p%40ss%3Aw%2Frd@h:5671/vh"
+        );
+    }
 }

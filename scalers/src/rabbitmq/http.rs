@@ -116,7 +116,9 @@ impl Api {
         let request = match &self.auth {
             Credentials::None => request,
             Credentials::Basic(user, pass) => request.basic_auth(user, Some(pass.expose_secret())),
-            Credentials::OAuth(oauth) => request.bearer_auth(oauth.token(timeout).await?.expose_secret()),
+            Credentials::OAuth(oauth) => {
+                request.bearer_auth(oauth.token(timeout).await?.expose_secret())
+            }
         };
         let (status, body) = self
             .client

@@ -202,18 +202,7 @@ fn read(cfg: &ScalerConfig) -> Result<Raw, ScalerError> {
 /// KEDA's `Validate`, in its order; the first failure wins.
 fn validate(raw: Raw, metric_type: MetricType) -> Result<Trigger, ScalerError> {
     let fail = |m: &str| Err(config_error(m));
-    if !matches!(raw.protocol.as_str(), "amqp" | "http" | "auto") {
-        return fail("the protocol has to be either `amqp`, `http`, or `auto`");
-    }
-    if !matches!(raw.tls.as_str(), "enable" | "disable") {
-        return fail("incorrect value for TLS given: must be `enable` or `disable`");
-    }
-    if raw.cert.is_some() != raw.key.is_some() {
-        return fail("both key and certificate must be provided");
-    }
-    if raw.page_size < 1 {
-        return fail("pageSize should be 1 or greater");
-    }
+    check_single_keys(&raw)?;
     let credentials = match (raw.username, raw.password) {
         (Some(user), Some(pass)) => Some((user, pass)),
         (None, None) => None,
@@ -269,6 +258,22 @@ fn validate(raw: Raw, metric_type: MetricType) -> Result<Trigger, ScalerError> {
         oauth,
         metric_type,
     })
+}
+
+/// Steps 1–4 of KEDA's `Validate`: protocol, tls, cert/key pairing, page size.
+fn check_single_keys(raw: &Raw) -> Result<(), ScalerError> {
+    let message = if !matches!(raw.protocol.as_str(), "amqp" | "http" | "auto") {
+        "the protocol has to be either `amqp`, `http`, or `auto`"
+    } else if !matches!(raw.tls.as_str(), "enable" | "disable") {
+        "incorrect value for TLS given: must be `enable` or `disable`"
+    } else if raw.cert.is_some() != raw.key.is_some() {
+        "both key and certificate must be provided"
+    } else if raw.page_size < 1 {
+        "pageSize should be 1 or greater"
+    } else {
+        return Ok(());
+    };
+    Err(config_error(message))
 }
 
 /// `auto` follows the `host` scheme (Go lowercases it when parsing the URL).

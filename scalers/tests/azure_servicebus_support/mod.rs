@@ -208,78 +208,93 @@ async fn handle(
         }
         _ => {}
     }
-    entities(&st, &host, uri.path(), &query, mode == Mode::NoCountDetails)
+    let render = Render {
+        host: &host,
+        path: uri.path(),
+        query: &query,
+        strip_counts: mode == Mode::NoCountDetails,
+    };
+    entities(&st, &render)
 }
 
 /// Serve an entity GET or a listing from the state.
-fn entities(
-    st: &ServerState,
-    host: &str,
-    path: &str,
-    query: &BTreeMap<String, String>,
+/// A request's view of the server: where it went and how entries are rendered.
+struct Render<'a> {
+    host: &'a str,
+    path: &'a str,
+    query: &'a BTreeMap<String, String>,
     strip_counts: bool,
-) -> Response {
-    let segments: Vec<String> = path
-        .trim_start_matches('/')
-        .split('/')
-        .map(unescape)
-        .collect();
-    let fill = |template: &str, topic: &str, name: &str, active: i64| {
+}
+
+impl Render<'_> {
+    fn entry(&self, template: &str, topic: &str, name: &str, active: i64) -> String {
         let xml = template
-            .replace("{host}", host)
-            .replace("{topic}", topic)
-            .replace("{name}", name);
+            .replace("{host}", self.host)
+            .replace("{topic}", topic);
         let xml = xml
-            .replace("{active}", &active.to_string())
-            .replace("{total}", &(active + 5).to_string());
-        if strip_counts {
+            .replace("{name}", name)
+            .replace("{active}", &active.to_string());
+        let xml = xml.replace("{total}", &(active + 5).to_string());
+        if self.strip_counts {
             strip_count_details(&xml)
         } else {
             xml
         }
-    };
-    let page = |title: &str, items: Vec<String>| {
-        let skip: usize = query.get("$skip").and_then(|s| s.parse().ok()).unwrap_or(0);
-        let top: usize = query
-            .get("$top")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(100);
+    }
+
+    /// One page of a listing, honouring `$skip` and `$top` like the service.
+    fn page(&self, title: &str, items: Vec<String>) -> String {
+        let number = |k: &str, default| {
+            self.query
+                .get(k)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(default)
+        };
+        let (skip, top): (usize, usize) = (number("$skip", 0), number("$top", 100));
         let entries: String = items.into_iter().skip(skip).take(top).collect();
         FEED.replace("{title}", title)
-            .replace("{host}", host)
-            .replace("{path}", path)
+            .replace("{host}", self.host)
+            .replace("{path}", self.path)
             .replace("{entries}", &entries)
-    };
-    let body = match segments
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["$Resources", "Queues"] => page(
+    }
+}
+
+/// Serve an entity GET or a listing from the state.
+fn entities(st: &ServerState, r: &Render<'_>) -> Response {
+    let segments: Vec<String> = r
+        .path
+        .trim_start_matches('/')
+        .split('/')
+        .map(unescape)
+        .collect();
+    let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let body = match parts.as_slice() {
+        ["$Resources", "Queues"] => r.page(
             "Queues",
             st.queues
                 .iter()
-                .map(|(n, c)| fill(QUEUE, "", n, *c))
+                .map(|(n, c)| r.entry(QUEUE, "", n, *c))
                 .collect(),
         ),
-        [topic, "Subscriptions"] => page(
-            "Subscriptions",
-            st.subscriptions
-                .iter()
-                .filter(|((t, _), _)| t == topic)
-                .map(|((t, s), c)| fill(SUBSCRIPTION, t, s, *c))
-                .collect(),
-        ),
-        [topic, "Subscriptions", sub] => match st
-            .subscriptions
-            .get(&((*topic).to_owned(), (*sub).to_owned()))
-        {
-            Some(c) => fill(SUBSCRIPTION, topic, sub, *c),
-            None => EMPTY_FEED.to_owned(),
-        },
+        [topic, "Subscriptions"] => {
+            let subs = st.subscriptions.iter().filter(|((t, _), _)| t == topic);
+            r.page(
+                "Subscriptions",
+                subs.map(|((t, s), c)| r.entry(SUBSCRIPTION, t, s, *c))
+                    .collect(),
+            )
+        }
+        [topic, "Subscriptions", sub] => {
+            match st
+                .subscriptions
+                .get(&((*topic).to_owned(), (*sub).to_owned()))
+            {
+                Some(c) => r.entry(SUBSCRIPTION, topic, sub, *c),
+                None => EMPTY_FEED.to_owned(),
+            }
+        }
         _ => match st.queues.get(&segments.join("/")) {
-            Some(c) => fill(QUEUE, "", &segments.join("/"), *c),
+            Some(c) => r.entry(QUEUE, "", &segments.join("/"), *c),
             None => EMPTY_FEED.to_owned(),
         },
     };

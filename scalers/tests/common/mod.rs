@@ -15,12 +15,18 @@ use tidescale_scalers::pool::http::{TlsSettings, rustls_config};
 
 /// RabbitMQ AMQP URL.
 pub fn rabbitmq_amqp() -> String {
-    env_or("TIDESCALE_TEST_RABBITMQ_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2f")
+    env_or(
+        "TIDESCALE_TEST_RABBITMQ_AMQP",
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+    )
 }
 
 /// RabbitMQ management API base URL (with userinfo).
 pub fn rabbitmq_http() -> String {
-    env_or("TIDESCALE_TEST_RABBITMQ_HTTP", "http://guest:guest@127.0.0.1:15672")
+    env_or(
+        "TIDESCALE_TEST_RABBITMQ_HTTP",
+        "http://guest:guest@127.0.0.1:15672",
+    )
 }
 
 /// Prometheus base URL.
@@ -30,23 +36,34 @@ pub fn prometheus_url() -> String {
 
 /// Directory of Prometheus file-SD JSON files.
 pub fn prometheus_sd_dir() -> String {
-    env_or("TIDESCALE_TEST_PROMETHEUS_SD_DIR", "/tmp/tidescale-prometheus-sd")
+    env_or(
+        "TIDESCALE_TEST_PROMETHEUS_SD_DIR",
+        "/tmp/tidescale-prometheus-sd",
+    )
 }
 
 fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_owned())
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
 }
 
 /// A name unique to this test run: `<prefix>-<pid>-<nanos>`.
 pub fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
 /// A trigger config from metadata and auth literals.
 pub fn config(trigger_type: &str, meta: &[(&str, &str)], auth: &[(&str, &str)]) -> ScalerConfig {
     let map = |kv: &[(&str, &str)]| -> BTreeMap<String, String> {
-        kv.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        kv.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     };
     ScalerConfig {
         namespace: "default".into(),
@@ -80,7 +97,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -98,7 +118,9 @@ pub fn split_userinfo(url: &str) -> (String, String, String) {
 
 /// Open file descriptors of this process.
 pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).expect("read /proc/self/fd")
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .expect("read /proc/self/fd")
 }
 
 /// A TCP port on 127.0.0.1 where nothing listens (bound, then released).

@@ -76,7 +76,9 @@ impl Reason {
     /// Upstream's message for this reason.
     pub fn message(self) -> &'static str {
         match self {
-            Self::SucceededGetScale => "the HPA controller was able to get the target's current scale",
+            Self::SucceededGetScale => {
+                "the HPA controller was able to get the target's current scale"
+            }
             Self::ReadyForNewScale => "recommended size matches current size",
             Self::ScaleUpStabilized => {
                 "recent recommendations were lower than current one, applying the lowest recent recommendation"
@@ -84,11 +86,21 @@ impl Reason {
             Self::ScaleDownStabilized => {
                 "recent recommendations were higher than current one, applying the highest recent recommendation"
             }
-            Self::ScalingDisabled => "scaling is disabled since the replica count of the target is zero",
-            Self::TooManyReplicas => "the desired replica count is more than the maximum replica count",
-            Self::TooFewReplicas => "the desired replica count is less than the minimum replica count",
-            Self::ScaleUpLimit => "the desired replica count is increasing faster than the maximum scale rate",
-            Self::ScaleDownLimit => "the desired replica count is decreasing faster than the maximum scale rate",
+            Self::ScalingDisabled => {
+                "scaling is disabled since the replica count of the target is zero"
+            }
+            Self::TooManyReplicas => {
+                "the desired replica count is more than the maximum replica count"
+            }
+            Self::TooFewReplicas => {
+                "the desired replica count is less than the minimum replica count"
+            }
+            Self::ScaleUpLimit => {
+                "the desired replica count is increasing faster than the maximum scale rate"
+            }
+            Self::ScaleDownLimit => {
+                "the desired replica count is decreasing faster than the maximum scale rate"
+            }
             Self::DesiredWithinRange => "the desired count is within the acceptable range",
         }
     }
@@ -116,7 +128,9 @@ pub struct Conditions(pub Vec<Condition>);
 impl Conditions {
     /// Reads `status.conditions` (unknown entries are kept, garbage entries dropped).
     pub fn from_json(conditions: Option<&Value>) -> Self {
-        let list = conditions.and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+        let list = conditions
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
         Self(
             list.iter()
                 .filter_map(|c| {
@@ -127,8 +141,16 @@ impl Conditions {
                             .get("lastTransitionTime")
                             .and_then(Value::as_str)
                             .and_then(parse_time),
-                        reason: c.get("reason").and_then(Value::as_str).unwrap_or("").to_owned(),
-                        message: c.get("message").and_then(Value::as_str).unwrap_or("").to_owned(),
+                        reason: c
+                            .get("reason")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned(),
+                        message: c
+                            .get("message")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned(),
                     })
                 })
                 .collect(),
@@ -136,7 +158,14 @@ impl Conditions {
     }
 
     /// Sets one condition in place (upstream `setConditionInList`).
-    pub fn set(&mut self, kind: ConditionType, status: bool, reason: &str, message: String, now: Timestamp) {
+    pub fn set(
+        &mut self,
+        kind: ConditionType,
+        status: bool,
+        reason: &str,
+        message: String,
+        now: Timestamp,
+    ) {
         let idx = match self.0.iter().position(|c| c.kind == kind.as_str()) {
             Some(i) => i,
             None => {
@@ -160,8 +189,20 @@ impl Conditions {
     }
 
     /// Sets a fixed-message reason.
-    pub fn set_reason(&mut self, kind: ConditionType, status: bool, reason: Reason, now: Timestamp) {
-        self.set(kind, status, reason.as_str(), reason.message().to_owned(), now);
+    pub fn set_reason(
+        &mut self,
+        kind: ConditionType,
+        status: bool,
+        reason: Reason,
+        now: Timestamp,
+    ) {
+        self.set(
+            kind,
+            status,
+            reason.as_str(),
+            reason.message().to_owned(),
+            now,
+        );
     }
 
     /// Looks a condition up by type.
@@ -197,13 +238,41 @@ mod tests {
         let t0: Timestamp = "2024-05-01T12:00:00Z".parse().unwrap();
         let t1: Timestamp = "2024-05-01T12:00:15Z".parse().unwrap();
         let mut c = Conditions::default();
-        c.set_reason(ConditionType::AbleToScale, true, Reason::SucceededGetScale, t0);
-        c.set_reason(ConditionType::ScalingLimited, false, Reason::DesiredWithinRange, t0);
-        c.set_reason(ConditionType::AbleToScale, true, Reason::ReadyForNewScale, t1);
-        c.set_reason(ConditionType::ScalingLimited, true, Reason::ScaleUpLimit, t1);
+        c.set_reason(
+            ConditionType::AbleToScale,
+            true,
+            Reason::SucceededGetScale,
+            t0,
+        );
+        c.set_reason(
+            ConditionType::ScalingLimited,
+            false,
+            Reason::DesiredWithinRange,
+            t0,
+        );
+        c.set_reason(
+            ConditionType::AbleToScale,
+            true,
+            Reason::ReadyForNewScale,
+            t1,
+        );
+        c.set_reason(
+            ConditionType::ScalingLimited,
+            true,
+            Reason::ScaleUpLimit,
+            t1,
+        );
         let able = c.get(ConditionType::AbleToScale).unwrap();
-        assert_eq!((able.last_transition, able.reason.as_str()), (Some(t0), "ReadyForNewScale"));
-        assert_eq!(c.get(ConditionType::ScalingLimited).unwrap().last_transition, Some(t1));
+        assert_eq!(
+            (able.last_transition, able.reason.as_str()),
+            (Some(t0), "ReadyForNewScale")
+        );
+        assert_eq!(
+            c.get(ConditionType::ScalingLimited)
+                .unwrap()
+                .last_transition,
+            Some(t1)
+        );
         let round_trip = Conditions::from_json(Some(&c.to_json()));
         assert_eq!(round_trip, c);
         assert_eq!(c.0[0].kind, "AbleToScale");

@@ -167,6 +167,19 @@ pub struct Decision {
     pub events: Vec<EventRecord>,
 }
 
+impl Decision {
+    /// No change: keep `current`, no metrics status.
+    fn keep(current: i32, events: Vec<EventRecord>) -> Self {
+        Self {
+            desired: Some(current),
+            rescale: false,
+            reason: String::new(),
+            current_metrics: None,
+            events,
+        }
+    }
+}
+
 /// Inputs of one cycle.
 #[derive(Debug, Clone, Copy)]
 pub struct Cycle<'a> {
@@ -199,48 +212,81 @@ pub fn decide(
     cycle: Cycle<'_>,
     metrics: MetricsPhase,
 ) -> Decision {
-    let Cycle { now, spec, current, .. } = cycle;
-    conditions.set_reason(ConditionType::AbleToScale, true, Reason::SucceededGetScale, now);
+    let Cycle {
+        now, spec, current, ..
+    } = cycle;
+    conditions.set_reason(
+        ConditionType::AbleToScale,
+        true,
+        Reason::SucceededGetScale,
+        now,
+    );
     if history.recommendations.is_empty() {
-        history.recommendations.push(Recommendation { replicas: current, at: now });
+        history.recommendations.push(Recommendation {
+            replicas: current,
+            at: now,
+        });
     }
-    let keep = |events| Decision {
-        desired: Some(current),
-        rescale: false,
-        reason: String::new(),
-        current_metrics: None,
-        events,
-    };
     match plan(spec, current) {
         Plan::Disabled => {
-            conditions.set_reason(ConditionType::ScalingActive, false, Reason::ScalingDisabled, now);
-            return keep(Vec::new());
+            conditions.set_reason(
+                ConditionType::ScalingActive,
+                false,
+                Reason::ScalingDisabled,
+                now,
+            );
+            return Decision::keep(current, Vec::new());
         }
         Plan::Clamp { desired, reason } => {
             return Decision {
                 desired: Some(desired),
                 rescale: desired != current,
                 reason: reason.to_owned(),
-                ..keep(Vec::new())
+                ..Decision::keep(current, Vec::new())
             };
         }
         Plan::Metrics => {}
     }
-    let outcomes = match metrics {
-        MetricsPhase::Evaluated(o) => o,
-        MetricsPhase::NotComputed => return keep(Vec::new()),
-        MetricsPhase::MissingSelector => {
-            conditions.set(ConditionType::ScalingActive, false, "InvalidSelector",
-                "the HPA target's scale is missing a selector".to_owned(), now);
-            return Decision { desired: None, ..keep(vec![warning("SelectorRequired", "selector is required".to_owned())]) };
+    match metrics {
+        MetricsPhase::Evaluated(outcomes) => {
+            decide_from_metrics(history, conditions, cycle, outcomes)
         }
-        MetricsPhase::BadSelector(e) => {
-            let msg = format!("couldn't convert selector into a corresponding internal selector object: {e}");
-            conditions.set(ConditionType::ScalingActive, false, "InvalidSelector", msg.clone(), now);
-            return Decision { desired: None, ..keep(vec![warning("InvalidSelector", msg)]) };
+        MetricsPhase::NotComputed => Decision::keep(current, Vec::new()),
+        MetricsPhase::MissingSelector => selector_failure(conditions, None, now),
+        MetricsPhase::BadSelector(e) => selector_failure(conditions, Some(e), now),
+    }
+}
+
+/// `InvalidSelector`: no metrics can be read without the pods' selector, so no scaling
+/// (upstream then proceeds with a proposal of 0 on some releases; we keep the size, §3.8).
+fn selector_failure(
+    conditions: &mut Conditions,
+    parse_error: Option<String>,
+    now: Timestamp,
+) -> Decision {
+    let (message, event) = match parse_error {
+        None => (
+            "the HPA target's scale is missing a selector".to_owned(),
+            warning("SelectorRequired", "selector is required".to_owned()),
+        ),
+        Some(e) => {
+            let msg = format!(
+                "couldn't convert selector into a corresponding internal selector object: {e}"
+            );
+            (msg.clone(), warning("InvalidSelector", msg))
         }
     };
-    decide_from_metrics(history, conditions, cycle, outcomes)
+    conditions.set(
+        ConditionType::ScalingActive,
+        false,
+        "InvalidSelector",
+        message,
+        now,
+    );
+    Decision {
+        desired: None,
+        ..Decision::keep(0, vec![event])
+    }
 }
 
 fn decide_from_metrics(
@@ -249,43 +295,44 @@ fn decide_from_metrics(
     cycle: Cycle<'_>,
     outcomes: Vec<MetricOutcome>,
 ) -> Decision {
-    let Cycle { now, spec, settings, current } = cycle;
-    // Every failed metric records its own Warning, as getUnableComputeReplicaCountCondition does.
-    let mut events: Vec<EventRecord> = outcomes
-        .iter()
-        .filter_map(|o| o.result.as_ref().err())
-        .map(|f| warning(f.reason, f.detail.clone()))
-        .collect();
+    let Cycle { now, current, .. } = cycle;
+    let mut events = failure_events(&outcomes);
     let statuses: Vec<Value> = outcomes.iter().map(|o| o.status.clone()).collect();
     let proposal = match combine(&outcomes, current) {
         Combined::Invalid { first, error } => {
-            conditions.set(ConditionType::ScalingActive, false, first.reason,
-                format!("the HPA was unable to compute the replica count: {}", first.detail), now);
+            let message = format!(
+                "the HPA was unable to compute the replica count: {}",
+                first.detail
+            );
+            conditions.set(
+                ConditionType::ScalingActive,
+                false,
+                first.reason,
+                message,
+                now,
+            );
             events.push(warning("FailedComputeMetricsReplicas", error));
             return Decision {
                 desired: None,
-                rescale: false,
-                reason: String::new(),
                 current_metrics: Some(statuses),
-                events,
+                ..Decision::keep(current, events)
             };
         }
         Combined::Proposal(p) => p,
     };
-    conditions.set(ConditionType::ScalingActive, true, "ValidMetricFound",
-        format!("the HPA was able to successfully calculate a replica count from {}", proposal.description), now);
-    let prenormalized = proposal.replicas;
-    let reason = match prenormalized.cmp(&current) {
-        std::cmp::Ordering::Greater => format!("{} above target", proposal.description),
-        std::cmp::Ordering::Less => "All metrics below target".to_owned(),
-        std::cmp::Ordering::Equal => String::new(),
-    };
-    let (min, max) = (spec.min(), spec.max_replicas);
-    let n = match settings.rules_for(spec) {
-        None => normalize::legacy(history, now, current, prenormalized, min, max,
-            signed(settings.downscale_stabilization)),
-        Some(rules) => normalize::with_behavior(history, &rules, now, current, prenormalized, min, max),
-    };
+    let message = format!(
+        "the HPA was able to successfully calculate a replica count from {}",
+        proposal.description
+    );
+    conditions.set(
+        ConditionType::ScalingActive,
+        true,
+        "ValidMetricFound",
+        message,
+        now,
+    );
+    let reason = rescale_reason(&proposal.description, proposal.replicas, current);
+    let n = normalize_proposal(history, cycle, proposal.replicas);
     conditions.set_reason(ConditionType::AbleToScale, true, n.stabilization, now);
     conditions.set_reason(ConditionType::ScalingLimited, n.limited, n.limit, now);
     Decision {
@@ -294,6 +341,49 @@ fn decide_from_metrics(
         reason,
         current_metrics: Some(statuses),
         events,
+    }
+}
+
+/// Every failed metric records its own Warning, as `getUnableComputeReplicaCountCondition`
+/// does upstream.
+fn failure_events(outcomes: &[MetricOutcome]) -> Vec<EventRecord> {
+    outcomes
+        .iter()
+        .filter_map(|o| o.result.as_ref().err())
+        .map(|f| warning(f.reason, f.detail.clone()))
+        .collect()
+}
+
+/// The rescale reason of §3.2 step 4d, from the proposal before normalization.
+fn rescale_reason(description: &str, proposal: i32, current: i32) -> String {
+    match proposal.cmp(&current) {
+        std::cmp::Ordering::Greater => format!("{description} above target"),
+        std::cmp::Ordering::Less => "All metrics below target".to_owned(),
+        std::cmp::Ordering::Equal => String::new(),
+    }
+}
+
+/// §3.6 without `spec.behavior`, §3.7 with it.
+fn normalize_proposal(
+    history: &mut History,
+    cycle: Cycle<'_>,
+    prenormalized: i32,
+) -> normalize::Normalized {
+    let Cycle {
+        now,
+        spec,
+        settings,
+        current,
+    } = cycle;
+    let (min, max) = (spec.min(), spec.max_replicas);
+    match settings.rules_for(spec) {
+        None => {
+            let window = signed(settings.downscale_stabilization);
+            normalize::legacy(history, now, current, prenormalized, min, max, window)
+        }
+        Some(rules) => {
+            normalize::with_behavior(history, &rules, now, current, prenormalized, min, max)
+        }
     }
 }
 
@@ -306,14 +396,24 @@ pub fn finish_rescale(
     decision: &mut Decision,
     result: Result<(), String>,
 ) -> bool {
-    let Cycle { now, spec, settings, current } = cycle;
+    let Cycle {
+        now,
+        spec,
+        settings,
+        current,
+    } = cycle;
     let Some(desired) = decision.desired else {
         return false;
     };
     match result {
         Ok(()) => {
-            conditions.set(ConditionType::AbleToScale, true, "SucceededRescale",
-                format!("the HPA controller was able to update the target scale to {desired}"), now);
+            conditions.set(
+                ConditionType::AbleToScale,
+                true,
+                "SucceededRescale",
+                format!("the HPA controller was able to update the target scale to {desired}"),
+                now,
+            );
             decision.events.push(EventRecord {
                 warning: false,
                 reason: "SuccessfulRescale".to_owned(),
@@ -325,10 +425,20 @@ pub fn finish_rescale(
             true
         }
         Err(e) => {
-            conditions.set(ConditionType::AbleToScale, false, "FailedUpdateScale",
-                format!("the HPA controller was unable to update the target scale: {e}"), now);
-            decision.events.push(warning("FailedRescale",
-                format!("New size: {desired}; reason: {}; error: {e}", decision.reason)));
+            conditions.set(
+                ConditionType::AbleToScale,
+                false,
+                "FailedUpdateScale",
+                format!("the HPA controller was unable to update the target scale: {e}"),
+                now,
+            );
+            decision.events.push(warning(
+                "FailedRescale",
+                format!(
+                    "New size: {desired}; reason: {}; error: {e}",
+                    decision.reason
+                ),
+            ));
             // A failed write leaves desiredReplicas as it was (setCurrentReplicasAndMetricsInStatus).
             decision.desired = None;
             false
@@ -347,20 +457,36 @@ pub fn status_json(
 ) -> Value {
     let mut status = json!({});
     if let Some(t) = scaled_at.map(format_time).or_else(|| {
-        previous.get("lastScaleTime").and_then(Value::as_str).map(str::to_owned)
+        previous
+            .get("lastScaleTime")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
     }) {
         status["lastScaleTime"] = json!(t);
     }
-    let current = current.or_else(|| previous.get("currentReplicas").and_then(Value::as_i64).and_then(|v| i32::try_from(v).ok()));
+    let current = current.or_else(|| {
+        previous
+            .get("currentReplicas")
+            .and_then(Value::as_i64)
+            .and_then(|v| i32::try_from(v).ok())
+    });
     if let Some(c) = current.filter(|c| *c != 0) {
         status["currentReplicas"] = json!(c);
     }
-    let previous_desired = previous.get("desiredReplicas").and_then(Value::as_i64).unwrap_or(0);
-    let desired = decision.and_then(|d| d.desired).map_or(previous_desired, i64::from);
+    let previous_desired = previous
+        .get("desiredReplicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let desired = decision
+        .and_then(|d| d.desired)
+        .map_or(previous_desired, i64::from);
     status["desiredReplicas"] = json!(desired);
     status["currentMetrics"] = match decision {
         Some(d) => d.current_metrics.clone().map_or(Value::Null, Value::Array),
-        None => previous.get("currentMetrics").cloned().unwrap_or(Value::Null),
+        None => previous
+            .get("currentMetrics")
+            .cloned()
+            .unwrap_or(Value::Null),
     };
     if !conditions.0.is_empty() {
         status["conditions"] = conditions.to_json();

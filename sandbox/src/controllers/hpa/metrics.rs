@@ -80,7 +80,11 @@ pub struct MetricOutcome {
 fn failed(reason: &'static str, detail: String, error: String) -> MetricOutcome {
     MetricOutcome {
         status: json!({"type": ""}),
-        result: Err(MetricFailure { reason, detail, error }),
+        result: Err(MetricFailure {
+            reason,
+            detail,
+            error,
+        }),
     }
 }
 
@@ -109,7 +113,10 @@ fn pod_count(pods: &[PodView]) -> PodCount {
         .iter()
         .filter(|p| p.phase == "Running" && p.ready.is_some_and(|(r, _)| r))
         .count();
-    PodCount { matched: pods.len(), ready }
+    PodCount {
+        matched: pods.len(),
+        ready,
+    }
 }
 
 /// Evaluates one metric spec against its fetched input.
@@ -144,50 +151,52 @@ fn external(
 ) -> MetricOutcome {
     const REASON: &str = "FailedGetExternalMetric";
     let sel = LabelSelector::go_string(id.selector.as_ref());
-    let fetch_err = |e: String| {
-        format!("unable to get external metric {}/{}/{sel}: {e}", ctx.namespace, id.name)
+    let target = match target {
+        Some(t @ (TargetValue::AverageValue(_) | TargetValue::Value(_))) => t,
+        _ => {
+            let msg = "invalid external metric source: neither a value target nor an average \
+                       value target was set";
+            return failed(REASON, msg.to_owned(), msg.to_owned());
+        }
+    };
+    // Upstream words the two target kinds' errors differently.
+    let failure = |e: String| {
+        let d = format!(
+            "unable to get external metric {}/{}/{sel}: {e}",
+            ctx.namespace, id.name
+        );
+        let error = match target {
+            TargetValue::AverageValue(_) => {
+                format!("failed to get {} external metric: {d}", id.name)
+            }
+            _ => format!("failed to get external metric {}: {d}", id.name),
+        };
+        failed(REASON, d, error)
+    };
+    let usage = match values {
+        Ok(v) => replicas::sum_usage(&v),
+        Err(e) => return failure(e),
     };
     let description = format!("external metric {}({sel})", id.name);
-    let (usage, target) = match (values, target) {
-        (_, None) | (_, Some(TargetValue::Utilization(_))) => {
-            let msg = "invalid external metric source: neither a value target nor an average \
-                       value target was set"
-                .to_owned();
-            return failed(REASON, msg.clone(), msg);
-        }
-        (Err(e), Some(TargetValue::AverageValue(_))) => {
-            let d = fetch_err(e);
-            return failed(REASON, d.clone(), format!("failed to get {} external metric: {d}", id.name));
-        }
-        (Err(e), Some(TargetValue::Value(_))) => {
-            let d = fetch_err(e);
-            return failed(REASON, d.clone(), format!("failed to get external metric {}: {d}", id.name));
-        }
-        (Ok(v), Some(t)) => (replicas::sum_usage(&v), t),
+    let ok = |status, replicas| MetricOutcome {
+        status,
+        result: Ok(MetricProposal {
+            replicas,
+            description,
+        }),
     };
-    match target {
-        TargetValue::AverageValue(avg) => {
-            let p = replicas::average_value(usage, avg, ctx.status_replicas, ctx.tolerance);
-            MetricOutcome {
-                status: json!({"type": "External", "external": {"metric": id_json(id),
-                    "current": {"averageValue": format_milli(p.current)}}}),
-                result: Ok(MetricProposal { replicas: p.replicas, description }),
-            }
-        }
-        _ => value_target(target, usage, ctx, |current| {
-            json!({"type": "External", "external": {"metric": id_json(id),
-                "current": {"value": format_milli(current)}}})
-        })
-        .map_or_else(
-            |e| {
-                let d = fetch_err(format!("unable to calculate ready pods: {e}"));
-                failed(REASON, d.clone(), format!("failed to get external metric {}: {d}", id.name))
-            },
-            |(status, replicas)| MetricOutcome {
-                status,
-                result: Ok(MetricProposal { replicas, description }),
-            },
-        ),
+    if let TargetValue::AverageValue(avg) = target {
+        let p = replicas::average_value(usage, avg, ctx.status_replicas, ctx.tolerance);
+        let current = json!({"averageValue": format_milli(p.current)});
+        return ok(
+            json!({"type": "External", "external": {"metric": id_json(id), "current": current}}),
+            p.replicas,
+        );
+    }
+    let status = |current| json!({"type": "External", "external": {"metric": id_json(id), "current": {"value": format_milli(current)}}});
+    match value_target(target, usage, ctx, status) {
+        Ok((status, replicas)) => ok(status, replicas),
+        Err(e) => failure(format!("unable to calculate ready pods: {e}")),
     }
 }
 
@@ -201,7 +210,13 @@ fn value_target(
     let TargetValue::Value(t) = target else {
         return Err(CalcError::NoUsableSamples);
     };
-    let p = replicas::value(usage, t, ctx.current_replicas, pod_count(ctx.pods), ctx.tolerance)?;
+    let p = replicas::value(
+        usage,
+        t,
+        ctx.current_replicas,
+        pod_count(ctx.pods),
+        ctx.tolerance,
+    )?;
     Ok((status(p.current), p.replicas))
 }
 
@@ -213,8 +228,15 @@ fn object(
     const REASON: &str = "FailedGetObjectMetric";
     let obj = &src.described_object;
     let wrap = |e: String| {
-        let d = format!("unable to get metric {}: {} on {} {}/{}", src.metric.name, obj.kind, ctx.namespace, obj.name, e);
-        failed(REASON, d.clone(), format!("failed to get object metric value: {d}"))
+        let d = format!(
+            "unable to get metric {}: {} on {} {}/{}",
+            src.metric.name, obj.kind, ctx.namespace, obj.name, e
+        );
+        failed(
+            REASON,
+            d.clone(),
+            format!("failed to get object metric value: {d}"),
+        )
     };
     let usage = match value {
         Ok(v) => v,
@@ -271,8 +293,15 @@ fn pods(
         return failed(REASON, msg.clone(), msg);
     };
     let result = samples.and_then(|s| {
-        replicas::pods_metric(ctx.pods, &s, &PodTarget::AverageValue(avg), ctx.current_replicas, ctx.tolerance, None)
-            .map_err(|e| e.to_string())
+        replicas::pods_metric(
+            ctx.pods,
+            &s,
+            &PodTarget::AverageValue(avg),
+            ctx.current_replicas,
+            ctx.tolerance,
+            None,
+        )
+        .map_err(|e| e.to_string())
     });
     match result {
         Ok(p) => MetricOutcome {
@@ -285,7 +314,41 @@ fn pods(
         },
         Err(e) => {
             let d = format!("unable to get metric {}: {e}", src.metric.name);
-            failed(REASON, d.clone(), format!("failed to get pods metric value: {d}"))
+            failed(
+                REASON,
+                d.clone(),
+                format!("failed to get pods metric value: {d}"),
+            )
+        }
+    }
+}
+
+/// The names a Resource or ContainerResource metric uses in errors and status.
+struct ResourceKind {
+    reason: &'static str,
+    field: &'static str,
+    word: &'static str,
+    container: bool,
+}
+
+impl ResourceKind {
+    fn of(spec: &MetricSpec) -> (Self, &Option<super::spec::ResourceSource>) {
+        if spec.kind == "ContainerResource" {
+            let kind = Self {
+                reason: "FailedGetContainerResourceMetric",
+                field: "containerResource",
+                word: "container resource",
+                container: true,
+            };
+            (kind, &spec.container_resource)
+        } else {
+            let kind = Self {
+                reason: "FailedGetResourceMetric",
+                field: "resource",
+                word: "resource",
+                container: false,
+            };
+            (kind, &spec.resource)
         }
     }
 }
@@ -295,58 +358,77 @@ fn resource(
     samples: Result<BTreeMap<String, Sample>, String>,
     ctx: &MetricContext<'_>,
 ) -> MetricOutcome {
-    let container_kind = spec.kind == "ContainerResource";
-    let (reason, src, field, word) = if container_kind {
-        ("FailedGetContainerResourceMetric", &spec.container_resource, "containerResource", "container resource")
-    } else {
-        ("FailedGetResourceMetric", &spec.resource, "resource", "resource")
-    };
+    let container = spec.kind == "ContainerResource";
+    let (kind, src) = ResourceKind::of(spec);
     let Some(src) = src else {
         return unsupported(spec);
     };
-    let cpu = (src.name == "cpu").then_some(ctx.cpu);
     let target = match src.target.parse() {
         Some(TargetValue::Utilization(percent)) => PodTarget::Utilization {
             percent,
             resource: src.name.clone(),
-            container: src.container.clone().filter(|_| container_kind),
+            container: src.container.clone().filter(|_| container),
         },
         Some(TargetValue::AverageValue(avg)) => PodTarget::AverageValue(avg),
         _ => {
-            let msg = format!("invalid {word} metric source: neither a utilization target nor a value target was set");
-            return failed(reason, msg.clone(), msg);
+            let word = kind.word;
+            let msg = format!(
+                "invalid {word} metric source: neither a utilization target nor a value target was set"
+            );
+            return failed(kind.reason, msg.clone(), msg);
         }
     };
+    let cpu = (src.name == "cpu").then_some(ctx.cpu);
     let result = samples.and_then(|s| {
-        replicas::pods_metric(ctx.pods, &s, &target, ctx.current_replicas, ctx.tolerance, cpu)
-            .map_err(|e| e.to_string())
+        replicas::pods_metric(
+            ctx.pods,
+            &s,
+            &target,
+            ctx.current_replicas,
+            ctx.tolerance,
+            cpu,
+        )
+        .map_err(|e| e.to_string())
     });
     let utilization = matches!(target, PodTarget::Utilization { .. });
     match result {
-        Ok(p) => {
-            let mut current = json!({"averageValue": format_milli(p.average)});
-            if let Some(u) = p.utilization {
-                current["averageUtilization"] = json!(u);
-            }
-            let mut status = json!({"type": spec.kind, field: {"name": src.name, "current": current}});
-            if let Some(c) = src.container.as_ref().filter(|_| container_kind) {
-                status[field]["container"] = json!(c);
-            }
-            let description = if utilization {
-                format!("{} {word} utilization (percentage of request)", src.name)
-            } else {
-                format!("{} {word}", src.name)
-            };
-            MetricOutcome {
-                status,
-                result: Ok(MetricProposal { replicas: p.replicas, description }),
-            }
-        }
+        Ok(p) => resource_outcome(spec, src, &kind, p),
         Err(e) => {
             let d = format!("unable to get metrics for resource {}: {e}", src.name);
             let what = if utilization { "utilization" } else { "usage" };
-            failed(reason, d.clone(), format!("failed to get {} {what}: {d}", src.name))
+            let error = format!("failed to get {} {what}: {d}", src.name);
+            failed(kind.reason, d, error)
         }
+    }
+}
+
+fn resource_outcome(
+    spec: &MetricSpec,
+    src: &super::spec::ResourceSource,
+    kind: &ResourceKind,
+    p: replicas::PodsProposal,
+) -> MetricOutcome {
+    let mut current = json!({"averageValue": format_milli(p.average)});
+    if let Some(u) = p.utilization {
+        current["averageUtilization"] = json!(u);
+    }
+    let mut status = json!({"type": spec.kind, kind.field: {"name": src.name, "current": current}});
+    if let Some(c) = src.container.as_ref().filter(|_| kind.container) {
+        status[kind.field]["container"] = json!(c);
+    }
+    let description = match p.utilization {
+        Some(_) => format!(
+            "{} {} utilization (percentage of request)",
+            src.name, kind.word
+        ),
+        None => format!("{} {}", src.name, kind.word),
+    };
+    MetricOutcome {
+        status,
+        result: Ok(MetricProposal {
+            replicas: p.replicas,
+            description,
+        }),
     }
 }
 

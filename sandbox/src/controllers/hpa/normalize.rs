@@ -59,7 +59,12 @@ fn seconds(s: i64) -> SignedDuration {
 }
 
 /// Records `(replicas, now)`, reusing the LAST slot `is_old` accepts (upstream quirk).
-fn record(history: &mut History, replicas: i32, now: Timestamp, is_old: impl Fn(Timestamp) -> bool) {
+fn record(
+    history: &mut History,
+    replicas: i32,
+    now: Timestamp,
+    is_old: impl Fn(Timestamp) -> bool,
+) {
     let entry = Recommendation { replicas, at: now };
     match history.recommendations.iter().rposition(|r| is_old(r.at)) {
         Some(i) => history.recommendations[i] = entry,
@@ -121,7 +126,13 @@ pub struct BehaviorRules {
 }
 
 /// Step 1 of §3.7: the stabilization corridor.
-fn stabilize(history: &mut History, rules: &BehaviorRules, now: Timestamp, current: i32, p: i32) -> i32 {
+fn stabilize(
+    history: &mut History,
+    rules: &BehaviorRules,
+    now: Timestamp,
+    current: i32,
+    p: i32,
+) -> i32 {
     let up_cutoff = crate::clock::before(now, seconds(rules.up.window_seconds));
     let down_cutoff = crate::clock::before(now, seconds(rules.down.window_seconds));
     let (mut up_rec, mut down_rec) = (p, p);
@@ -157,7 +168,12 @@ fn rate_limit(history: &History, rules: &Rules, now: Timestamp, current: i32, up
     // Scaling up, the biggest change is the largest proposal; scaling down, the smallest.
     let pick_largest = max_change == up;
     let mut result: Option<i64> = None;
-    for Policy { kind, value, period_seconds } in &rules.policies {
+    for Policy {
+        kind,
+        value,
+        period_seconds,
+    } in &rules.policies
+    {
         let added = changed_within(&history.up_events, now, *period_seconds);
         let removed = changed_within(&history.down_events, now, *period_seconds);
         let start = c - i64::from(added) + i64::from(removed);
@@ -202,7 +218,11 @@ pub fn with_behavior(
         } else {
             (max, Reason::TooManyReplicas)
         };
-        if r > allowed { (allowed, reason) } else { (r, Reason::DesiredWithinRange) }
+        if r > allowed {
+            (allowed, reason)
+        } else {
+            (r, Reason::DesiredWithinRange)
+        }
     } else if r < current {
         let limit = rate_limit(history, &rules.down, now, current, false).min(i64::from(current));
         let limit = i32::try_from(limit).unwrap_or(i32::MIN);
@@ -211,7 +231,11 @@ pub fn with_behavior(
         } else {
             (min, Reason::TooFewReplicas)
         };
-        if r < allowed { (allowed, reason) } else { (r, Reason::DesiredWithinRange) }
+        if r < allowed {
+            (allowed, reason)
+        } else {
+            (r, Reason::DesiredWithinRange)
+        }
     } else {
         (r, Reason::DesiredWithinRange)
     };
@@ -225,13 +249,24 @@ pub fn with_behavior(
 
 /// Records a successful rescale for the rate limits (behavior path only, §3.2 step 5);
 /// events older than the direction's longest policy period are recycled.
-pub fn record_scale_event(history: &mut History, rules: &BehaviorRules, now: Timestamp, from: i32, to: i32) {
+pub fn record_scale_event(
+    history: &mut History,
+    rules: &BehaviorRules,
+    now: Timestamp,
+    from: i32,
+    to: i32,
+) {
     let (events, rules, change) = match to.cmp(&from) {
         std::cmp::Ordering::Greater => (&mut history.up_events, &rules.up, to - from),
         std::cmp::Ordering::Less => (&mut history.down_events, &rules.down, from - to),
         std::cmp::Ordering::Equal => return,
     };
-    let longest = rules.policies.iter().map(|p| p.period_seconds).max().unwrap_or(0);
+    let longest = rules
+        .policies
+        .iter()
+        .map(|p| p.period_seconds)
+        .max()
+        .unwrap_or(0);
     let cutoff = crate::clock::before(now, seconds(i64::from(longest)));
     let event = ScaleEvent { change, at: now };
     match events.iter().position(|e| e.at < cutoff) {

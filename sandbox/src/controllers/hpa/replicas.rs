@@ -76,7 +76,12 @@ pub fn sum_usage(values: &[i64]) -> i64 {
 }
 
 /// External / Object metric with an `averageValue` target (§3.3).
-pub fn average_value(usage: i64, target_avg: i64, status_replicas: i32, tol: Tolerance) -> Proposal {
+pub fn average_value(
+    usage: i64,
+    target_avg: i64,
+    status_replicas: i32,
+    tol: Tolerance,
+) -> Proposal {
     let ratio = usage as f64 / (target_avg as f64 * f64::from(status_replicas));
     let replicas = if tol.within(ratio) {
         status_replicas
@@ -287,7 +292,11 @@ pub fn pods_metric(
     }
     let (ratio, utilization, average) = ratio_of(&c.ready, target, &requests)?;
     let up_with_unready = !c.unready.is_empty() && ratio > 1.0;
-    let keep = |replicas| PodsProposal { replicas, utilization, average };
+    let keep = |replicas| PodsProposal {
+        replicas,
+        utilization,
+        average,
+    };
     if !up_with_unready && c.missing.is_empty() {
         if tol.within(ratio) {
             return Ok(keep(current_replicas));
@@ -316,7 +325,11 @@ pub fn pods_metric(
     let proposed = ceil_i32(new_ratio * filled.len() as f64);
     let wrong_way = (new_ratio < 1.0 && proposed > current_replicas)
         || (new_ratio > 1.0 && proposed < current_replicas);
-    Ok(keep(if wrong_way { current_replicas } else { proposed }))
+    Ok(keep(if wrong_way {
+        current_replicas
+    } else {
+        proposed
+    }))
 }
 
 /// Sum of container requests per pod, for utilization targets only.
@@ -361,7 +374,8 @@ mod tests {
     }
 
     fn pod(name: &str, phase: &str, cpu_request: Option<i64>) -> PodView {
-        let requests = cpu_request.map_or_else(BTreeMap::new, |r| BTreeMap::from([("cpu".to_owned(), r)]));
+        let requests =
+            cpu_request.map_or_else(BTreeMap::new, |r| BTreeMap::from([("cpu".to_owned(), r)]));
         PodView {
             name: name.to_owned(),
             phase: phase.to_owned(),
@@ -376,7 +390,11 @@ mod tests {
         values
             .iter()
             .map(|(n, v)| {
-                let s = Sample { value: *v, timestamp: Some(t(600)), window: SignedDuration::from_secs(60) };
+                let s = Sample {
+                    value: *v,
+                    timestamp: Some(t(600)),
+                    window: SignedDuration::from_secs(60),
+                };
                 ((*n).to_owned(), s)
             })
             .collect()
@@ -398,26 +416,57 @@ mod tests {
         #[case] current: i32,
         #[case] expected: i32,
     ) {
-        let mut pods: Vec<_> = running.iter().map(|n| pod(n, "Running", Some(500))).collect();
+        let mut pods: Vec<_> = running
+            .iter()
+            .map(|n| pod(n, "Running", Some(500)))
+            .collect();
         pods.extend(pending.iter().map(|n| pod(n, "Pending", Some(500))));
-        let got = pods_metric(&pods, &samples(values), &PodTarget::AverageValue(10), current, TOL, None);
+        let got = pods_metric(
+            &pods,
+            &samples(values),
+            &PodTarget::AverageValue(10),
+            current,
+            TOL,
+            None,
+        );
         assert_eq!(got.map(|p| p.replicas), Ok(expected));
     }
 
     fn cpu_target(percent: i32) -> PodTarget {
-        PodTarget::Utilization { percent, resource: "cpu".to_owned(), container: None }
+        PodTarget::Utilization {
+            percent,
+            resource: "cpu".to_owned(),
+            container: None,
+        }
     }
 
     #[test]
     fn hpa_resource_utilization_uses_requests() {
-        let pods = vec![pod("a", "Running", Some(500)), pod("b", "Running", Some(500))];
+        let pods = vec![
+            pod("a", "Running", Some(500)),
+            pod("b", "Running", Some(500)),
+        ];
         let cpu = CpuReadiness {
             now: t(600),
             initialization: SignedDuration::from_secs(300),
             initial_delay: SignedDuration::from_secs(30),
         };
-        let got = pods_metric(&pods, &samples(&[("a", 400), ("b", 400)]), &cpu_target(50), 2, TOL, Some(cpu));
-        assert_eq!(got, Ok(PodsProposal { replicas: 4, utilization: Some(80), average: 400 }));
+        let got = pods_metric(
+            &pods,
+            &samples(&[("a", 400), ("b", 400)]),
+            &cpu_target(50),
+            2,
+            TOL,
+            Some(cpu),
+        );
+        assert_eq!(
+            got,
+            Ok(PodsProposal {
+                replicas: 4,
+                utilization: Some(80),
+                average: 400
+            })
+        );
     }
 
     #[rstest]
@@ -441,8 +490,20 @@ mod tests {
 
     #[test]
     fn hpa_average_value_with_zero_status_replicas_scales_from_usage() {
-        assert_eq!(average_value(35_000, 10_000, 0, TOL), Proposal { replicas: 4, current: 0 });
-        assert_eq!(average_value(0, 10_000, 0, TOL), Proposal { replicas: 0, current: 0 });
+        assert_eq!(
+            average_value(35_000, 10_000, 0, TOL),
+            Proposal {
+                replicas: 4,
+                current: 0
+            }
+        );
+        assert_eq!(
+            average_value(0, 10_000, 0, TOL),
+            Proposal {
+                replicas: 0,
+                current: 0
+            }
+        );
         assert_eq!(ceil_i32(f64::MAX), i32::MAX);
     }
 }

@@ -188,10 +188,16 @@ impl Target {
     pub fn parse(&self) -> Option<TargetValue> {
         let positive = |m: i64| (m > 0).then_some(m);
         if let Some(v) = &self.average_value {
-            return milli_value_json(v).ok().and_then(positive).map(TargetValue::AverageValue);
+            return milli_value_json(v)
+                .ok()
+                .and_then(positive)
+                .map(TargetValue::AverageValue);
         }
         if let Some(v) = &self.value {
-            return milli_value_json(v).ok().and_then(positive).map(TargetValue::Value);
+            return milli_value_json(v)
+                .ok()
+                .and_then(positive)
+                .map(TargetValue::Value);
         }
         self.average_utilization
             .filter(|u| *u > 0)

@@ -32,7 +32,9 @@ fn pod(name: &str, phase: &str, ready: bool) -> PodView {
 
 /// `ready` Running+Ready pods and `unready` Pending ones.
 fn pods(ready: usize, unready: usize) -> Vec<PodView> {
-    let mut v: Vec<_> = (0..ready).map(|i| pod(&format!("r{i}"), "Running", true)).collect();
+    let mut v: Vec<_> = (0..ready)
+        .map(|i| pod(&format!("r{i}"), "Running", true))
+        .collect();
     v.extend((0..unready).map(|i| pod(&format!("u{i}"), "Pending", false)));
     v
 }
@@ -85,7 +87,14 @@ impl Sim {
     }
 
     /// Runs one cycle with one External metric reading `usage` milli, applying the rescale.
-    fn cycle(&mut self, now: Timestamp, current: i32, status: i32, pods: &[PodView], usage: Result<i64, String>) -> Step {
+    fn cycle(
+        &mut self,
+        now: Timestamp,
+        current: i32,
+        status: i32,
+        pods: &[PodView],
+        usage: Result<i64, String>,
+    ) -> Step {
         let ctx = MetricContext {
             namespace: "shop",
             current_replicas: current,
@@ -97,18 +106,39 @@ impl Sim {
         let metrics = self.spec.effective_metrics();
         let outcomes = metrics
             .iter()
-            .map(|m| evaluate(m, MetricInput::External(usage.clone().map(|u| vec![u])), &ctx))
+            .map(|m| {
+                evaluate(
+                    m,
+                    MetricInput::External(usage.clone().map(|u| vec![u])),
+                    &ctx,
+                )
+            })
             .collect();
         self.run(now, current, MetricsPhase::Evaluated(outcomes))
     }
 
     fn run(&mut self, now: Timestamp, current: i32, phase: MetricsPhase) -> Step {
-        let cycle = Cycle { now, spec: &self.spec, settings: &self.settings, current };
+        let cycle = Cycle {
+            now,
+            spec: &self.spec,
+            settings: &self.settings,
+            current,
+        };
         let mut decision = decide(&mut self.history, &mut self.conditions, cycle, phase);
         if decision.rescale {
-            finish_rescale(&mut self.history, &mut self.conditions, cycle, &mut decision, Ok(()));
+            finish_rescale(
+                &mut self.history,
+                &mut self.conditions,
+                cycle,
+                &mut decision,
+                Ok(()),
+            );
         }
-        Step { desired: decision.desired, decision, conditions: self.conditions.clone() }
+        Step {
+            desired: decision.desired,
+            decision,
+            conditions: self.conditions.clone(),
+        }
     }
 }
 
@@ -134,19 +164,37 @@ fn hpa_worked_examples_single_cycle(
     let step = sim.cycle(t0(), current, status, &pods, Ok(usage));
     assert_eq!(step.desired, Some(desired));
     if let Some((status, reason)) = limited {
-        assert_eq!(step.reason(ConditionType::ScalingLimited), (status, reason.to_owned()));
+        assert_eq!(
+            step.reason(ConditionType::ScalingLimited),
+            (status, reason.to_owned())
+        );
     }
 }
 
 #[test]
 fn hpa_value_target_scale_up_then_continue_with_unready_pods() {
     // §3.10 first example across two cycles: 2 → 4 (ScaleUpLimit) → 7.
-    let mut sim = Sim::new(external_hpa(json!({"type": "Value", "value": "10"}), None, 1));
+    let mut sim = Sim::new(external_hpa(
+        json!({"type": "Value", "value": "10"}),
+        None,
+        1,
+    ));
     let first = sim.cycle(t0(), 2, 2, &pods(2, 0), Ok(35_000));
     assert_eq!(first.desired, Some(4));
-    assert_eq!(first.reason(ConditionType::ScalingLimited), (true, "ScaleUpLimit".to_owned()));
-    assert_eq!(first.reason(ConditionType::AbleToScale), (true, "SucceededRescale".to_owned()));
-    let events: Vec<_> = first.decision.events.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(
+        first.reason(ConditionType::ScalingLimited),
+        (true, "ScaleUpLimit".to_owned())
+    );
+    assert_eq!(
+        first.reason(ConditionType::AbleToScale),
+        (true, "SucceededRescale".to_owned())
+    );
+    let events: Vec<_> = first
+        .decision
+        .events
+        .iter()
+        .map(|e| e.message.as_str())
+        .collect();
     assert_eq!(
         events,
         vec![
@@ -160,11 +208,19 @@ fn hpa_value_target_scale_up_then_continue_with_unready_pods() {
 #[test]
 fn hpa_legacy_scale_down_waits_for_the_five_minute_window() {
     // §3.10: Value 10, sum 5, spec 4, ready 4 → proposal 2, held at 4 for 300 s.
-    let mut sim = Sim::new(external_hpa(json!({"type": "Value", "value": "10"}), None, 1));
+    let mut sim = Sim::new(external_hpa(
+        json!({"type": "Value", "value": "10"}),
+        None,
+        1,
+    ));
     let mut timeline = Vec::new();
     for cycle in 0..=21 {
         let step = sim.cycle(at(cycle * 15), 4, 4, &pods(4, 0), Ok(5_000));
-        timeline.push((cycle * 15, step.desired, step.reason(ConditionType::AbleToScale).1));
+        timeline.push((
+            cycle * 15,
+            step.desired,
+            step.reason(ConditionType::AbleToScale).1,
+        ));
         if step.decision.rescale {
             break;
         }
@@ -181,11 +237,21 @@ fn hpa_legacy_scale_down_waits_for_the_five_minute_window() {
 
 #[test]
 fn hpa_legacy_doubles_without_period_memory() {
-    let mut sim = Sim::new(external_hpa(json!({"type": "AverageValue", "averageValue": "1"}), None, 1));
+    let mut sim = Sim::new(external_hpa(
+        json!({"type": "AverageValue", "averageValue": "1"}),
+        None,
+        1,
+    ));
     let mut current = 2;
     let mut seen = Vec::new();
     for cycle in 0..3 {
-        let step = sim.cycle(at(cycle * 15), current, current, &pods(current as usize, 0), Ok(100_000));
+        let step = sim.cycle(
+            at(cycle * 15),
+            current,
+            current,
+            &pods(current as usize, 0),
+            Ok(100_000),
+        );
         current = step.desired.unwrap();
         seen.push(current);
     }
@@ -204,23 +270,43 @@ fn spec_3_11_behavior() -> Option<Value> {
 #[test]
 fn hpa_behavior_defaults_scale_up_six_then_ten() {
     // §3.10: C=2, P=10 → 6 (ScaleUpLimit); at T+15 the T event is outside → 10.
-    let mut sim = Sim::new(external_hpa(json!({"type": "AverageValue", "averageValue": "1"}), default_behavior(), 1));
+    let mut sim = Sim::new(external_hpa(
+        json!({"type": "AverageValue", "averageValue": "1"}),
+        default_behavior(),
+        1,
+    ));
     let first = sim.cycle(t0(), 2, 2, &pods(2, 0), Ok(10_000));
     assert_eq!(first.desired, Some(6));
-    assert_eq!(first.reason(ConditionType::ScalingLimited), (true, "ScaleUpLimit".to_owned()));
+    assert_eq!(
+        first.reason(ConditionType::ScalingLimited),
+        (true, "ScaleUpLimit".to_owned())
+    );
     let second = sim.cycle(at(15), 6, 6, &pods(6, 0), Ok(10_000));
     assert_eq!(second.desired, Some(10));
-    assert_eq!(second.reason(ConditionType::ScalingLimited), (false, "DesiredWithinRange".to_owned()));
+    assert_eq!(
+        second.reason(ConditionType::ScalingLimited),
+        (false, "DesiredWithinRange".to_owned())
+    );
 }
 
 #[test]
 fn hpa_behavior_scale_down_stabilises_then_halves_per_minute() {
     // §3.10 last example with the §3.11 behavior: C=10, P=3 from T0.
-    let mut sim = Sim::new(external_hpa(json!({"type": "AverageValue", "averageValue": "1"}), spec_3_11_behavior(), 1));
+    let mut sim = Sim::new(external_hpa(
+        json!({"type": "AverageValue", "averageValue": "1"}),
+        spec_3_11_behavior(),
+        1,
+    ));
     let mut current = 10;
     let mut timeline = Vec::new();
     for cycle in 0..=13 {
-        let step = sim.cycle(at(cycle * 15), current, current, &pods(current as usize, 0), Ok(3_000));
+        let step = sim.cycle(
+            at(cycle * 15),
+            current,
+            current,
+            &pods(current as usize, 0),
+            Ok(3_000),
+        );
         current = step.desired.unwrap();
         let (_, limit) = step.reason(ConditionType::ScalingLimited);
         timeline.push((cycle * 15, current, limit));
@@ -248,20 +334,44 @@ fn hpa_behavior_policies(
     #[case] desired: i32,
     #[case] limited: (bool, &str),
 ) {
-    let mut sim = Sim::new(external_hpa(json!({"type": "AverageValue", "averageValue": "1"}), Some(behavior), 2));
-    let step = sim.cycle(t0(), current, current, &pods(current as usize, 0), Ok(usage));
+    let mut sim = Sim::new(external_hpa(
+        json!({"type": "AverageValue", "averageValue": "1"}),
+        Some(behavior),
+        2,
+    ));
+    let step = sim.cycle(
+        t0(),
+        current,
+        current,
+        &pods(current as usize, 0),
+        Ok(usage),
+    );
     assert_eq!(step.desired, Some(desired));
-    assert_eq!(step.reason(ConditionType::ScalingLimited), (limited.0, limited.1.to_owned()));
+    assert_eq!(
+        step.reason(ConditionType::ScalingLimited),
+        (limited.0, limited.1.to_owned())
+    );
 }
 
 #[test]
 fn hpa_behavior_pods_policy_limits_scale_up_per_period() {
-    let behavior = json!({"scaleUp": {"policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}});
-    let mut sim = Sim::new(external_hpa(json!({"type": "AverageValue", "averageValue": "1"}), Some(behavior), 1));
+    let behavior =
+        json!({"scaleUp": {"policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}});
+    let mut sim = Sim::new(external_hpa(
+        json!({"type": "AverageValue", "averageValue": "1"}),
+        Some(behavior),
+        1,
+    ));
     let mut current = 1;
     let mut seen = Vec::new();
     for cycle in 0..=4 {
-        let step = sim.cycle(at(cycle * 15), current, current, &pods(current as usize, 0), Ok(10_000));
+        let step = sim.cycle(
+            at(cycle * 15),
+            current,
+            current,
+            &pods(current as usize, 0),
+            Ok(10_000),
+        );
         current = step.desired.unwrap();
         seen.push(current);
     }
@@ -272,10 +382,17 @@ fn hpa_behavior_pods_policy_limits_scale_up_per_period() {
 #[test]
 fn hpa_behavior_scale_up_stabilization_takes_the_lowest_recent() {
     let behavior = json!({"scaleUp": {"stabilizationWindowSeconds": 60}});
-    let mut sim = Sim::new(external_hpa(json!({"type": "AverageValue", "averageValue": "1"}), Some(behavior), 1));
+    let mut sim = Sim::new(external_hpa(
+        json!({"type": "AverageValue", "averageValue": "1"}),
+        Some(behavior),
+        1,
+    ));
     let step = sim.cycle(t0(), 2, 2, &pods(2, 0), Ok(10_000));
     assert_eq!(step.desired, Some(2));
-    assert_eq!(step.reason(ConditionType::AbleToScale), (true, "ScaleUpStabilized".to_owned()));
+    assert_eq!(
+        step.reason(ConditionType::AbleToScale),
+        (true, "ScaleUpStabilized".to_owned())
+    );
     let later = sim.cycle(at(75), 2, 2, &pods(2, 0), Ok(10_000));
     assert_eq!(later.desired, Some(6));
 }
@@ -295,10 +412,20 @@ fn hpa_tolerance_per_direction(#[case] behavior: Value, #[case] usage: i64, #[ca
 #[test]
 fn hpa_down_tolerance_override_lets_a_five_percent_drop_scale() {
     let behavior = json!({"scaleDown": {"tolerance": "0.01", "stabilizationWindowSeconds": 0}});
-    let mut sim = Sim::new(external_hpa(json!({"type": "AverageValue", "averageValue": "1"}), Some(behavior), 1));
+    let mut sim = Sim::new(external_hpa(
+        json!({"type": "AverageValue", "averageValue": "1"}),
+        Some(behavior),
+        1,
+    ));
     let step = sim.cycle(t0(), 20, 20, &pods(20, 0), Ok(18_500));
     assert_eq!(step.desired, Some(19));
-    assert_eq!(sim.settings.tolerance_for(&sim.spec), Tolerance { up: 0.1, down: 0.01 });
+    assert_eq!(
+        sim.settings.tolerance_for(&sim.spec),
+        Tolerance {
+            up: 0.1,
+            down: 0.01
+        }
+    );
 }
 
 #[rstest]
@@ -311,23 +438,40 @@ fn hpa_shortcuts_skip_metrics(
     #[case] condition: (bool, &str),
     #[case] rescale: bool,
 ) {
-    let mut sim = Sim::new(external_hpa(json!({"type": "Value", "value": "10"}), None, 3));
+    let mut sim = Sim::new(external_hpa(
+        json!({"type": "Value", "value": "10"}),
+        None,
+        3,
+    ));
     let step = sim.run(t0(), current, MetricsPhase::NotComputed);
     assert_eq!(step.decision.rescale, rescale);
     assert_eq!(step.decision.current_metrics, None);
     assert_eq!(step.desired, desired.or(Some(current)));
-    let kind = if rescale { ConditionType::AbleToScale } else { ConditionType::ScalingActive };
+    let kind = if rescale {
+        ConditionType::AbleToScale
+    } else {
+        ConditionType::ScalingActive
+    };
     assert_eq!(step.reason(kind), (condition.0, condition.1.to_owned()));
     if current == 0 {
         let c = step.conditions.get(ConditionType::ScalingActive).unwrap();
-        assert_eq!(c.message, "scaling is disabled since the replica count of the target is zero");
+        assert_eq!(
+            c.message,
+            "scaling is disabled since the replica count of the target is zero"
+        );
     }
 }
 
 #[test]
 fn hpa_failed_external_metric_blocks_scaling_with_upstream_messages() {
-    let mut sim = Sim::new(external_hpa(json!({"type": "AverageValue", "averageValue": "10"}), None, 1));
-    let err = "unable to fetch metrics from external metrics API: the server could not find the metric".to_owned();
+    let mut sim = Sim::new(external_hpa(
+        json!({"type": "AverageValue", "averageValue": "10"}),
+        None,
+        1,
+    ));
+    let err =
+        "unable to fetch metrics from external metrics API: the server could not find the metric"
+            .to_owned();
     let step = sim.cycle(t0(), 3, 3, &pods(3, 0), Err(err));
     assert_eq!(step.desired, None);
     assert!(!step.decision.rescale);
@@ -337,12 +481,23 @@ fn hpa_failed_external_metric_blocks_scaling_with_upstream_messages() {
         active.message,
         "the HPA was unable to compute the replica count: unable to get external metric shop/queue_depth/&LabelSelector{MatchLabels:map[string]string{queue: orders,},MatchExpressions:[]LabelSelectorRequirement{},}: unable to fetch metrics from external metrics API: the server could not find the metric"
     );
-    let reasons: Vec<_> = step.decision.events.iter().map(|e| e.reason.as_str()).collect();
-    assert_eq!(reasons, vec!["FailedGetExternalMetric", "FailedComputeMetricsReplicas"]);
+    let reasons: Vec<_> = step
+        .decision
+        .events
+        .iter()
+        .map(|e| e.reason.as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        vec!["FailedGetExternalMetric", "FailedComputeMetricsReplicas"]
+    );
     assert!(step.decision.events[1].message.starts_with(
         "invalid metrics (1 invalid out of 1), first error is: failed to get queue_depth external metric: unable to get external metric shop/queue_depth/"
     ));
-    assert_eq!(step.decision.current_metrics, Some(vec![json!({"type": ""})]));
+    assert_eq!(
+        step.decision.current_metrics,
+        Some(vec![json!({"type": ""})])
+    );
 }
 
 fn two_metric_hpa() -> HpaSpec {
@@ -360,7 +515,11 @@ fn two_metric_hpa() -> HpaSpec {
 #[rstest]
 #[case::scale_up_allowed_despite_failure(6_000, Some(4), true)]
 #[case::scale_down_blocked_by_failure(1_000, None, false)]
-fn hpa_partial_metric_failure(#[case] usage_a: i64, #[case] desired: Option<i32>, #[case] active: bool) {
+fn hpa_partial_metric_failure(
+    #[case] usage_a: i64,
+    #[case] desired: Option<i32>,
+    #[case] active: bool,
+) {
     let mut sim = Sim::new(two_metric_hpa());
     let p = pods(2, 0);
     let ctx = MetricContext {
@@ -374,28 +533,53 @@ fn hpa_partial_metric_failure(#[case] usage_a: i64, #[case] desired: Option<i32>
     let metrics = sim.spec.effective_metrics();
     let outcomes = vec![
         evaluate(&metrics[0], MetricInput::External(Ok(vec![usage_a])), &ctx),
-        evaluate(&metrics[1], MetricInput::External(Err("boom".to_owned())), &ctx),
+        evaluate(
+            &metrics[1],
+            MetricInput::External(Err("boom".to_owned())),
+            &ctx,
+        ),
     ];
     let step = sim.run(t0(), 2, MetricsPhase::Evaluated(outcomes));
     assert_eq!(step.desired, desired);
-    assert_eq!(step.conditions.get(ConditionType::ScalingActive).unwrap().status, active);
+    assert_eq!(
+        step.conditions
+            .get(ConditionType::ScalingActive)
+            .unwrap()
+            .status,
+        active
+    );
 }
 
 #[rstest]
-#[case::missing(MetricsPhase::MissingSelector, "the HPA target's scale is missing a selector", "SelectorRequired")]
+#[case::missing(
+    MetricsPhase::MissingSelector,
+    "the HPA target's scale is missing a selector",
+    "SelectorRequired"
+)]
 #[case::bad(MetricsPhase::BadSelector("x".to_owned()), "couldn't convert selector into a corresponding internal selector object: x", "InvalidSelector")]
 fn hpa_invalid_selector(#[case] phase: MetricsPhase, #[case] message: &str, #[case] event: &str) {
-    let mut sim = Sim::new(external_hpa(json!({"type": "Value", "value": "10"}), None, 1));
+    let mut sim = Sim::new(external_hpa(
+        json!({"type": "Value", "value": "10"}),
+        None,
+        1,
+    ));
     let step = sim.run(t0(), 2, phase);
     let c = step.conditions.get(ConditionType::ScalingActive).unwrap();
-    assert_eq!((c.status, c.reason.as_str(), c.message.as_str()), (false, "InvalidSelector", message));
+    assert_eq!(
+        (c.status, c.reason.as_str(), c.message.as_str()),
+        (false, "InvalidSelector", message)
+    );
     assert_eq!(step.decision.events[0].reason, event);
     assert!(!step.decision.rescale);
 }
 
 #[test]
 fn hpa_failed_scale_write_reports_and_keeps_desired() {
-    let mut sim = Sim::new(external_hpa(json!({"type": "Value", "value": "10"}), None, 1));
+    let mut sim = Sim::new(external_hpa(
+        json!({"type": "Value", "value": "10"}),
+        None,
+        1,
+    ));
     let p = pods(2, 0);
     let ctx = MetricContext {
         namespace: "shop",
@@ -405,24 +589,69 @@ fn hpa_failed_scale_write_reports_and_keeps_desired() {
         tolerance: Tolerance::symmetric(0.1),
         cpu: sim.settings.cpu(t0()),
     };
-    let outcome = evaluate(&sim.spec.effective_metrics()[0], MetricInput::External(Ok(vec![35_000])), &ctx);
-    let cycle = Cycle { now: t0(), spec: &sim.spec, settings: &sim.settings, current: 2 };
-    let mut d = decide(&mut sim.history, &mut sim.conditions, cycle, MetricsPhase::Evaluated(vec![outcome]));
-    let scaled = finish_rescale(&mut sim.history, &mut sim.conditions, cycle, &mut d, Err("conflict".to_owned()));
+    let outcome = evaluate(
+        &sim.spec.effective_metrics()[0],
+        MetricInput::External(Ok(vec![35_000])),
+        &ctx,
+    );
+    let cycle = Cycle {
+        now: t0(),
+        spec: &sim.spec,
+        settings: &sim.settings,
+        current: 2,
+    };
+    let mut d = decide(
+        &mut sim.history,
+        &mut sim.conditions,
+        cycle,
+        MetricsPhase::Evaluated(vec![outcome]),
+    );
+    let scaled = finish_rescale(
+        &mut sim.history,
+        &mut sim.conditions,
+        cycle,
+        &mut d,
+        Err("conflict".to_owned()),
+    );
     assert!(!scaled);
     assert_eq!(d.desired, None);
     let able = sim.conditions.get(ConditionType::AbleToScale).unwrap();
-    assert_eq!((able.status, able.reason.as_str()), (false, "FailedUpdateScale"));
-    assert!(d.events.last().unwrap().message.ends_with("; error: conflict"));
-    let status = status_json(&json!({"desiredReplicas": 2}), Some(2), Some(&d), &sim.conditions, None);
+    assert_eq!(
+        (able.status, able.reason.as_str()),
+        (false, "FailedUpdateScale")
+    );
+    assert!(
+        d.events
+            .last()
+            .unwrap()
+            .message
+            .ends_with("; error: conflict")
+    );
+    let status = status_json(
+        &json!({"desiredReplicas": 2}),
+        Some(2),
+        Some(&d),
+        &sim.conditions,
+        None,
+    );
     assert_eq!(status["desiredReplicas"], 2);
 }
 
 #[test]
 fn hpa_status_shape_matches_spec() {
-    let mut sim = Sim::new(external_hpa(json!({"type": "Value", "value": "10"}), None, 1));
+    let mut sim = Sim::new(external_hpa(
+        json!({"type": "Value", "value": "10"}),
+        None,
+        1,
+    ));
     let step = sim.cycle(t0(), 2, 2, &pods(2, 0), Ok(35_000));
-    let status = status_json(&Value::Null, Some(2), Some(&step.decision), &sim.conditions, Some(t0()));
+    let status = status_json(
+        &Value::Null,
+        Some(2),
+        Some(&step.decision),
+        &sim.conditions,
+        Some(t0()),
+    );
     assert_eq!(status["lastScaleTime"], "2024-05-01T12:00:00Z");
     assert_eq!(status["currentReplicas"], 2);
     assert_eq!(status["desiredReplicas"], 4);
@@ -432,8 +661,16 @@ fn hpa_status_shape_matches_spec() {
             "metric": {"name": "queue_depth", "selector": {"matchLabels": {"queue": "orders"}}},
             "current": {"value": "35"}}}])
     );
-    let types: Vec<_> = status["conditions"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
-    assert_eq!(types, vec!["AbleToScale", "ScalingActive", "ScalingLimited"]);
+    let types: Vec<_> = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        vec!["AbleToScale", "ScalingActive", "ScalingLimited"]
+    );
     let zero = status_json(&Value::Null, Some(0), None, &Conditions::default(), None);
     assert_eq!(zero, json!({"desiredReplicas": 0, "currentMetrics": null}));
 }

@@ -1,0 +1,6 @@
+//! The scaling loop's logic. `decision` and `fallback` are pure functions of an object's state
+//! and a poll's outcome — no I/O, no clock — so every row of KEDA's decision table is a table
+//! test (`reference/keda.md` §2.5–§2.6).
+
+pub mod decision;
+pub mod fallback;
