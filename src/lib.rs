@@ -4,7 +4,9 @@
 
 pub mod check;
 pub mod cli;
+pub mod controller;
 pub mod crd;
 pub mod manifests;
 pub mod modifiers;
+pub mod resolve;
 pub mod scaling;

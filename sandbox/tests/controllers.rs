@@ -167,6 +167,34 @@ async fn controller_deployment_pods_become_ready_after_the_delays() {
     assert_eq!(available["status"], "True");
     let rs = get(&w.store, "apps", "replicasets", &rs_name);
     assert_eq!(rs["status"]["readyReplicas"], 3);
+    let reasons = events(&w.store);
+    let scaled = format!("Scaled up replica set {rs_name} from 0 to 3");
+    assert!(
+        reasons.contains(&("ScalingReplicaSet".to_owned(), scaled)),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|(r, _)| r == "SuccessfulCreate")
+            .count(),
+        3
+    );
+}
+
+/// (reason, message) of every Event in `default`.
+fn events(store: &Store) -> Vec<(String, String)> {
+    store
+        .list(&gr("", "events"), Some("default"))
+        .0
+        .iter()
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap_or_default().to_owned(),
+                e["message"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,6 +285,7 @@ async fn controller_job_completes_after_its_pods_succeed() {
         .find(|c| c["type"] == "Complete")
         .unwrap();
     assert_eq!(complete["status"], "True");
+    assert!(events(&w.store).contains(&("Completed".to_owned(), "Job completed".to_owned())));
     let done = pods(&w.store)
         .iter()
         .filter(|p| p["status"]["phase"] == "Succeeded")

@@ -322,3 +322,114 @@ async fn hpa_missing_target_reports_failed_get_scale() {
         "{message}"
     );
 }
+
+fn create_crd_target(w: &World) {
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "workers.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+                 "names": {"plural": "workers", "singular": "worker", "kind": "Worker", "listKind": "WorkerList"},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                     "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+                     "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas",
+                         "statusReplicasPath": ".status.replicas", "labelSelectorPath": ".status.selector"}}}]}});
+    w.store
+        .create(
+            &gr("apiextensions.k8s.io", "customresourcedefinitions"),
+            crd,
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    let cr = json!({"apiVersion": "example.com/v1", "kind": "Worker", "metadata": {"name": "w1", "namespace": "default"},
+        "spec": {"replicas": 2}});
+    w.store
+        .create(&gr("example.com", "workers"), cr, &WriteOptions::default())
+        .unwrap();
+    let mut cr = w
+        .store
+        .get(&gr("example.com", "workers"), Some("default"), "w1")
+        .unwrap();
+    cr["status"] = json!({"replicas": 2, "selector": "app=w1"});
+    w.store
+        .update(&gr("example.com", "workers"), cr, &WriteOptions::status())
+        .unwrap();
+    let hpa = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "w1", "namespace": "default"},
+        "spec": {"scaleTargetRef": {"apiVersion": "example.com/v1", "kind": "Worker", "name": "w1"},
+                 "minReplicas": 1, "maxReplicas": 10,
+                 "metrics": [{"type": "External", "external": {"metric": {"name": "queue_depth"},
+                              "target": {"type": "AverageValue", "averageValue": "10"}}}]}});
+    w.store
+        .create(
+            &gr("autoscaling", "horizontalpodautoscalers"),
+            hpa,
+            &WriteOptions::default(),
+        )
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hpa_scales_a_custom_resource_through_its_scale_subresource() {
+    let w = world().await;
+    w.metrics.set(Some("60"));
+    create_crd_target(&w);
+    w.clock.advance(Duration::from_secs(1)).await;
+    // ceil(60 / 10) = 6, legacy limit max(2×2, 4) = 4.
+    let cr = w
+        .store
+        .get(&gr("example.com", "workers"), Some("default"), "w1")
+        .unwrap();
+    assert_eq!(cr["spec"]["replicas"], 4);
+    let status = w
+        .store
+        .get(
+            &gr("autoscaling", "horizontalpodautoscalers"),
+            Some("default"),
+            "w1",
+        )
+        .unwrap()["status"]
+        .clone();
+    assert_eq!(condition(&status, "ScalingLimited").1, "ScaleUpLimit");
+    let paths = w.metrics.paths.lock().unwrap().clone();
+    assert_eq!(
+        paths[0],
+        "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_depth"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hpa_value_target_multiplies_by_ready_pods_only() {
+    let w = world().await;
+    w.metrics.set(Some("30"));
+    create_workload(&w, 2, None);
+    let mut hpa = w
+        .store
+        .get(
+            &gr("autoscaling", "horizontalpodautoscalers"),
+            Some("default"),
+            "worker",
+        )
+        .unwrap();
+    hpa["spec"]["metrics"][0]["external"]["target"] = json!({"type": "Value", "value": "10"});
+    w.store
+        .update(
+            &gr("autoscaling", "horizontalpodautoscalers"),
+            hpa,
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    // First cycle at t=1 s: the two pods were just created and are not Ready → ceil(3 × 0) = 0,
+    // clamped to minReplicas 1, held at 2 by the downscale window.
+    w.clock.advance(Duration::from_secs(1)).await;
+    assert_eq!(spec_replicas(&w), 2);
+    assert_eq!(
+        condition(&hpa_status(&w), "AbleToScale").1,
+        "ScaleDownStabilized"
+    );
+    // 15 s later both pods are Ready: ratio 3 × 2 ready = 6, legacy limit max(4, 4) = 4.
+    w.clock.advance(Duration::from_secs(15)).await;
+    assert_eq!(spec_replicas(&w), 4);
+    assert_eq!(
+        hpa_status(&w)["currentMetrics"][0]["external"]["current"]["value"],
+        "30"
+    );
+}

@@ -281,3 +281,135 @@ async fn kubectl_deleting_a_namespace_removes_its_contents() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn kubectl_create_subcommands_send_protobuf_the_sandbox_decodes() {
+    let env = start().await;
+    env.ok(&["create", "namespace", "shop"]).await;
+    env.ok(&[
+        "-n",
+        "shop",
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=mode=fast",
+    ])
+    .await;
+    env.ok(&[
+        "-n",
+        "shop",
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=password=hunter2",
+    ])
+    .await;
+    env.ok(&[
+        "-n",
+        "shop",
+        "create",
+        "deployment",
+        "api",
+        "--image=nginx:1",
+        "--replicas=2",
+        "--port=8080",
+    ])
+    .await;
+    env.ok(&["-n", "shop", "create", "serviceaccount", "robot"])
+        .await;
+    env.ok(&[
+        "-n",
+        "shop",
+        "create",
+        "role",
+        "reader",
+        "--verb=get",
+        "--resource=pods",
+    ])
+    .await;
+    assert_eq!(
+        env.ok(&[
+            "-n",
+            "shop",
+            "get",
+            "cm",
+            "settings",
+            "-o",
+            "jsonpath={.data.mode}"
+        ])
+        .await,
+        "fast"
+    );
+    assert_eq!(
+        env.ok(&[
+            "-n",
+            "shop",
+            "get",
+            "secret",
+            "creds",
+            "-o",
+            "jsonpath={.data.password}"
+        ])
+        .await,
+        "aHVudGVyMg=="
+    );
+    assert_eq!(
+        env.ok(&[
+            "-n",
+            "shop",
+            "get",
+            "secret",
+            "creds",
+            "-o",
+            "jsonpath={.type}"
+        ])
+        .await,
+        "Opaque"
+    );
+    let deploy = env
+        .ok(&["-n", "shop", "get", "deploy", "api", "-o", "json"])
+        .await;
+    let deploy: serde_json::Value = serde_json::from_str(&deploy).unwrap();
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1"
+    );
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+        8080
+    );
+    assert_eq!(deploy["spec"]["selector"]["matchLabels"]["app"], "api");
+    assert_eq!(
+        env.ok(&["auth", "can-i", "delete", "pods"]).await.trim(),
+        "yes"
+    );
+}
+
+#[tokio::test]
+async fn kubectl_reports_unknown_custom_resource_fields() {
+    let env = start().await;
+    env.apply(WIDGET_CRD, &[]).await;
+    let typo = WIDGET.replace("color: blue", "color: blue\n  colour: blue");
+    let out = env
+        .kubectl_with(&env.kubeconfig, &["apply", "-f", "-"], Some(&typo))
+        .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown field \"spec.colour\""), "{stderr}");
+    let lenient = env
+        .kubectl_with(
+            &env.kubeconfig,
+            &["apply", "--validate=false", "-f", "-"],
+            Some(&typo),
+        )
+        .await;
+    assert!(
+        lenient.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lenient.stderr)
+    );
+    let stored = env.ok(&["get", "widget", "blue-one", "-o", "jsonpath={.spec}"]).await;
+    assert!(!stored.contains("colour"), "unknown fields are pruned");
+}

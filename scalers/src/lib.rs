@@ -274,9 +274,9 @@ pub fn parse_only(cfg: &ScalerConfig) -> Result<Vec<MetricSpec>, ScalerError> {
         #[cfg(feature = "kafka")]
         kafka::TYPE => kafka::parse(cfg).map(|t| vec![t.metric_spec()]),
         #[cfg(feature = "prometheus")]
-        prometheus::TYPE => prometheus::parse(cfg).map(|t| t.metric_specs(cfg)),
+        prometheus::TYPE => prometheus::parse(cfg).map(|t| vec![t.metric_spec(cfg.trigger_index)]),
         #[cfg(feature = "rabbitmq")]
-        rabbitmq::TYPE => rabbitmq::parse(cfg).map(|t| t.metric_specs(cfg)),
+        rabbitmq::TYPE => rabbitmq::parse(cfg).map(|t| vec![t.metric_spec(cfg.trigger_index)]),
         _ => Err(unknown_trigger(cfg)),
     }
 }

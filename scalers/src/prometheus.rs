@@ -244,13 +244,13 @@ fn check_headers(p: &mut Params<'_>, headers: &BTreeMap<String, String>) {
 
 impl Trigger {
     /// The one metric this trigger exposes: `s<i>-prometheus`, milli target `threshold`.
-    pub fn metric_specs(&self, cfg: &ScalerConfig) -> Vec<MetricSpec> {
-        vec![MetricSpec {
-            metric_name: naming::metric_name(cfg.trigger_index, "prometheus"),
+    pub fn metric_spec(&self, trigger_index: usize) -> MetricSpec {
+        MetricSpec {
+            metric_name: naming::metric_name(trigger_index, "prometheus"),
             target: self.threshold,
             target_is_integer: false,
             metric_type: self.metric_type,
-        }]
+        }
     }
 
     /// `GET {serverAddress}/api/v1/query?query=…&time=…[&namespace=…][&k=v…]`.
@@ -301,7 +301,7 @@ pub async fn build(cfg: &ScalerConfig) -> Result<Box<dyn Scaler>, ScalerError> {
         ))
     })?;
     let client = crate::pool::http::acquire(&url, &trigger.tls).map_err(config)?;
-    let spec = trigger.metric_specs(cfg).remove(0);
+    let spec = trigger.metric_spec(cfg.trigger_index);
     Ok(Box::new(PrometheusScaler {
         timeout: trigger.timeout.unwrap_or(cfg.timeout),
         trigger,

@@ -332,6 +332,33 @@ mod azure_servicebus_api {
     }
 
     #[tokio::test]
+    async fn unauthorized_reply_drops_the_cached_aad_token() {
+        let server = start().await;
+        server.state().queues.insert("q".into(), 3);
+        let file = token_file("401", ASSERTION);
+        let (c, options) = workload(&server, &file);
+        let s = azure_servicebus::build_with(&c, options).await.unwrap();
+        server.state().mode = Mode::Unauthorized;
+        let err = s
+            .metrics_and_activity("s0-azure-servicebus-q")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("HTTP 401"), "{err}");
+        server.state().mode = Mode::Normal;
+        let m = s
+            .metrics_and_activity("s0-azure-servicebus-q")
+            .await
+            .unwrap();
+        assert_eq!(m.values, vec![3.0]);
+        assert_eq!(
+            server.state().tokens_issued,
+            2,
+            "a 401 forces a fresh token"
+        );
+        std::fs::remove_file(file).unwrap();
+    }
+
+    #[tokio::test]
     async fn rejected_federated_assertion_reports_the_aad_error_code() {
         let server = start().await;
         server.state().queues.insert("q".into(), 3);

@@ -31,8 +31,9 @@ fn default_at(obj: &mut Value, pointer: &str, value: Value) {
     }
 }
 
-/// Applies the defaults of `info`'s kind.
-pub fn apply(info: &ResourceInfo, obj: &mut Value) {
+/// Applies the defaults of `info`'s kind; returns the unknown fields pruned from a custom
+/// resource.
+pub fn apply(info: &ResourceInfo, obj: &mut Value) -> Vec<String> {
     match (info.group.as_str(), info.plural.as_str()) {
         ("", "namespaces") => {
             default_at(obj, "/spec/finalizers", json!(["kubernetes"]));
@@ -64,10 +65,10 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
                 default_at(obj, "/spec/completions", json!(1));
             }
         }
-        ("autoscaling", "horizontalpodautoscalers") => {
-            if obj.get("apiVersion") != Some(&json!("autoscaling/v1")) {
-                default_at(obj, "/spec/minReplicas", json!(1));
-            }
+        ("autoscaling", "horizontalpodautoscalers")
+            if obj.get("apiVersion") != Some(&json!("autoscaling/v1")) =>
+        {
+            default_at(obj, "/spec/minReplicas", json!(1));
         }
         ("apiextensions.k8s.io", "customresourcedefinitions") => crd_status(obj),
         _ => {}
@@ -83,9 +84,10 @@ pub fn apply(info: &ResourceInfo, obj: &mut Value) {
             .find(|v| v.name == version)
             .and_then(|v| v.schema.as_ref())
         {
-            super::validate::apply_schema_defaults(schema, obj);
+            return super::validate::apply_schema_defaults(schema, obj);
         }
     }
+    vec![]
 }
 
 /// `stringData` is merged into `data` (winning on conflict) and never stored.

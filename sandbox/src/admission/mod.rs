@@ -45,8 +45,40 @@ fn fill_type(info: &ResourceInfo, obj: &mut Value) {
         .or_insert_with(|| json!(info.api_version(info.preferred_version())));
 }
 
-/// Prepares a new object: server-owned metadata, defaults, validation.
-pub fn prepare_create(info: &ResourceInfo, obj: &mut Value, now: &str) -> Result<(), ApiError> {
+/// `fieldValidation=Strict`: unknown fields of a custom resource fail the request.
+fn check_unknown(
+    info: &ResourceInfo,
+    obj: &Value,
+    unknown: &[String],
+    strict: bool,
+) -> Result<(), ApiError> {
+    if !strict || unknown.is_empty() {
+        return Ok(());
+    }
+    let version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .and_then(|v| v.rsplit('/').next())
+        .unwrap_or_default();
+    let fields: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    Err(ApiError::bad_request(format!(
+        "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+        fields.join(", "),
+        kind = info.kind
+    )))
+}
+
+/// Prepares a new object: server-owned metadata, defaults, validation. `strict` rejects
+/// unknown fields instead of dropping them.
+pub fn prepare_create(
+    info: &ResourceInfo,
+    obj: &mut Value,
+    now: &str,
+    strict: bool,
+) -> Result<(), ApiError> {
     require_object(obj)?;
     fill_type(info, obj);
     let namespaced = info.namespaced;
@@ -87,7 +119,8 @@ pub fn prepare_create(info: &ResourceInfo, obj: &mut Value, now: &str) -> Result
     if generation {
         m.insert("generation".into(), json!(1));
     }
-    defaults::apply(info, obj);
+    let unknown = defaults::apply(info, obj);
+    check_unknown(info, obj, &unknown, strict)?;
     validate::check(info, obj, None)
 }
 
@@ -97,6 +130,7 @@ pub fn prepare_update(
     old: &Value,
     new: Value,
     sub: Subresource,
+    strict: bool,
 ) -> Result<Value, ApiError> {
     require_object(&new)?;
     let mut result = match sub {
@@ -112,7 +146,8 @@ pub fn prepare_update(
             if info.status {
                 set_or_remove(&mut result, "status", old.get("status").cloned());
             }
-            defaults::apply(info, &mut result);
+            let unknown = defaults::apply(info, &mut result);
+            check_unknown(info, &result, &unknown, strict)?;
             result
         }
     };

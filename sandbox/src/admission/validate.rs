@@ -9,10 +9,14 @@ use serde_json::Value;
 use crate::error::{ApiError, Cause};
 use crate::store::{ResourceInfo, meta};
 
-/// Applies schema defaults and prunes unknown fields (non-strict field validation drops them).
-pub fn apply_schema_defaults(schema: &Value, obj: &mut Value) {
+/// Applies schema defaults and prunes unknown fields, returning their paths (non-strict field
+/// validation drops them silently; strict validation rejects the request).
+pub fn apply_schema_defaults(schema: &Value, obj: &mut Value) -> Vec<String> {
     tidescale_kubeschema::apply_defaults(schema, obj);
-    tidescale_kubeschema::prune_unknown_fields(schema, obj);
+    tidescale_kubeschema::prune_unknown_fields(schema, obj)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 /// Validates an object about to be stored; `old` is the stored object for updates.

@@ -74,6 +74,10 @@ impl Call<'_> {
             dry_run: self.query.contains_key("dryRun"),
             field_manager: Some(self.field_manager()),
             subresource,
+            strict: self
+                .query
+                .get("fieldValidation")
+                .is_some_and(|v| v == "Strict"),
         }
     }
 
@@ -354,17 +358,12 @@ fn patch(call: &Call<'_>, sub: Option<&str>) -> Result<Reply, ApiError> {
         field_manager: Some(call.field_manager()),
         api_version: call.req.api_version(),
         subresource: sub.map(str::to_owned),
+        options: call.write_options(subresource),
     };
     let existed = call.store.get(&call.gr(), call.ns(), call.name()).is_ok();
-    let out = call.store.patch(
-        &call.gr(),
-        call.ns(),
-        call.name(),
-        kind,
-        &patch,
-        &call.write_options(subresource),
-        &ctx,
-    )?;
+    let out = call
+        .store
+        .patch(&call.gr(), call.ns(), call.name(), kind, &patch, &ctx)?;
     let code = if existed {
         StatusCode::OK
     } else {

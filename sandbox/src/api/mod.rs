@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod filter;
 pub mod handlers;
 pub mod openapi;
+pub mod protobuf;
 pub mod request;
 pub mod scale;
 pub mod table;
@@ -179,7 +180,7 @@ fn admit(
     let user = state
         .auth
         .authenticate(authorization, peer)
-        .map_err(|()| ApiError::unauthorized())?;
+        .map_err(|_| ApiError::unauthorized())?;
     let attrs = attributes(&parts.method, parts.uri.path(), target, query);
     match rbac::authorize(&state.store, &user, &attrs) {
         Ok(_) => Ok(user),

@@ -133,6 +133,9 @@ pub fn flag(query: &Query, key: &str) -> bool {
 /// Decodes a request body as JSON or YAML according to its Content-Type.
 pub fn decode_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
     let media = content_type.split(';').next().unwrap_or_default().trim();
+    if media == super::protobuf::CONTENT_TYPE {
+        return super::protobuf::decode(body);
+    }
     let yaml = matches!(media, "application/yaml" | "application/apply-patch+yaml");
     let json_like = media.is_empty()
         || media == "*/*"

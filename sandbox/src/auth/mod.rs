@@ -81,6 +81,11 @@ pub fn user_from_certificate(cert: &CertificateDer<'_>) -> Option<UserInfo> {
     Some(UserInfo::new(&cn, &orgs))
 }
 
+/// A bearer token the sandbox never issued (401 Unauthorized).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid bearer token")]
+pub struct InvalidToken;
+
 /// Bearer tokens the sandbox recognises.
 #[derive(Debug, Default)]
 pub struct Authenticator {
@@ -113,17 +118,17 @@ impl Authenticator {
     }
 
     /// Authenticates a request from its `Authorization` header and TLS peer identity.
-    /// `Err(())` = a token was presented but is unknown (401).
+    /// An unknown token is an error (401), never a fallback to anonymous.
     pub fn authenticate(
         &self,
         authorization: Option<&str>,
         peer: Option<&UserInfo>,
-    ) -> Result<UserInfo, ()> {
+    ) -> Result<UserInfo, InvalidToken> {
         if let Some(token) = authorization
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
         {
-            return self.user_for_token(token).ok_or(());
+            return self.user_for_token(token).ok_or(InvalidToken);
         }
         Ok(peer.cloned().unwrap_or_else(UserInfo::anonymous))
     }

@@ -9,6 +9,7 @@
 
 use serde_json::{Value, json};
 
+use super::events::EventRecorder;
 use super::pods::{self, controller_ref, stable_hash};
 use super::replicaset::{self, desired_replicas, replicasets, write_status};
 use crate::clock::format_time;
@@ -58,7 +59,7 @@ fn new_replicaset(deploy: &Value, hash: &str, revision: usize) -> Value {
 }
 
 /// Makes the current ReplicaSet carry `spec.replicas` and scales older ones to zero.
-pub fn reconcile(store: &Store, deploy: &Value) {
+pub fn reconcile(store: &Store, events: &EventRecorder, deploy: &Value) {
     if meta::is_deleting(deploy) {
         return;
     }
@@ -72,8 +73,11 @@ pub fn reconcile(store: &Store, deploy: &Value) {
     let desired = desired_replicas(deploy);
     if !owned.iter().any(|rs| meta::name(rs) == current_name) {
         let rs = new_replicaset(deploy, &hash, owned.len() + 1);
-        if let Err(error) = store.create(&replicasets(), rs, &WriteOptions::default()) {
-            tracing::warn!(deployment = meta::name(deploy), %error, "replicaset creation failed");
+        match store.create(&replicasets(), rs, &WriteOptions::default()) {
+            Ok(_) => scaled_event(store, events, deploy, &current_name, 0, desired),
+            Err(error) => {
+                tracing::warn!(deployment = meta::name(deploy), %error, "replicaset creation failed")
+            }
         }
     }
     for rs in &owned {
@@ -85,11 +89,35 @@ pub fn reconcile(store: &Store, deploy: &Value) {
         if desired_replicas(rs) != want {
             let mut updated = rs.clone();
             updated["spec"]["replicas"] = json!(want);
-            if let Err(error) = store.update(&replicasets(), updated, &WriteOptions::default()) {
-                tracing::debug!(replicaset = meta::name(rs), %error, "replicaset scale skipped");
+            match store.update(&replicasets(), updated, &WriteOptions::default()) {
+                Ok(_) => scaled_event(
+                    store,
+                    events,
+                    deploy,
+                    meta::name(rs),
+                    desired_replicas(rs),
+                    want,
+                ),
+                Err(error) => {
+                    tracing::debug!(replicaset = meta::name(rs), %error, "replicaset scale skipped")
+                }
             }
         }
     }
+}
+
+/// `ScalingReplicaSet`, worded like kube-controller-manager ≥ 1.30.
+fn scaled_event(
+    store: &Store,
+    events: &EventRecorder,
+    deploy: &Value,
+    rs: &str,
+    from: usize,
+    to: usize,
+) {
+    let direction = if to > from { "up" } else { "down" };
+    let message = format!("Scaled {direction} replica set {rs} from {from} to {to}");
+    events.record(store, deploy, false, "ScalingReplicaSet", &message);
 }
 
 /// Pod counts over all of a Deployment's ReplicaSets.

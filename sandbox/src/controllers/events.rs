@@ -17,6 +17,9 @@ fn events() -> GroupResource {
 
 type Key = (String, bool, String, String);
 
+/// Distinct events remembered for aggregation before the memory is reset.
+const MAX_REMEMBERED: usize = 4096;
+
 /// Records Events for one controller component.
 #[derive(Debug)]
 pub struct EventRecorder {
@@ -72,10 +75,12 @@ impl EventRecorder {
             &WriteOptions::default(),
         ) {
             Ok(_) => {
-                self.seen
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key, name);
+                let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+                // Messages naming pods are all distinct: bound the memory of a long `dev` run.
+                if seen.len() >= MAX_REMEMBERED {
+                    seen.clear();
+                }
+                seen.insert(key, name);
             }
             Err(error) => tracing::debug!(%error, reason, "event creation failed"),
         }

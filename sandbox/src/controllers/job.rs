@@ -8,6 +8,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::events::EventRecorder;
 use super::pods::{self, PodName, RUN_SECONDS_ANNOTATION};
 use super::replicaset::{owned_pods, write_status};
 use crate::store::{DeleteOptions, GroupResource, Store, meta};
@@ -87,7 +88,7 @@ fn job_template(job: &Value) -> (Value, Map<String, Value>) {
 }
 
 /// Starts or stops pods towards the wanted parallelism.
-pub fn reconcile(store: &Store, job: &Value) {
+pub fn reconcile(store: &Store, events: &EventRecorder, job: &Value) {
     if meta::is_deleting(job) {
         return;
     }
@@ -97,9 +98,15 @@ pub fn reconcile(store: &Store, job: &Value) {
     let (template, labels) = job_template(job);
     for _ in active..wanted {
         let name = PodName::Generate(meta::name(job));
-        if let Err(error) = pods::create_from_template(store, job, name, &template, &labels) {
-            tracing::warn!(job = meta::name(job), %error, "job pod creation failed");
-            return;
+        match pods::create_from_template(store, job, name, &template, &labels) {
+            Ok(pod) => {
+                let message = format!("Created pod: {}", meta::name(&pod));
+                events.record(store, job, false, "SuccessfulCreate", &message);
+            }
+            Err(error) => {
+                tracing::warn!(job = meta::name(job), %error, "job pod creation failed");
+                return;
+            }
         }
     }
     // Suspended Jobs delete their running pods (completed Jobs have none left).
@@ -116,7 +123,7 @@ pub fn reconcile(store: &Store, job: &Value) {
 }
 
 /// Recomputes `status`, completing the Job when enough pods succeeded.
-pub fn refresh_status(store: &Store, job: &Value) {
+pub fn refresh_status(store: &Store, events: &EventRecorder, job: &Value) {
     let now = store.now_string();
     let owned = owned_pods(store, job);
     let (active, succeeded, failed) = counts(&owned);
@@ -145,6 +152,7 @@ pub fn refresh_status(store: &Store, job: &Value) {
         None => succeeded > 0 && active == 0,
     };
     if done && !is_complete(job) {
+        events.record(store, job, false, "Completed", "Job completed");
         status["completionTime"] = json!(now);
         let condition = |kind: &str| {
             json!({"type": kind, "status": "True", "lastProbeTime": now, "lastTransitionTime": now,
@@ -153,4 +161,25 @@ pub fn refresh_status(store: &Store, job: &Value) {
         status["conditions"] = json!([condition("SuccessCriteriaMet"), condition("Complete")]);
     }
     write_status(store, &jobs(), job, status);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::defaults_run_one(json!({}), 0, 1)]
+    #[case::parallel_up_to_remaining(json!({"parallelism": 3, "completions": 5}), 3, 2)]
+    #[case::parallel_capped_by_parallelism(json!({"parallelism": 3, "completions": 5}), 0, 3)]
+    #[case::work_queue_stops_after_a_success(json!({"parallelism": 2}), 1, 0)]
+    #[case::suspended_runs_nothing(json!({"suspend": true, "completions": 2}), 0, 0)]
+    fn job_wanted_active_pods(
+        #[case] spec: Value,
+        #[case] succeeded: usize,
+        #[case] wanted: usize,
+    ) {
+        let job = json!({"spec": spec});
+        assert_eq!(wanted_active(&job, succeeded), wanted);
+    }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::events::EventRecorder;
 use super::hpa::Settings;
 use super::hpa_sync::HpaController;
 use super::metrics_api::MetricsApi;
@@ -40,11 +41,21 @@ impl Default for ControllerConfig {
     }
 }
 
+/// One event recorder per simulated controller, named like kube-controller-manager's.
+#[derive(Debug)]
+struct Recorders {
+    deployment: EventRecorder,
+    replicaset: EventRecorder,
+    statefulset: EventRecorder,
+    job: EventRecorder,
+}
+
 /// All simulated controllers over one store.
 #[derive(Debug)]
 pub struct Controllers {
     store: Arc<Store>,
     config: ControllerConfig,
+    events: Recorders,
     /// `None` when no metrics source was given: HPAs are then left alone.
     hpa: Option<HpaController>,
 }
@@ -57,22 +68,37 @@ impl Controllers {
         metrics: Option<Arc<dyn MetricsApi>>,
     ) -> Self {
         let hpa = metrics.map(|m| HpaController::new(store.clone(), m, config.hpa.clone()));
-        Self { store, config, hpa }
+        let events = Recorders {
+            deployment: EventRecorder::new("deployment-controller"),
+            replicaset: EventRecorder::new("replicaset-controller"),
+            statefulset: EventRecorder::new("statefulset-controller"),
+            job: EventRecorder::new("job-controller"),
+        };
+        Self {
+            store,
+            config,
+            events,
+            hpa,
+        }
     }
 
     /// One pass of every controller.
     pub async fn sync_once(&self) {
         let store = &*self.store;
         let (deploys, _) = store.list(&deployment::deployments(), None);
-        deploys.iter().for_each(|d| deployment::reconcile(store, d));
+        deploys
+            .iter()
+            .for_each(|d| deployment::reconcile(store, &self.events.deployment, d));
         let (sets, _) = store.list(&replicaset::replicasets(), None);
-        sets.iter().for_each(|rs| replicaset::reconcile(store, rs));
+        sets.iter()
+            .for_each(|rs| replicaset::reconcile(store, &self.events.replicaset, rs));
         let (stateful, _) = store.list(&statefulset::statefulsets(), None);
         stateful
             .iter()
-            .for_each(|s| statefulset::reconcile(store, s));
+            .for_each(|s| statefulset::reconcile(store, &self.events.statefulset, s));
         let (jobs, _) = store.list(&job::jobs(), None);
-        jobs.iter().for_each(|j| job::reconcile(store, j));
+        jobs.iter()
+            .for_each(|j| job::reconcile(store, &self.events.job, j));
         pods::kubelet_sync(store, &self.config.pods);
         // Statuses are recomputed from fresh reads so this pass's pod changes show at once.
         for rs in store.list(&replicaset::replicasets(), None).0 {
@@ -85,7 +111,7 @@ impl Controllers {
             statefulset::refresh_status(store, &s);
         }
         for j in store.list(&job::jobs(), None).0 {
-            job::refresh_status(store, &j);
+            job::refresh_status(store, &self.events.job, &j);
         }
         if let Some(hpa) = &self.hpa {
             hpa.sync_due().await;

@@ -166,10 +166,12 @@ fn window(item: &Value) -> SignedDuration {
     let text = item["window"]
         .as_str()
         .and_then(|w| w.trim_end_matches('s').parse::<f64>().ok());
+    let default = SignedDuration::from_secs(60);
     match (seconds, text) {
         (Some(s), _) => SignedDuration::from_secs(s),
-        (None, Some(s)) if s.is_finite() && s >= 0.0 => SignedDuration::from_secs_f64(s),
-        _ => SignedDuration::from_secs(60),
+        // Garbage (negative, NaN, absurdly large) falls back to the HPA's 60 s default.
+        (None, Some(s)) if s >= 0.0 => SignedDuration::try_from_secs_f64(s).unwrap_or(default),
+        _ => default,
     }
 }
 

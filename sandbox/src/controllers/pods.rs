@@ -255,8 +255,7 @@ fn run_time(pod: &Value, timings: &PodTimings) -> Option<Duration> {
         .and_then(|a| a.get(RUN_SECONDS_ANNOTATION))
         .and_then(Value::as_str)
         .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64);
+        .and_then(|s| Duration::try_from_secs_f64(s).ok());
     Some(annotated.unwrap_or(timings.job_run))
 }
 
@@ -335,5 +334,113 @@ fn finish_termination(store: &Store, pod: &Value, timings: &PodTimings, now: Tim
             tracing::debug!(pod = meta::name(pod), %error, "pod finalizer removal skipped");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn t(s: u64) -> Timestamp {
+        add(
+            "2024-05-01T12:00:00Z".parse().unwrap(),
+            Duration::from_secs(s),
+        )
+    }
+
+    fn pod(phase: &str, ready: Option<bool>, restart: Option<&str>, deleting: bool) -> Value {
+        let mut p = json!({"metadata": {"name": "p", "creationTimestamp": format_time(t(0))},
+                           "spec": {"containers": []}, "status": {"phase": phase}});
+        if phase != "Pending" {
+            p["status"]["startTime"] = json!(format_time(t(1)));
+        }
+        if let Some(r) = ready {
+            let status = if r { "True" } else { "False" };
+            let at = format_time(t(1));
+            p["status"]["conditions"] = json!([
+                {"type": "Ready", "status": status, "lastTransitionTime": at},
+                {"type": "ContainersReady", "status": status, "lastTransitionTime": at},
+            ]);
+        }
+        if let Some(r) = restart {
+            p["spec"]["restartPolicy"] = json!(r);
+        }
+        if deleting {
+            p["metadata"]["deletionTimestamp"] = json!(format_time(t(5)));
+        }
+        p
+    }
+
+    fn ready_of(status: &Value) -> Option<&str> {
+        status["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Ready")?["status"]
+            .as_str()
+    }
+
+    #[rstest]
+    #[case::pending_waits_for_start(pod("Pending", None, None, false), 0, None)]
+    #[case::pending_starts_not_ready(pod("Pending", None, None, false), 1, Some(("Running", "False")))]
+    #[case::running_waits_for_ready(pod("Running", Some(false), None, false), 2, None)]
+    #[case::running_becomes_ready(pod("Running", Some(false), None, false), 3, Some(("Running", "True")))]
+    #[case::job_pod_succeeds(pod("Running", Some(true), Some("Never"), false), 6, Some(("Succeeded", "False")))]
+    #[case::service_pod_keeps_running(pod("Running", Some(true), Some("Always"), false), 600, None)]
+    #[case::terminating_pod_turns_unready(pod("Running", Some(true), None, true), 6, Some(("Running", "False")))]
+    fn pod_lifecycle_steps(
+        #[case] pod: Value,
+        #[case] at: u64,
+        #[case] expect: Option<(&str, &str)>,
+    ) {
+        let timings = PodTimings {
+            start_delay: Duration::from_secs(1),
+            ready_delay: Duration::from_secs(2),
+            job_run: Duration::from_secs(5),
+            termination_grace: Duration::from_secs(30),
+        };
+        let next = next_status(&pod, &timings, t(at));
+        let got = next.as_ref().map(|s| {
+            (
+                s["phase"].as_str().unwrap_or_default(),
+                ready_of(s).unwrap_or_default(),
+            )
+        });
+        assert_eq!(got, expect);
+    }
+
+    #[test]
+    fn pod_run_time_annotation_overrides_the_default_and_ignores_garbage() {
+        let timings = PodTimings::default();
+        let mut p = pod("Running", Some(true), Some("OnFailure"), false);
+        p["metadata"]["annotations"] = json!({RUN_SECONDS_ANNOTATION: "0.5"});
+        assert_eq!(run_time(&p, &timings), Some(Duration::from_millis(500)));
+        p["metadata"]["annotations"] = json!({RUN_SECONDS_ANNOTATION: "-3"});
+        assert_eq!(run_time(&p, &timings), Some(timings.job_run));
+    }
+
+    #[test]
+    fn pod_stages_order_scale_down_victims() {
+        assert!(Stage::Pending < Stage::NotReady && Stage::NotReady < Stage::Ready);
+        assert_eq!(
+            stage(&pod("Running", Some(true), None, false)),
+            Stage::Ready
+        );
+        assert_eq!(
+            stage(&pod("Running", Some(false), None, false)),
+            Stage::NotReady
+        );
+        assert!(!is_active(&pod("Succeeded", None, None, false)));
+        assert!(!is_active(&pod("Running", Some(true), None, true)));
+    }
+
+    #[test]
+    fn pod_generated_names_are_well_formed() {
+        let a = name_suffix("web");
+        assert_eq!(a.len(), 5);
+        assert!(a.bytes().all(|b| ALPHABET.contains(&b)));
+        assert_ne!(a, name_suffix("web"));
+        assert_eq!(stable_hash(&json!({"a": 1})), stable_hash(&json!({"a": 1})));
+        assert_ne!(stable_hash(&json!({"a": 1})), stable_hash(&json!({"a": 2})));
     }
 }

@@ -292,6 +292,14 @@ mod tests {
         assert_eq!(format_milli(milli), text);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn quantity_parsing_never_panics_and_canonical_text_round_trips(input in "\\PC{0,24}", milli in proptest::num::i64::ANY) {
+            let _ = milli_value(&input);
+            proptest::prop_assert_eq!(milli_value(&format_milli(milli)), Ok(milli));
+        }
+    }
+
     #[test]
     fn quantity_json_accepts_numbers_and_strings() {
         assert_eq!(milli_value_json(&serde_json::json!(0.5)), Ok(500));

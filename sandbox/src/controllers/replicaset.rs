@@ -10,6 +10,7 @@ use std::cmp::Reverse;
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
+use super::events::EventRecorder;
 use super::pods::{self, PodName, Stage};
 use crate::clock::{add, parse_time};
 use crate::store::{DeleteOptions, GroupResource, Store, WriteOptions, meta};
@@ -36,7 +37,7 @@ pub fn desired_replicas(obj: &Value) -> usize {
 }
 
 /// Creates or deletes pods until `spec.replicas` are active.
-pub fn reconcile(store: &Store, rs: &Value) {
+pub fn reconcile(store: &Store, events: &EventRecorder, rs: &Value) {
     if meta::is_deleting(rs) {
         return;
     }
@@ -51,11 +52,16 @@ pub fn reconcile(store: &Store, rs: &Value) {
         .cloned()
         .unwrap_or_else(|| json!({}));
     for _ in active.len()..desired {
-        if let Err(error) =
-            pods::create_from_template(store, rs, PodName::Generate(name), &template, &Map::new())
+        match pods::create_from_template(store, rs, PodName::Generate(name), &template, &Map::new())
         {
-            tracing::warn!(replicaset = name, %error, "pod creation failed");
-            return;
+            Ok(pod) => {
+                let message = format!("Created pod: {}", meta::name(&pod));
+                events.record(store, rs, false, "SuccessfulCreate", &message);
+            }
+            Err(error) => {
+                tracing::warn!(replicaset = name, %error, "pod creation failed");
+                return;
+            }
         }
     }
     if active.len() > desired {
@@ -70,7 +76,10 @@ pub fn reconcile(store: &Store, rs: &Value) {
                 &DeleteOptions::default(),
             ) {
                 tracing::debug!(pod = meta::name(pod), %error, "pod deletion skipped");
+                continue;
             }
+            let message = format!("Deleted pod: {}", meta::name(pod));
+            events.record(store, rs, false, "SuccessfulDelete", &message);
         }
     }
 }

@@ -275,6 +275,16 @@ mod tests {
         assert_eq!(Selector::parse(text).unwrap().matches(&labels(l)), expect);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn selector_parsing_never_panics_and_canonical_form_parses(input in "\\PC{0,40}", key in "[a-z]{1,8}", value in "[a-z0-9]{0,8}") {
+            let _ = Selector::parse(&input);
+            let s = LabelSelector { match_labels: BTreeMap::from([(key.clone(), value.clone())]), match_expressions: vec![] };
+            let parsed = Selector::parse(&s.to_query()).unwrap();
+            proptest::prop_assert!(parsed.matches(&BTreeMap::from([(key, value)])));
+        }
+    }
+
     #[rstest]
     #[case::unbalanced("env in (a,b")]
     #[case::dangling_comma("a=b,")]

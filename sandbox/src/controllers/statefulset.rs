@@ -7,6 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::events::EventRecorder;
 use super::pods::{self, PodName, stable_hash};
 use super::replicaset::{count, desired_replicas, owned_pods, write_status};
 use crate::store::{DeleteOptions, GroupResource, Store, meta};
@@ -25,7 +26,7 @@ fn ordinal(set: &str, pod: &Value) -> Option<usize> {
 }
 
 /// Creates missing ordinals below `spec.replicas`, deletes those at or above it.
-pub fn reconcile(store: &Store, set: &Value) {
+pub fn reconcile(store: &Store, events: &EventRecorder, set: &Value) {
     if meta::is_deleting(set) {
         return;
     }
@@ -52,12 +53,19 @@ pub fn reconcile(store: &Store, set: &Value) {
             .take(batch)
             .filter(|p| !meta::is_deleting(p))
         {
-            let _ = store.delete(
+            let deleted = store.delete(
                 &pods::pods(),
                 meta::namespace(pod),
                 meta::name(pod),
                 &DeleteOptions::default(),
             );
+            if deleted.is_ok() {
+                let message = format!(
+                    "delete Pod {} in StatefulSet {name} successful",
+                    meta::name(pod)
+                );
+                events.record(store, set, false, "SuccessfulDelete", &message);
+            }
         }
         return;
     }
@@ -66,7 +74,7 @@ pub fn reconcile(store: &Store, set: &Value) {
             Some((_, pod)) if !parallel && !pods::is_ready(pod) => return,
             Some(_) => {}
             None => {
-                if !create_ordinal(store, set, o) || !parallel {
+                if !create_ordinal(store, events, set, o) || !parallel {
                     return;
                 }
             }
@@ -75,7 +83,7 @@ pub fn reconcile(store: &Store, set: &Value) {
 }
 
 /// Creates pod `<set>-<o>`; false if that failed (retried next tick).
-fn create_ordinal(store: &Store, set: &Value, o: usize) -> bool {
+fn create_ordinal(store: &Store, events: &EventRecorder, set: &Value, o: usize) -> bool {
     let name = meta::name(set);
     let template = set
         .pointer("/spec/template")
@@ -94,7 +102,11 @@ fn create_ordinal(store: &Store, set: &Value, o: usize) -> bool {
     );
     labels.insert("controller-revision-hash".to_owned(), json!(revision));
     match pods::create_from_template(store, set, PodName::Fixed(&pod_name), &template, &labels) {
-        Ok(_) => true,
+        Ok(_) => {
+            let message = format!("create Pod {pod_name} in StatefulSet {name} successful");
+            events.record(store, set, false, "SuccessfulCreate", &message);
+            true
+        }
         Err(error) => {
             tracing::debug!(statefulset = name, %error, "pod creation deferred");
             false

@@ -93,6 +93,8 @@ pub struct PatchContext {
     pub api_version: String,
     /// `status` or `scale` when patching a subresource (scale is handled by the caller).
     pub subresource: Option<String>,
+    /// Dry run and main-or-status target of the write.
+    pub options: WriteOptions,
 }
 
 impl Store {
@@ -104,7 +106,6 @@ impl Store {
         name: &str,
         kind: PatchKind,
         patch: &Value,
-        opts: &WriteOptions,
         ctx: &PatchContext,
     ) -> Result<Value, ApiError> {
         let info = self.info(gr)?;
@@ -123,7 +124,7 @@ impl Store {
                 Err(e)
                     if e.code == 404
                         && matches!(kind, PatchKind::Apply { .. })
-                        && opts.subresource == Subresource::Main =>
+                        && ctx.options.subresource == Subresource::Main =>
                 {
                     let created = apply::server_side_apply(None, patch, &mgr, false)?;
                     let mut created = created;
@@ -131,7 +132,7 @@ impl Store {
                         meta::metadata_mut(&mut created)
                             .insert("namespace".into(), Value::from(ns.unwrap_or_default()));
                     }
-                    return self.create(gr, created, opts);
+                    return self.create(gr, created, &ctx.options);
                 }
                 Err(e) => return Err(e),
             };
@@ -156,7 +157,7 @@ impl Store {
                     .to_owned()
             });
             meta::metadata_mut(&mut new).insert("resourceVersion".into(), Value::from(expected));
-            match self.update(gr, new, opts) {
+            match self.update(gr, new, &ctx.options) {
                 Err(e)
                     if e.reason == "Conflict"
                         && precondition.is_none()

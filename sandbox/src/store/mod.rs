@@ -13,7 +13,7 @@
 //! let created = store.create(&pods, pod_json, &WriteOptions::default())?;
 //! let updated = store.update(&deploys, changed, &WriteOptions::status())?; // PUT .../status
 //! store.patch(&deploys, Some("default"), "web", PatchKind::Merge, &json!({"spec":{"replicas":3}}),
-//!             &WriteOptions::default())?;                               // see crate::patch
+//!             &PatchContext::default())?;                               // see crate::patch
 //! store.delete(&pods, Some("default"), "web-abc", &DeleteOptions::default())?;
 //! let mut sub = store.watch(&deploys, None, Some(list_rv))?;            // events after list_rv
 //! while let Some(Ok(ev)) = sub.next().await { /* ev.event_type, ev.object, ev.rv */ }
@@ -30,6 +30,7 @@
 //! single lock makes "assign RV, store, publish in RV order" trivially linearizable
 //! (`spec/kubernetes.md` §5.12). The lock is never held across an `.await`.
 
+mod checks;
 pub mod meta;
 pub mod registry;
 pub mod watch;
@@ -44,6 +45,10 @@ use tokio::sync::broadcast;
 use crate::admission;
 use crate::clock::{ClockHandle, format_time};
 use crate::error::ApiError;
+pub use checks::has_pending_finalizers;
+use checks::{
+    check_delete_preconditions, check_namespace_open, check_preconditions, strip_volatile,
+};
 pub use registry::{Registry, ResourceInfo};
 pub use watch::{EventType, Subscription, WatchEvent};
 use watch::{Notice, too_old};
@@ -101,6 +106,8 @@ pub struct WriteOptions {
     pub field_manager: Option<String>,
     /// Main resource or `/status`.
     pub subresource: Subresource,
+    /// `?fieldValidation=Strict`: unknown fields of custom resources fail with 400.
+    pub strict: bool,
 }
 
 impl WriteOptions {
@@ -267,7 +274,7 @@ impl Store {
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
         let info = self.info(gr)?;
-        admission::prepare_create(&info, &mut obj, &self.now_string())?;
+        admission::prepare_create(&info, &mut obj, &self.now_string(), opts.strict)?;
         let ns = meta::namespace(&obj).map(str::to_owned);
         let name = meta::name(&obj).to_owned();
         let mut st = self.lock();
@@ -304,7 +311,7 @@ impl Store {
         let old = st.objects.get(gr).and_then(|m| m.get(&k)).cloned();
         let old = old.ok_or_else(|| ApiError::not_found(gr, &name))?;
         check_preconditions(gr, &info, &old, &obj)?;
-        let new = admission::prepare_update(&info, &old, obj, opts.subresource)?;
+        let new = admission::prepare_update(&info, &old, obj, opts.subresource, opts.strict)?;
         if strip_volatile(&new) == strip_volatile(&old) {
             return Ok(old);
         }
@@ -522,100 +529,6 @@ impl Store {
             }
         }
     }
-}
-
-/// Namespaced creates need an existing namespace that is not terminating.
-fn check_namespace_open(st: &State, ns: &str) -> Result<(), ApiError> {
-    let namespaces = GroupResource::new("", "namespaces");
-    let found = st
-        .objects
-        .get(&namespaces)
-        .and_then(|m| m.get(&key(None, ns)));
-    match found {
-        None => Err(ApiError::not_found(&namespaces, ns)),
-        Some(n) if meta::is_deleting(n) => Err(ApiError::forbidden(format!(
-            "unable to create new content in namespace {ns} because it is being terminated"
-        ))),
-        Some(_) => Ok(()),
-    }
-}
-
-fn check_preconditions(
-    gr: &GroupResource,
-    info: &ResourceInfo,
-    old: &Value,
-    new: &Value,
-) -> Result<(), ApiError> {
-    let name = meta::name(old);
-    match meta::resource_version(new) {
-        Some(rv) if Some(rv) != meta::resource_version(old) => {
-            return Err(ApiError::conflict(gr, name));
-        }
-        None if info.is_custom() => {
-            return Err(ApiError::invalid(
-                &info.kind,
-                &info.group,
-                name,
-                vec![crate::error::Cause::new(
-                    "FieldValueInvalid",
-                    "metadata.resourceVersion",
-                    "Invalid value: 0x0: must be specified for an update",
-                )],
-            ));
-        }
-        _ => {}
-    }
-    if let Some(uid) = meta::uid(new)
-        && Some(uid) != meta::uid(old)
-    {
-        return Err(ApiError::conflict_with(format!(
-            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-            meta::uid(old).unwrap_or_default()
-        )));
-    }
-    Ok(())
-}
-
-fn check_delete_preconditions(
-    gr: &GroupResource,
-    name: &str,
-    old: &Value,
-    opts: &DeleteOptions,
-) -> Result<(), ApiError> {
-    if let Some(uid) = &opts.precondition_uid
-        && Some(uid.as_str()) != meta::uid(old)
-    {
-        return Err(ApiError::conflict_with(format!(
-            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-            meta::uid(old).unwrap_or_default()
-        )));
-    }
-    if let Some(rv) = &opts.precondition_rv
-        && Some(rv.as_str()) != meta::resource_version(old)
-    {
-        return Err(ApiError::conflict(gr, name));
-    }
-    Ok(())
-}
-
-/// Finalizers that still hold the object (namespaces also wait for `spec.finalizers`).
-pub fn has_pending_finalizers(obj: &Value) -> bool {
-    let spec_finalizers = obj
-        .pointer("/spec/finalizers")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty())
-        && obj.get("kind").and_then(Value::as_str) == Some("Namespace");
-    !meta::finalizers(obj).is_empty() || spec_finalizers
-}
-
-/// The object without fields that change on every write, for no-op detection.
-fn strip_volatile(obj: &Value) -> Value {
-    let mut obj = obj.clone();
-    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-        m.remove("managedFields");
-    }
-    obj
 }
 
 #[cfg(test)]

@@ -478,3 +478,53 @@ impl ServiceBusScaler {
         Ok(token)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn endpoint_suffix_per_cloud() {
+        let none = BTreeMap::new();
+        let t = Duration::from_secs(1);
+        let public = Cloud::Known("servicebus.windows.net");
+        assert_eq!(
+            endpoint_suffix(&public, &none, t).await.unwrap(),
+            "servicebus.windows.net"
+        );
+        let private = Cloud::Private("sb.internal".into());
+        assert_eq!(
+            endpoint_suffix(&private, &none, t).await.unwrap(),
+            "sb.internal"
+        );
+        let path = std::env::temp_dir().join(format!("tidescale-azs-{}.json", std::process::id()));
+        std::fs::write(
+            &path,
+            r#"{"name":"AzureStackCloud","serviceBusEndpointSuffix":".servicebus.local"}"#,
+        )
+        .unwrap();
+        let vars = env(&[("AZURE_ENVIRONMENT_FILEPATH", path.to_str().unwrap())]);
+        assert_eq!(
+            endpoint_suffix(&Cloud::Stack, &vars, t).await.unwrap(),
+            "servicebus.local"
+        );
+        std::fs::write(&path, "{}").unwrap();
+        let err = endpoint_suffix(&Cloud::Stack, &vars, t).await.unwrap_err();
+        assert!(
+            err.is_config() && err.to_string().contains("serviceBusEndpointSuffix"),
+            "{err}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let err = endpoint_suffix(&Cloud::Stack, &none, t).await.unwrap_err();
+        assert!(
+            err.to_string().contains("AZURE_ENVIRONMENT_FILEPATH"),
+            "{err}"
+        );
+    }
+}

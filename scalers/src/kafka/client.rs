@@ -282,10 +282,12 @@ impl Lease {
             })
             .await?;
         let (committed_tpl, hw_tpl) = (tpl.clone(), tpl.clone());
-        let committed = self.guarded(timeout, move || {
+        // Both reads share what is left of the poll's deadline.
+        let left = remaining(deadline);
+        let committed = self.guarded(left, move || {
             read_committed(&group, committed_tpl, deadline)
         });
-        let watermarks = self.guarded(timeout, move || read_watermarks(&client, hw_tpl, deadline));
+        let watermarks = self.guarded(left, move || read_watermarks(&client, hw_tpl, deadline));
         let (committed, watermarks) = tokio::try_join!(committed, watermarks)?;
         join_offsets(&tpl, &committed, &watermarks)
     }

@@ -27,6 +27,12 @@
 //! Protocol: librdkafka (`rdkafka`); committed offsets via OffsetFetch on a handle bound to the
 //! group that never subscribes, high watermarks via ListOffsets (timestamp −1). See
 //! <https://keda.sh/docs/latest/scalers/apache-kafka/>.
+//!
+//! Security: `tls=enable`, SCRAM and `oauthbearer` need librdkafka built with OpenSSL and
+//! libcurl, i.e. the `kafka-tls` feature; without it such a trigger parses (so `tidescale
+//! check` accepts what KEDA accepts) but building it fails with a config error naming the
+//! missing support. PLAIN works in every build. MSK IAM and GSSAPI are refused at build: they
+//! need signing and per-trigger Kerberos files librdkafka cannot do in-process.
 
 mod client;
 pub mod lag;

@@ -16,7 +16,6 @@ use lapin::options::QueueDeclareOptions;
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
-use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
 use super::{Pool, Shared, effective_timeout, mask_userinfo};
@@ -53,7 +52,6 @@ impl fmt::Debug for AmqpKey {
 /// A shared AMQP connection, opened lazily; its backoff is kept by the pool.
 pub struct AmqpEndpoint {
     key: AmqpKey,
-    uri: SecretString,
     tls: OwnedTLSConfig,
     state: Mutex<State>,
     in_flight: tokio::sync::Semaphore,
@@ -128,7 +126,6 @@ impl AmqpEndpoint {
             });
         Self {
             key: key.clone(),
-            uri: SecretString::from(key.uri.clone()),
             tls: OwnedTLSConfig {
                 identity,
                 cert_chain: key.ca.clone(),
@@ -217,12 +214,8 @@ impl AmqpEndpoint {
             ConnectionProperties::default().with_connection_name(CONNECTION_NAME.into());
         let runtime = lapin::runtime::default_runtime()
             .map_err(|e| AmqpError::Broker("connect", format!("no async runtime for AMQP: {e}")))?;
-        let connect = Connection::connect_with_config(
-            self.uri.expose_secret(),
-            properties,
-            self.tls.clone(),
-            runtime,
-        );
+        let connect =
+            Connection::connect_with_config(&self.key.uri, properties, self.tls.clone(), runtime);
         let result = deadline.run("connect", connect).await.map(Arc::new);
         if let Ok(connection) = &result {
             CONNECTS.fetch_add(1, Ordering::Relaxed);

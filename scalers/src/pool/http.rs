@@ -85,12 +85,18 @@ pub fn pool() -> &'static Arc<Pool<HttpKey, HttpClient>> {
 
 /// Take a share of the client for `url`'s origin with `tls`; builds it on first use.
 pub fn acquire(url: &Url, tls: &TlsSettings) -> Result<Shared<HttpKey, HttpClient>, String> {
-    let origin = url.origin().ascii_serialization();
-    let key = HttpKey {
-        origin,
-        tls: tls.clone(),
-    };
+    let key = HttpKey::new(url, tls);
     POOL.acquire(&key, || HttpClient::new(&key))
+}
+
+impl HttpKey {
+    /// The key for `url`'s origin (userinfo, path and query do not matter) and `tls`.
+    pub fn new(url: &Url, tls: &TlsSettings) -> Self {
+        Self {
+            origin: url.origin().ascii_serialization(),
+            tls: tls.clone(),
+        }
+    }
 }
 
 impl HttpClient {
@@ -249,23 +255,33 @@ mod tests {
 
     #[test]
     fn clients_are_shared_per_origin_and_tls() {
-        let a = Url::parse("http://127.0.0.1:1/x").expect("url");
-        let b = Url::parse("http://u:p@127.0.0.1:1/y?z").expect("url");
-        let c = Url::parse("http://127.0.0.1:2/").expect("url");
+        let key = |url: &str, tls: &TlsSettings| HttpKey::new(&Url::parse(url).expect("url"), tls);
+        let plain = TlsSettings::default();
         let insecure = TlsSettings {
             unsafe_ssl: true,
             ..TlsSettings::default()
         };
-        let shares = [
-            acquire(&a, &TlsSettings::default()).expect("a"),
-            acquire(&b, &TlsSettings::default()).expect("b"),
-            acquire(&c, &TlsSettings::default()).expect("c"),
-            acquire(&a, &insecure).expect("insecure"),
-        ];
-        let stats = pool().stats();
-        assert_eq!((stats.clients, stats.shares), (3, 4));
+        let a = key("http://127.0.0.1:1/x", &plain);
+        assert_eq!(a, key("http://u:p@127.0.0.1:1/y?z", &plain));
+        assert_ne!(a, key("http://127.0.0.1:2/", &plain));
+        assert_ne!(a, key("http://127.0.0.1:1/x", &insecure));
+        // A pool of its own: the global one is shared with concurrent tests.
+        let pool: Arc<Pool<HttpKey, HttpClient>> = Arc::new(Pool::new());
+        let shares: Vec<_> = [
+            "http://127.0.0.1:1/x",
+            "http://u:p@127.0.0.1:1/y",
+            "http://h:2",
+        ]
+        .iter()
+        .map(|u| {
+            let k = key(u, &plain);
+            pool.acquire(&k, || HttpClient::new(&k)).expect("client")
+        })
+        .collect();
+        let stats = pool.stats();
+        assert_eq!((stats.clients, stats.shares), (2, 3));
         drop(shares);
-        assert_eq!(pool().stats().clients, 0);
+        assert_eq!(pool.stats().clients, 0);
     }
 
     #[test]

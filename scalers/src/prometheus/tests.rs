@@ -310,3 +310,20 @@ async fn auth_headers_and_custom_headers_are_sent(
     let got = poll(&server, &meta, auth).await.expect("authorized");
     assert_eq!(got.values, vec![1.0]);
 }
+
+#[test]
+fn secrets_never_show_in_debug_output() {
+    let auth = [
+        ("bearerToken", "secret-token"),
+        ("cert", "C"),
+        ("key", "secret-key"),
+        ("customAuthHeader", "X-Key"),
+        ("customAuthValue", "secret-value"),
+    ];
+    let c = cfg(&[("authModes", "bearer,custom,tls")], &auth);
+    let trigger = format!("{:?}", parse(&c).expect("valid"));
+    let config = format!("{c:?}");
+    for text in [trigger, config] {
+        assert!(!text.contains("secret-"), "{text}");
+    }
+}

@@ -33,6 +33,16 @@ pub(super) fn key(trigger: &Trigger) -> Result<AmqpKey, ScalerError> {
             .and_then(|()| url.set_password(Some(&encode(pass.expose_secret()))))
             .map_err(|()| config_error("parameter \"host\" cannot carry credentials"))?;
     }
+    // SASL EXTERNAL (the client certificate is the identity) when TLS is on, no credentials
+    // were given and the host carries no password, as KEDA does.
+    if trigger.tls
+        && trigger.client_cert.is_some()
+        && trigger.credentials.is_none()
+        && url.password().is_none()
+    {
+        url.query_pairs_mut()
+            .append_pair("auth_mechanism", "external");
+    }
     let uri = url.to_string();
     let (ca, identity) = if trigger.tls {
         let identity = trigger
@@ -85,6 +95,20 @@ mod tests {
         #[case] expected: &str,
     ) {
         assert_eq!(uri(host, vhost_name, &[]), expected);
+    }
+
+    #[rstest]
+    #[case::cert_only(&[("tls", "enable"), ("cert", "C"), ("key", "K")], "amqps://h/vh?auth_mechanism=external")]
+    #[case::tls_disabled(&[("cert", "C"), ("key", "K")], "amqps://h/vh")]
+    #[case::with_credentials(
+        &[("tls", "enable"), ("cert", "C"), ("key", "K"), ("username", "u"), ("password", "p")],
+        "amqps://u:p@h/vh"
+    )]
+    fn sasl_external_with_a_client_certificate_and_no_password(
+        #[case] auth: &[(&str, &str)],
+        #[case] expected: &str,
+    ) {
+        assert_eq!(uri("amqps://h/vh", None, auth), expected);
     }
 
     #[test]

@@ -99,22 +99,16 @@ pub fn evaluate(mode: Mode, info: QueueInfo, a: f64) -> MetricsAndActivity {
 }
 
 impl Trigger {
-    /// The one metric this trigger exposes.
-    pub fn metric_specs(&self, cfg: &ScalerConfig) -> Vec<MetricSpec> {
-        vec![MetricSpec {
-            metric_name: self.metric_name(cfg.trigger_index),
+    /// The one metric this trigger exposes: `s<i>-rabbitmq-<queryEscape(queueName)>`,
+    /// normalised, with the milli target `value`.
+    pub fn metric_spec(&self, trigger_index: usize) -> MetricSpec {
+        let detail = format!("rabbitmq-{}", naming::query_escape(&self.queue_name));
+        MetricSpec {
+            metric_name: naming::metric_name(trigger_index, &detail),
             target: self.value,
             target_is_integer: false,
             metric_type: self.metric_type,
-        }]
-    }
-
-    /// `s<i>-rabbitmq-<queryEscape(queueName)>`, normalised.
-    pub fn metric_name(&self, trigger_index: usize) -> String {
-        naming::metric_name(
-            trigger_index,
-            &format!("rabbitmq-{}", naming::query_escape(&self.queue_name)),
-        )
+        }
     }
 }
 
@@ -129,7 +123,7 @@ enum Backend {
 #[derive(Debug)]
 pub struct RabbitMqScaler {
     trigger: Trigger,
-    metric_name: String,
+    spec: MetricSpec,
     timeout: Duration,
     backend: Backend,
 }
@@ -152,7 +146,7 @@ pub async fn build(cfg: &ScalerConfig) -> Result<Box<dyn Scaler>, ScalerError> {
         Protocol::Http => Backend::Http(http::Api::new(&trigger)?),
     };
     Ok(Box::new(RabbitMqScaler {
-        metric_name: trigger.metric_name(cfg.trigger_index),
+        spec: trigger.metric_spec(cfg.trigger_index),
         trigger,
         timeout,
         backend,
@@ -187,19 +181,14 @@ impl Scaler for RabbitMqScaler {
     }
 
     fn metric_specs(&self) -> Vec<MetricSpec> {
-        vec![MetricSpec {
-            metric_name: self.metric_name.clone(),
-            target: self.trigger.value,
-            target_is_integer: false,
-            metric_type: self.trigger.metric_type,
-        }]
+        vec![self.spec.clone()]
     }
 
     async fn metrics_and_activity(
         &self,
         metric_name: &str,
     ) -> Result<MetricsAndActivity, ScalerError> {
-        if metric_name != self.metric_name {
+        if metric_name != self.spec.metric_name {
             return Err(ScalerError::UnknownMetric {
                 scaler: TYPE,
                 metric_name: metric_name.to_owned(),

@@ -257,8 +257,12 @@ pub fn record_scale_event(
     to: i32,
 ) {
     let (events, rules, change) = match to.cmp(&from) {
-        std::cmp::Ordering::Greater => (&mut history.up_events, &rules.up, to - from),
-        std::cmp::Ordering::Less => (&mut history.down_events, &rules.down, from - to),
+        std::cmp::Ordering::Greater => (&mut history.up_events, &rules.up, to.saturating_sub(from)),
+        std::cmp::Ordering::Less => (
+            &mut history.down_events,
+            &rules.down,
+            from.saturating_sub(to),
+        ),
         std::cmp::Ordering::Equal => return,
     };
     let longest = rules

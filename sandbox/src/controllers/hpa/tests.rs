@@ -674,3 +674,23 @@ fn hpa_status_shape_matches_spec() {
     let zero = status_json(&Value::Null, Some(0), None, &Conditions::default(), None);
     assert_eq!(zero, json!({"desiredReplicas": 0, "currentMetrics": null}));
 }
+
+proptest::proptest! {
+    /// Whatever the metric says, a target inside its bounds stays inside them (§3.6, §3.7).
+    #[test]
+    fn hpa_desired_stays_within_bounds(
+        min in 1i32..5, span in 0i32..30, offset in 0i32..30, usage in proptest::num::i64::ANY,
+        behavior in proptest::bool::ANY, cycles in 1usize..6,
+    ) {
+        let max = min + span;
+        let mut current = min + offset.min(span);
+        let b = behavior.then(|| json!({"scaleDown": {"stabilizationWindowSeconds": 0}}));
+        let mut sim = Sim::new(external_hpa(json!({"type": "AverageValue", "averageValue": "1"}), b, min));
+        sim.spec.max_replicas = max;
+        for cycle in 0..cycles {
+            let step = sim.cycle(at(cycle as i64 * 15), current, current, &pods(current as usize, 0), Ok(usage));
+            current = step.desired.unwrap_or(current);
+            proptest::prop_assert!((min..=max).contains(&current), "{current} outside {min}..={max}");
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The ScaledObject controller: what the operator writes to the API server for each object.
+//! `hpa` builds the owned HorizontalPodAutoscaler as a pure function of the ScaledObject and
+//! its scalers' metric specs, so every field KEDA sets is pinned by tests without a cluster.
+
+pub mod hpa;
