@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::{check, manifests};
+use crate::{check, dev, manifests};
 
 /// tidescale: event-driven autoscaling for Kubernetes, a drop-in replacement for KEDA.
 ///
@@ -43,6 +43,12 @@ pub enum Command {
     /// Print the manifests tidescale installs (the CRDs).
     #[command(subcommand)]
     Manifests(ManifestsCommand),
+    /// Run a local Kubernetes API (the sandbox control plane) with tidescale's CRDs installed.
+    ///
+    /// Writes a kubeconfig so kubectl works against it at once, prints `ready:` when it serves,
+    /// and runs until Ctrl-C or SIGTERM. The sandbox is a faithful stand-in for kube-apiserver
+    /// for trying tidescale on one machine; nothing persists between runs.
+    Dev(dev::DevArgs),
 }
 
 /// Arguments of `tidescale check`.
@@ -85,6 +91,28 @@ impl Cli {
             Command::Manifests(ManifestsCommand::Crds { dir: Some(dir) }) => {
                 manifests::write_crds(&dir)
             }
+            Command::Dev(args) => run_async(dev::run(args)),
+        }
+    }
+}
+
+/// Run an async subcommand on a multi-threaded runtime; print its error chain once, here.
+fn run_async(job: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("tidescale: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(job) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tidescale: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -18,7 +18,11 @@ const READY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, clap::Args)]
 pub struct DevArgs {
     /// Where to write the admin kubeconfig for kubectl.
-    #[arg(long, env = "TIDESCALE_DEV_KUBECONFIG", default_value = "./.tidescale/kubeconfig")]
+    #[arg(
+        long,
+        env = "TIDESCALE_DEV_KUBECONFIG",
+        default_value = "./.tidescale/kubeconfig"
+    )]
     pub kubeconfig: PathBuf,
     /// Port of the sandbox API server; 0 picks a free port.
     #[arg(long, env = "TIDESCALE_DEV_PORT", default_value_t = 0)]
@@ -30,10 +34,18 @@ pub struct DevArgs {
 
 /// Runs the sandbox until Ctrl-C or SIGTERM.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    let DevArgs { kubeconfig, port, bind } = args;
-    let mut sandbox = Sandbox::start(SandboxConfig { bind, port, ..SandboxConfig::default() })
-        .await
-        .context("starting the sandbox API server")?;
+    let DevArgs {
+        kubeconfig,
+        port,
+        bind,
+    } = args;
+    let mut sandbox = Sandbox::start(SandboxConfig {
+        bind,
+        port,
+        ..SandboxConfig::default()
+    })
+    .await
+    .context("starting the sandbox API server")?;
     install_crds(&sandbox)?;
     let credentials = Credentials::Token(sandbox.admin_token().to_owned());
     sandbox
@@ -41,7 +53,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", kubeconfig.display()))?;
     println!("kubeconfig: {}", kubeconfig.display());
     wait_until_serving(sandbox.addr()).await?;
-    println!("ready: sandbox API server at {} (export KUBECONFIG={})", sandbox.base_url(), kubeconfig.display());
+    println!(
+        "ready: sandbox API server at {} (export KUBECONFIG={})",
+        sandbox.base_url(),
+        kubeconfig.display()
+    );
     shutdown_signal().await?;
     sandbox.shutdown().await;
     Ok(())
@@ -63,7 +79,11 @@ fn install_crds(sandbox: &tidescale_sandbox::SandboxHandle) -> anyhow::Result<()
 
 /// Waits until the listener accepts a TCP connection.
 async fn wait_until_serving(addr: SocketAddr) -> anyhow::Result<()> {
-    let target = if addr.ip().is_unspecified() { SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port()) } else { addr };
+    let target = if addr.ip().is_unspecified() {
+        SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
     tokio::time::timeout(READY_TIMEOUT, async {
         while tokio::net::TcpStream::connect(target).await.is_err() {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -75,7 +95,8 @@ async fn wait_until_serving(addr: SocketAddr) -> anyhow::Result<()> {
 
 /// Completes on Ctrl-C or SIGTERM.
 async fn shutdown_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
     tokio::select! {
         result = tokio::signal::ctrl_c() => result.context("waiting for Ctrl-C"),
         _ = term.recv() => Ok(()),

@@ -6,6 +6,7 @@ pub mod check;
 pub mod cli;
 pub mod controller;
 pub mod crd;
+pub mod dev;
 pub mod manifests;
 pub mod modifiers;
 pub mod resolve;

@@ -53,14 +53,15 @@ struct Backend {
 }
 
 fn resolve(store: &Store, svc: &Value) -> Result<Backend, Unreachable> {
-    let ns = svc
-        .pointer("/spec/service/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let name = svc
-        .pointer("/spec/service/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let field = |path: &str| {
+        svc.pointer(path)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let (ns, name) = (
+        field("/spec/service/namespace"),
+        field("/spec/service/name"),
+    );
     let port = svc
         .pointer("/spec/service/port")
         .and_then(Value::as_i64)
@@ -82,48 +83,35 @@ fn resolve(store: &Store, svc: &Value) -> Result<Backend, Unreachable> {
         .iter()
         .find(|p| p["port"].as_i64() == Some(port))
         .ok_or_else(|| {
-            (
-                "ServicePortError",
-                format!("service/{name} in \"{ns}\" is not listening on port {port}"),
-            )
+            let message = format!("service/{name} in \"{ns}\" is not listening on port {port}");
+            ("ServicePortError", message)
         })?;
     let endpoints = store
         .get(&GroupResource::new("", "endpoints"), Some(ns), name)
         .map_err(|_| {
-            (
-                "EndpointsNotFound",
-                format!("cannot find endpoints for service/{name} in \"{ns}\""),
-            )
+            let message = format!("cannot find endpoints for service/{name} in \"{ns}\"");
+            ("EndpointsNotFound", message)
         })?;
-    let subset = endpoints
-        .pointer("/subsets/0")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let ip = subset.pointer("/addresses/0/ip").and_then(Value::as_str);
-    let ep_ports = subset["ports"].as_array().cloned().unwrap_or_default();
-    let ep_port = ep_ports
-        .iter()
-        .find(|p| svc_port.get("name").is_some() && p.get("name") == svc_port.get("name"))
-        .or_else(|| ep_ports.first())
-        .and_then(|p| p["port"].as_u64());
-    let missing = || {
-        (
-            "MissingEndpoints",
-            format!(
-                "endpoints for service/{name} in \"{ns}\" have no addresses with port name \"{}\"",
-                svc_port["name"].as_str().unwrap_or_default()
-            ),
-        )
-    };
-    let (Some(ip), Some(port)) = (ip, ep_port) else {
-        return Err(missing());
-    };
-    let ip = ip.parse().map_err(|_| missing())?;
-    let port = u16::try_from(port).map_err(|_| missing())?;
+    let addr = endpoint_address(&endpoints, svc_port).ok_or_else(|| {
+        let port_name = svc_port["name"].as_str().unwrap_or_default();
+        let message = format!("endpoints for service/{name} in \"{ns}\" have no addresses with port name \"{port_name}\"");
+        ("MissingEndpoints", message)
+    })?;
     Ok(Backend {
-        addr: SocketAddr::new(ip, port),
+        addr,
         server_name: format!("{name}.{ns}.svc"),
     })
+}
+
+/// The first address of an Endpoints object, with the port matching the Service port's name.
+fn endpoint_address(endpoints: &Value, svc_port: &Value) -> Option<SocketAddr> {
+    let subset = endpoints.pointer("/subsets/0")?;
+    let ip = subset.pointer("/addresses/0/ip")?.as_str()?.parse().ok()?;
+    let ports = subset["ports"].as_array()?;
+    let named =
+        |p: &&Value| svc_port.get("name").is_some() && p.get("name") == svc_port.get("name");
+    let port = ports.iter().find(named).or_else(|| ports.first())?["port"].as_u64()?;
+    Some(SocketAddr::new(ip, u16::try_from(port).ok()?))
 }
 
 /// Accepts any server certificate (`insecureSkipTLSVerify: true`), still checking signatures.

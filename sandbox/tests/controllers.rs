@@ -146,6 +146,23 @@ async fn controller_deployment_pods_become_ready_after_the_delays() {
         phases(&w.store),
         vec![("Running".to_owned(), true, false); 3]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_deployment_status_and_events_follow_the_pods() {
+    let w = world().await;
+    let created = w.store.create(
+        &gr("apps", "deployments"),
+        deployment("web", 3),
+        &WriteOptions::default(),
+    );
+    created.unwrap();
+    w.clock.advance(Duration::from_secs(6)).await;
+    let hash = pods(&w.store)[0]["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rs_name = format!("web-{hash}");
     let d = get(&w.store, "apps", "deployments", "web");
     let s = &d["status"];
     assert_eq!(

@@ -222,14 +222,8 @@ fn create_workload(store: &Store) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hpa_reads_external_metric_through_the_aggregation_proxy() {
-    let shutdown = CancellationToken::new();
-    let _stop = shutdown.clone().drop_guard();
-    let start: Timestamp = "2024-05-01T12:00:00Z".parse().unwrap();
-    let (clock, control) = ClockHandle::manual(start);
-    let store = Store::new(clock.clone(), 10_000);
-    let pki = Arc::new(Pki::generate(&[]).unwrap());
+/// The sandbox's HTTP state over `store`, and a token for the HPA controller's identity.
+fn api_state(store: &Arc<Store>, shutdown: &CancellationToken) -> (ApiState, String) {
     let auth = Arc::new(Authenticator::default());
     let hpa_user = UserInfo::new(
         "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
@@ -239,11 +233,23 @@ async fn hpa_reads_external_metric_through_the_aggregation_proxy() {
     let state = ApiState {
         store: store.clone(),
         auth,
-        pki: pki.clone(),
+        pki: Arc::new(Pki::generate(&[]).unwrap()),
         server_address: "127.0.0.1:6443".to_owned(),
         bookmark_interval: Duration::from_secs(60),
         shutdown: shutdown.clone(),
     };
+    (state, token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hpa_reads_external_metric_through_the_aggregation_proxy() {
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    let start: Timestamp = "2024-05-01T12:00:00Z".parse().unwrap();
+    let (clock, control) = ClockHandle::manual(start);
+    let store = Store::new(clock.clone(), 10_000);
+    let (state, token) = api_state(&store, &shutdown);
+    let pki = state.pki.clone();
     tokio::spawn(tidescale_sandbox::aggregator::availability_loop(
         state.clone(),
         shutdown.clone(),

@@ -410,6 +410,8 @@ async fn kubectl_reports_unknown_custom_resource_fields() {
         "{}",
         String::from_utf8_lossy(&lenient.stderr)
     );
-    let stored = env.ok(&["get", "widget", "blue-one", "-o", "jsonpath={.spec}"]).await;
+    let stored = env
+        .ok(&["get", "widget", "blue-one", "-o", "jsonpath={.spec}"])
+        .await;
     assert!(!stored.contains("colour"), "unknown fields are pruned");
 }

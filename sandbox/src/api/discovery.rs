@@ -153,3 +153,88 @@ pub fn aggregated_service(store: &Store, group: &str, version: &str) -> Option<V
     let remote = svc.pointer("/spec/service").is_some_and(|s| !s.is_null());
     (remote && !meta::is_deleting(&svc)).then_some(svc)
 }
+
+/// The media type of aggregated discovery (`apidiscovery.k8s.io/v2`).
+pub const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether the client accepts aggregated discovery.
+pub fn wants_aggregated(accept: &str) -> bool {
+    accept.split(',').any(|a| {
+        a.contains("g=apidiscovery.k8s.io")
+            && a.contains("v=v2")
+            && a.contains("as=APIGroupDiscoveryList")
+    })
+}
+
+fn discovery_resource(info: &ResourceInfo, version: &str) -> Value {
+    let kind = |group: &str, version: &str, kind: &str| json!({"group": group, "version": version, "kind": kind});
+    let mut subresources = vec![];
+    if info.status {
+        subresources.push(json!({"subresource": "status", "responseKind": kind(&info.group, version, &info.kind), "verbs": ["get", "patch", "update"]}));
+    }
+    if info.scale.is_some() {
+        subresources.push(json!({"subresource": "scale", "responseKind": kind("autoscaling", "v1", "Scale"), "verbs": ["get", "patch", "update"]}));
+    }
+    let mut r = json!({"resource": info.plural, "responseKind": kind(&info.group, version, &info.kind),
+        "scope": if info.namespaced { "Namespaced" } else { "Cluster" }, "singularResource": info.singular, "verbs": info.verbs()});
+    if !info.short_names.is_empty() {
+        r["shortNames"] = json!(info.short_names);
+    }
+    if !info.categories.is_empty() {
+        r["categories"] = json!(info.categories);
+    }
+    if !subresources.is_empty() {
+        r["subresources"] = json!(subresources);
+    }
+    r
+}
+
+/// Aggregated discovery for `/api` (`core = true`) or `/apis`. `None` while APIService-backed
+/// groups exist: their resources live in the backends, so clients must use legacy discovery
+/// (kubectl and client-go fall back when the reply is not aggregated).
+pub fn aggregated(store: &Store, core: bool) -> Option<Value> {
+    let (services, _) = store.list(
+        &GroupResource::new("apiregistration.k8s.io", "apiservices"),
+        None,
+    );
+    if services
+        .iter()
+        .any(|s| s.pointer("/spec/service").is_some_and(|v| !v.is_null()))
+    {
+        return None;
+    }
+    let infos = store.registry().all();
+    let names: Vec<String> = if core {
+        vec![String::new()]
+    } else {
+        groups(store).into_keys().collect()
+    };
+    let items: Vec<Value> = names
+        .iter()
+        .map(|group| {
+            let mut versions: Vec<String> = vec![];
+            for i in infos.iter().filter(|i| &i.group == group) {
+                for v in &i.versions {
+                    if !versions.contains(v) {
+                        versions.push(v.clone());
+                    }
+                }
+            }
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let resources: Vec<Value> = infos
+                        .iter()
+                        .filter(|i| &i.group == group && i.versions.contains(v))
+                        .map(|i| discovery_resource(i, v))
+                        .collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            json!({"metadata": {"name": group, "creationTimestamp": null}, "versions": versions})
+        })
+        .collect();
+    Some(
+        json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items}),
+    )
+}

@@ -189,6 +189,41 @@ fn admit(
     }
 }
 
+/// Health, version and OpenAPI endpoints; `None` for every other path.
+fn non_resource(state: &ApiState, path: &str) -> Option<Result<Response, ApiError>> {
+    let reply = |doc: Value| Some(Ok(Reply::ok(doc).into_response()));
+    match path {
+        "/healthz" | "/livez" | "/readyz" => Some(Ok(text("ok"))),
+        "/version" | "/version/" => reply(discovery::version()),
+        "/openapi/v3" => reply(openapi::v3_index(&state.store)),
+        _ => path.strip_prefix("/openapi/v3/").map(|gv| {
+            openapi::v3_document(&state.store, gv)
+                .map(|d| Reply::ok(d).into_response())
+                .ok_or_else(ApiError::no_route)
+        }),
+    }
+}
+
+/// Discovery documents served locally; `Ok(None)` for resource paths.
+fn local_discovery(
+    state: &ApiState,
+    method: &Method,
+    target: &Target,
+) -> Result<Option<Value>, ApiError> {
+    let read_only = method == Method::GET || method == Method::HEAD;
+    let store = &state.store;
+    let found = match target {
+        Target::CoreVersions if read_only => Some(discovery::core_versions(&state.server_address)),
+        Target::Groups if read_only => Some(discovery::group_list(store)),
+        Target::Group(g) if read_only => discovery::group(store, g),
+        Target::Resources(g, v) if read_only => discovery::resource_list(store, g, v),
+        Target::Resource(_) => return Ok(None),
+        Target::Other => return Err(ApiError::no_route()),
+        _ => return Err(ApiError::method_not_allowed(method.as_str())),
+    };
+    found.map(Some).ok_or_else(ApiError::no_route)
+}
+
 async fn route(state: &ApiState, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
@@ -196,18 +231,9 @@ async fn route(state: &ApiState, req: Request) -> Result<Response, ApiError> {
     let method = parts.method.clone();
     let target = request::parse_target(&path);
     let user = admit(state, &parts, &target, &query)?;
-    match path.as_str() {
-        "/healthz" | "/livez" | "/readyz" => return Ok(text("ok")),
-        "/version" | "/version/" => return Ok(Reply::ok(discovery::version()).into_response()),
-        "/openapi/v3" => return Ok(Reply::ok(openapi::v3_index(&state.store)).into_response()),
-        _ => {}
+    if let Some(answer) = non_resource(state, &path) {
+        return answer;
     }
-    if let Some(gv) = path.strip_prefix("/openapi/v3/") {
-        return openapi::v3_document(&state.store, gv)
-            .map(|d| Reply::ok(d).into_response())
-            .ok_or_else(ApiError::no_route);
-    }
-    let read_only = method == Method::GET || method == Method::HEAD;
     let store = &state.store;
     let aggregated = match &target {
         Target::Resources(g, v) => discovery::aggregated_service(store, g, v),
@@ -219,16 +245,24 @@ async fn route(state: &ApiState, req: Request) -> Result<Response, ApiError> {
     if let Some(svc) = aggregated {
         return Ok(crate::aggregator::proxy(state, &svc, &user, &parts, body).await);
     }
-    let found = match &target {
-        Target::CoreVersions if read_only => Some(discovery::core_versions(&state.server_address)),
-        Target::Groups if read_only => Some(discovery::group_list(store)),
-        Target::Group(g) if read_only => discovery::group(store, g),
-        Target::Resources(g, v) if read_only => discovery::resource_list(store, g, v),
-        Target::Resource(_) => None,
-        Target::Other => return Err(ApiError::no_route()),
-        _ => return Err(ApiError::method_not_allowed(method.as_str())),
-    };
-    if let Some(doc) = found {
+    let accept = parts
+        .headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if matches!(target, Target::CoreVersions | Target::Groups)
+        && method == Method::GET
+        && discovery::wants_aggregated(accept)
+        && let Some(doc) = discovery::aggregated(store, target == Target::CoreVersions)
+    {
+        return Ok((
+            StatusCode::OK,
+            [(http::header::CONTENT_TYPE, discovery::AGGREGATED)],
+            doc.to_string(),
+        )
+            .into_response());
+    }
+    if let Some(doc) = local_discovery(state, &method, &target)? {
         return Ok(Reply::ok(doc).into_response());
     }
     let Target::Resource(res) = target else {
@@ -254,13 +288,12 @@ async fn route(state: &ApiState, req: Request) -> Result<Response, ApiError> {
     if !info.stored {
         return review(state, &user, &res, &parts.headers, &method, &body);
     }
-    let headers: &HeaderMap = &parts.headers;
     let call = handlers::Call {
         store,
         info,
         req: &res,
         query: &query,
-        headers,
+        headers: &parts.headers,
         body: &body,
     };
     handlers::handle(&call, &method).map(IntoResponse::into_response)

@@ -51,14 +51,7 @@ pub fn start(
         query.get("fieldSelector").map(String::as_str),
     )?;
     let initial_events = flag(query, "sendInitialEvents");
-    let since = match query.get("resourceVersion").map(String::as_str) {
-        None | Some("" | "0") => None,
-        Some(_) if initial_events => None,
-        Some(rv) => Some(
-            rv.parse::<u64>()
-                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?,
-        ),
-    };
+    let since = start_version(query, initial_events)?;
     let timeout = query
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
@@ -100,6 +93,18 @@ pub fn start(
         .header("content-type", "application/json")
         .body(Body::from_stream(ReceiverStream::new(rx)))
         .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// The resourceVersion a watch resumes after; `None` = start with a snapshot.
+fn start_version(query: &Query, initial_events: bool) -> Result<Option<u64>, ApiError> {
+    match query.get("resourceVersion").map(String::as_str) {
+        None | Some("" | "0") => Ok(None),
+        Some(_) if initial_events => Ok(None),
+        Some(rv) => rv
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}"))),
+    }
 }
 
 fn line(kind: &str, object: Value) -> Bytes {

@@ -26,8 +26,11 @@ pub struct EventRecorder {
     component: &'static str,
     /// Event name per deduplication key.
     seen: Mutex<HashMap<Key, String>>,
-    seq: AtomicU64,
 }
+
+/// Process-wide: recorders of different controllers name events after the same objects
+/// (a Deployment and its HPA are often both `web`) within one instant of virtual time.
+static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 impl EventRecorder {
     /// A recorder reporting as `component` (e.g. `horizontal-pod-autoscaler`).
@@ -35,7 +38,6 @@ impl EventRecorder {
         Self {
             component,
             seen: Mutex::new(HashMap::new()),
-            seq: AtomicU64::new(0),
         }
     }
 
@@ -89,7 +91,7 @@ impl EventRecorder {
     /// `<object>.<hex unix nanos>`, made unique within an instant of virtual time.
     fn event_name(&self, store: &Store, involved: &Value) -> String {
         let nanos = store.clock().now().as_nanosecond();
-        let seq = i128::from(self.seq.fetch_add(1, Ordering::Relaxed));
+        let seq = i128::from(SEQUENCE.fetch_add(1, Ordering::Relaxed));
         format!("{}.{:x}", meta::name(involved), nanos.saturating_add(seq))
     }
 

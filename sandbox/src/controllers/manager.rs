@@ -14,11 +14,16 @@ use tokio_util::sync::CancellationToken;
 use super::events::EventRecorder;
 use super::hpa::Settings;
 use super::hpa_sync::HpaController;
-use super::metrics_api::MetricsApi;
+use super::http_metrics::HttpMetrics;
+use super::metrics_api::{FetchError, MetricsApi};
 use super::pods::{self, PodTimings};
 use super::{deployment, job, replicaset, statefulset};
 use crate::clock::ClockHandle;
 use crate::store::Store;
+use crate::{SandboxHandle, UserInfo};
+
+/// The identity kube-controller-manager's HPA uses with `--use-service-account-credentials`.
+pub const HPA_SERVICE_ACCOUNT: &str = "system:serviceaccount:kube-system:horizontal-pod-autoscaler";
 
 /// Configuration of the simulated controllers.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +85,29 @@ impl Controllers {
             events,
             hpa,
         }
+    }
+
+    /// Controllers for a running sandbox, reading metrics over HTTPS from its public address
+    /// as the HPA's ServiceAccount (`system:serviceaccount:kube-system:horizontal-pod-autoscaler`,
+    /// given `system:masters` because the sandbox has no bootstrap RBAC roles for it).
+    pub fn for_sandbox(
+        sandbox: &SandboxHandle,
+        config: ControllerConfig,
+    ) -> Result<Self, FetchError> {
+        let groups = [
+            "system:serviceaccounts",
+            "system:serviceaccounts:kube-system",
+            "system:masters",
+        ];
+        let user = UserInfo::new(HPA_SERVICE_ACCOUNT, &groups);
+        let token = Some(sandbox.issue_token(user));
+        let metrics: Arc<dyn MetricsApi> = if sandbox.base_url().starts_with("https://") {
+            let ca = sandbox.pki().cluster_ca.cert_der.clone();
+            Arc::new(HttpMetrics::https(sandbox.addr(), ca, token)?)
+        } else {
+            Arc::new(HttpMetrics::http(sandbox.addr(), token))
+        };
+        Ok(Self::new(sandbox.store().clone(), config, Some(metrics)))
     }
 
     /// One pass of every controller.

@@ -108,31 +108,7 @@ pub fn server_side_apply(
     let applied_paths = leaves_for(mgr.subresource)(applied);
     let base = current.cloned().unwrap_or_else(|| json!({}));
     let mut list = entries(&base);
-    let mut conflicts: Vec<(String, String)> = vec![];
-    for e in &mut list {
-        if is_entry(e, mgr, "Apply") {
-            continue;
-        }
-        let mut owned = fields::decode(&e["fieldsV1"]);
-        let clashing: Vec<Path> = owned
-            .iter()
-            .filter(|p| {
-                applied_paths.contains(*p)
-                    && fields::value_at(&base, p) != fields::value_at(applied, p)
-            })
-            .cloned()
-            .collect();
-        if clashing.is_empty() {
-            continue;
-        }
-        if force {
-            owned.retain(|p| !clashing.contains(p));
-            e["fieldsV1"] = fields::encode(&owned);
-        } else {
-            let who = describe(e);
-            conflicts.extend(clashing.iter().map(|p| (who.clone(), fields::display(p))));
-        }
-    }
+    let conflicts = resolve_conflicts(&mut list, &base, applied, &applied_paths, mgr, force);
     if !conflicts.is_empty() {
         return Err(conflict_error(&conflicts));
     }
@@ -163,6 +139,40 @@ pub fn server_side_apply(
     list.push(entry(mgr, "Apply", &applied_paths));
     set_entries(&mut result, list);
     Ok(result)
+}
+
+/// Finds fields of other managers the apply would change; with `force`, takes them over.
+fn resolve_conflicts(
+    list: &mut [Value],
+    base: &Value,
+    applied: &Value,
+    applied_paths: &BTreeSet<Path>,
+    mgr: &Manager<'_>,
+    force: bool,
+) -> Vec<(String, String)> {
+    let mut conflicts = vec![];
+    for e in list.iter_mut().filter(|e| !is_entry(e, mgr, "Apply")) {
+        let mut owned = fields::decode(&e["fieldsV1"]);
+        let clashing: Vec<Path> = owned
+            .iter()
+            .filter(|p| {
+                applied_paths.contains(*p)
+                    && fields::value_at(base, p) != fields::value_at(applied, p)
+            })
+            .cloned()
+            .collect();
+        if clashing.is_empty() {
+            continue;
+        }
+        if force {
+            owned.retain(|p| !clashing.contains(p));
+            e["fieldsV1"] = fields::encode(&owned);
+        } else {
+            let who = describe(e);
+            conflicts.extend(clashing.iter().map(|p| (who.clone(), fields::display(p))));
+        }
+    }
+    conflicts
 }
 
 fn describe(e: &Value) -> String {

@@ -13,7 +13,7 @@ pub mod strategic;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::store::{GroupResource, Store, Subresource, WriteOptions, meta};
+use crate::store::{GroupResource, ResourceInfo, Store, Subresource, WriteOptions, meta};
 
 /// Attempts before a patch racing with other writers gives up with 409.
 const PATCH_RETRIES: usize = 5;
@@ -84,6 +84,24 @@ pub fn apply_patch(
     }
 }
 
+/// The object after applying one patch to `current`, with managedFields updated.
+fn patched(
+    info: &ResourceInfo,
+    kind: PatchKind,
+    current: &Value,
+    patch: &Value,
+    mgr: &apply::Manager<'_>,
+) -> Result<Value, ApiError> {
+    match kind {
+        PatchKind::Apply { force } => apply::server_side_apply(Some(current), patch, mgr, force),
+        _ => {
+            let mut new = apply_patch(kind, info.is_custom(), current, patch)?;
+            apply::record_update(Some(current), &mut new, mgr);
+            Ok(new)
+        }
+    }
+}
+
 /// Who is patching, for server-side apply and managedFields.
 #[derive(Debug, Clone, Default)]
 pub struct PatchContext {
@@ -111,23 +129,19 @@ impl Store {
         let info = self.info(gr)?;
         let precondition = meta::resource_version(patch).map(str::to_owned);
         let time = self.now_string();
-        let manager = ctx.field_manager.as_deref().unwrap_or("unknown");
         let mgr = apply::Manager {
-            name: manager,
+            name: ctx.field_manager.as_deref().unwrap_or("unknown"),
             api_version: &ctx.api_version,
             subresource: ctx.subresource.as_deref(),
             time: &time,
         };
+        let apply_creates =
+            matches!(kind, PatchKind::Apply { .. }) && ctx.options.subresource == Subresource::Main;
         for _ in 0..PATCH_RETRIES {
             let current = match self.get(gr, ns, name) {
                 Ok(current) => current,
-                Err(e)
-                    if e.code == 404
-                        && matches!(kind, PatchKind::Apply { .. })
-                        && ctx.options.subresource == Subresource::Main =>
-                {
-                    let created = apply::server_side_apply(None, patch, &mgr, false)?;
-                    let mut created = created;
+                Err(e) if e.code == 404 && apply_creates => {
+                    let mut created = apply::server_side_apply(None, patch, &mgr, false)?;
                     if info.namespaced {
                         meta::metadata_mut(&mut created)
                             .insert("namespace".into(), Value::from(ns.unwrap_or_default()));
@@ -136,28 +150,20 @@ impl Store {
                 }
                 Err(e) => return Err(e),
             };
-            let mut new = match kind {
-                PatchKind::Apply { force } => {
-                    apply::server_side_apply(Some(&current), patch, &mgr, force)?
-                }
-                _ => {
-                    let mut new = apply_patch(kind, info.is_custom(), &current, patch)?;
-                    apply::record_update(Some(&current), &mut new, &mgr);
-                    new
-                }
-            };
+            let mut new = patched(&info, kind, &current, patch, &mgr)?;
             if meta::name(&new) != name || (info.namespaced && meta::namespace(&new) != ns) {
                 return Err(ApiError::bad_request(
                     "the patch may not change the object's name or namespace",
                 ));
             }
-            let expected = precondition.clone().unwrap_or_else(|| {
-                meta::resource_version(&current)
-                    .unwrap_or_default()
-                    .to_owned()
-            });
+            let expected = precondition
+                .as_deref()
+                .or_else(|| meta::resource_version(&current))
+                .unwrap_or_default()
+                .to_owned();
             meta::metadata_mut(&mut new).insert("resourceVersion".into(), Value::from(expected));
             match self.update(gr, new, &ctx.options) {
+                // Lost a race with another writer (not an apply conflict): patch the new latest.
                 Err(e)
                     if e.reason == "Conflict"
                         && precondition.is_none()

@@ -132,3 +132,21 @@ fn creating_in_a_missing_namespace_is_not_found() {
     let err = s.create(&cms(), obj, &WriteOptions::default()).unwrap_err();
     assert_eq!(err.message, "namespaces \"nowhere\" not found");
 }
+
+#[test]
+fn core_events_with_generated_names_are_accepted() {
+    let s = store();
+    let event = json!({"apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "worker.17c9a4b2e1f0", "namespace": "default"},
+        "involvedObject": {"kind": "HorizontalPodAutoscaler", "namespace": "default", "name": "worker", "uid": null},
+        "reason": "SuccessfulRescale", "message": "New size: 4", "source": {"component": "horizontal-pod-autoscaler"},
+        "count": 1, "type": "Normal", "eventTime": null, "reportingInstance": ""});
+    let created = s
+        .create(
+            &GroupResource::new("", "events"),
+            event,
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(created["reason"], "SuccessfulRescale");
+}

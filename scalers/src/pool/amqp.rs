@@ -5,6 +5,10 @@
 //! broker close the channel (404 NOT_FOUND), so a channel goes back to the idle list only after
 //! a successful declare; a failed one is thrown away and the connection stays up. A broken
 //! connection is dropped and re-opened on the next poll, gated by the endpoint's backoff.
+//!
+//! `amqps` goes through the same rustls setup as the HTTP clients ([`super::http::rustls_config`]:
+//! ring, system roots plus `ca`, client certificate, `unsafeSsl`) via a custom lapin transport,
+//! because lapin's own TLS options cannot skip verification.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -12,12 +16,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use async_rs::TokioRuntime;
 use lapin::options::QueueDeclareOptions;
-use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+use lapin::tcp::{AsyncTcpStream, RustlsConnector};
 use lapin::types::FieldTable;
+use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
+use super::http::{TlsSettings, rustls_config};
 use super::{Pool, Shared, effective_timeout, mask_userinfo};
 
 /// At most this many declares run at once on one connection (each on its own channel), and
@@ -33,18 +40,16 @@ pub const CONNECTION_NAME: &str = "tidescale";
 pub struct AmqpKey {
     /// `amqp[s]://user:pass@host:port/vhost`, already rewritten for `vhostName`/credentials.
     pub uri: String,
-    /// Extra CA certificates (PEM), for `amqps`.
-    pub ca: Option<String>,
-    /// Client certificate and key (PEM), for `amqps` with client auth.
-    pub identity: Option<(String, String)>,
+    /// TLS settings for `amqps` (the same rustls setup as HTTP clients: CA, client
+    /// certificate, `unsafeSsl`).
+    pub tls: TlsSettings,
 }
 
 impl fmt::Debug for AmqpKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AmqpKey")
             .field("uri", &mask_userinfo(&self.uri))
-            .field("ca", &self.ca.is_some())
-            .field("identity", &self.identity.is_some())
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -52,7 +57,7 @@ impl fmt::Debug for AmqpKey {
 /// A shared AMQP connection, opened lazily; its backoff is kept by the pool.
 pub struct AmqpEndpoint {
     key: AmqpKey,
-    tls: OwnedTLSConfig,
+    tls: Arc<RustlsConnector>,
     state: Mutex<State>,
     in_flight: tokio::sync::Semaphore,
 }
@@ -106,33 +111,21 @@ pub async fn connections_open() -> usize {
     open
 }
 
-/// Take a share of the endpoint for `key` (no I/O: the connection opens on first use).
-pub fn acquire(key: &AmqpKey) -> Shared<AmqpKey, AmqpEndpoint> {
-    let made = POOL.acquire(key, || Ok::<_, Infallible>(AmqpEndpoint::new(key)));
-    match made {
-        Ok(shared) => shared,
-        Err(never) => match never {},
-    }
+/// Take a share of the endpoint for `key` (no I/O: the connection opens on first use). Fails
+/// only when the TLS settings are unusable (bad PEM).
+pub fn acquire(key: &AmqpKey) -> Result<Shared<AmqpKey, AmqpEndpoint>, String> {
+    POOL.acquire(key, || AmqpEndpoint::new(key))
 }
 
 impl AmqpEndpoint {
-    fn new(key: &AmqpKey) -> Self {
-        let identity = key
-            .identity
-            .as_ref()
-            .map(|(cert, key)| OwnedIdentity::PKCS8 {
-                pem: cert.as_bytes().to_vec(),
-                key: key.as_bytes().to_vec(),
-            });
-        Self {
+    fn new(key: &AmqpKey) -> Result<Self, String> {
+        let config = rustls_config(&key.tls)?;
+        Ok(Self {
             key: key.clone(),
-            tls: OwnedTLSConfig {
-                identity,
-                cert_chain: key.ca.clone(),
-            },
+            tls: Arc::new(RustlsConnector::from(Arc::new(config))),
             state: Mutex::new(State::default()),
             in_flight: tokio::sync::Semaphore::new(MAX_CHANNELS),
-        }
+        })
     }
 
     /// Make sure the connection is open (KEDA connects at scaler construction).
@@ -212,10 +205,25 @@ impl AmqpEndpoint {
             .map_err(AmqpError::BackingOff)?;
         let properties =
             ConnectionProperties::default().with_connection_name(CONNECTION_NAME.into());
-        let runtime = lapin::runtime::default_runtime()
-            .map_err(|e| AmqpError::Broker("connect", format!("no async runtime for AMQP: {e}")))?;
+        let uri: AMQPUri = self.key.uri.parse().map_err(|e: String| {
+            AmqpError::Broker(
+                "connect",
+                format!("invalid AMQP URI: {}", mask_userinfo(&e)),
+            )
+        })?;
+        let tls = Arc::clone(&self.tls);
+        // lapin's own TLS setup cannot skip verification; this transport uses our rustls config.
+        let transport = async move |uri: AMQPUri, runtime: TokioRuntime| {
+            let authority = &uri.authority;
+            let addrs = runtime.to_socket_addrs((authority.host.clone(), authority.port));
+            let stream = AsyncTcpStream::connect(&runtime, addrs).await?;
+            Ok(match uri.scheme {
+                AMQPScheme::AMQP => stream,
+                AMQPScheme::AMQPS => stream.into_rustls(&tls, &authority.host).await?,
+            })
+        };
         let connect =
-            Connection::connect_with_config(&self.key.uri, properties, self.tls.clone(), runtime);
+            Connection::connector(uri, TokioRuntime::tokio_current(), transport, properties);
         let result = deadline.run("connect", connect).await.map(Arc::new);
         if let Ok(connection) = &result {
             CONNECTS.fetch_add(1, Ordering::Relaxed);

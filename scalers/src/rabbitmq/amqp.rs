@@ -5,7 +5,7 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::ExposeSecret;
 
-use super::{Trigger, config_error, host_url};
+use super::{Trigger, config_error, host_url, tls_settings};
 use crate::ScalerError;
 use crate::pool::amqp::AmqpKey;
 
@@ -44,21 +44,10 @@ pub(super) fn key(trigger: &Trigger) -> Result<AmqpKey, ScalerError> {
             .append_pair("auth_mechanism", "external");
     }
     let uri = url.to_string();
-    let (ca, identity) = if trigger.tls {
-        let identity = trigger
-            .client_cert
-            .as_ref()
-            .map(|(cert, key)| (cert.clone(), key.expose_secret().to_owned()));
-        (trigger.ca.clone(), identity)
-    } else {
-        (None, None)
-    };
-    if identity.is_some() && trigger.key_password.is_some() {
-        return Err(config_error(
-            "encrypted client keys (keyPassword) are not supported yet",
-        ));
-    }
-    Ok(AmqpKey { uri, ca, identity })
+    Ok(AmqpKey {
+        uri,
+        tls: tls_settings(trigger)?,
+    })
 }
 
 #[cfg(test)]

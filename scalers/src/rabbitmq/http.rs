@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::params::{OAuth, endpoint_params};
-use super::{QueueInfo, Trigger, backend_error, config_error, host_url};
+use super::{QueueInfo, Trigger, backend_error, config_error, host_url, tls_settings};
 use crate::ScalerError;
 use crate::naming::query_escape;
 use crate::pool::http::{HttpClient, HttpKey, TlsSettings, acquire};
@@ -158,30 +158,6 @@ fn truncate(body: &str) -> String {
         Some((at, _)) => format!("{}…", &body[..at]),
         None => body,
     }
-}
-
-fn tls_settings(trigger: &Trigger) -> Result<TlsSettings, ScalerError> {
-    if trigger.tls && trigger.key_password.is_some() && trigger.client_cert.is_some() {
-        return Err(config_error(
-            "encrypted client keys (keyPassword) are not supported yet",
-        ));
-    }
-    let (ca, cert, key) = if trigger.tls {
-        let (cert, key) = trigger
-            .client_cert
-            .as_ref()
-            .map(|(c, k)| (Some(c.clone()), Some(k.expose_secret().to_owned())))
-            .unwrap_or_default();
-        (trigger.ca.clone(), cert, key)
-    } else {
-        (None, None, None)
-    };
-    Ok(TlsSettings {
-        unsafe_ssl: trigger.unsafe_ssl,
-        ca,
-        cert,
-        key,
-    })
 }
 
 /// The regex listing: `{items:[queue…], page_count}`.

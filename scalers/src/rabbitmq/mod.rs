@@ -39,10 +39,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::Url;
+use secrecy::ExposeSecret;
 
 use crate::naming::{self, is_active};
 use crate::pool::Shared;
 use crate::pool::amqp::{AmqpEndpoint, AmqpKey};
+use crate::pool::http::TlsSettings;
 use crate::{MetricSpec, MetricsAndActivity, Scaler, ScalerConfig, ScalerError};
 
 pub use params::{Mode, Protocol, Trigger, parse};
@@ -135,7 +137,7 @@ pub async fn build(cfg: &ScalerConfig) -> Result<Box<dyn Scaler>, ScalerError> {
     let timeout = trigger.timeout.unwrap_or(cfg.timeout);
     let backend = match trigger.protocol {
         Protocol::Amqp => {
-            let shared = crate::pool::amqp::acquire(&amqp::key(&trigger)?);
+            let shared = crate::pool::amqp::acquire(&amqp::key(&trigger)?).map_err(config_error)?;
             shared
                 .client()
                 .connect(timeout)
@@ -169,9 +171,33 @@ fn config_error(message: impl Into<String>) -> ScalerError {
 
 /// Parse `host` as a URL; the message never shows the value (it may hold a password).
 fn host_url(trigger: &Trigger) -> Result<Url, ScalerError> {
-    use secrecy::ExposeSecret;
     Url::parse(trigger.host.expose_secret())
         .map_err(|e| config_error(format!("parameter \"host\" is not a valid URL: {e}")))
+}
+
+/// The TLS settings of `tls`, `ca`, `cert`/`key` and `unsafeSsl`, for AMQP and HTTP alike.
+pub(crate) fn tls_settings(trigger: &Trigger) -> Result<TlsSettings, ScalerError> {
+    if trigger.tls && trigger.key_password.is_some() && trigger.client_cert.is_some() {
+        return Err(config_error(
+            "encrypted client keys (keyPassword) are not supported yet",
+        ));
+    }
+    let (ca, cert, key) = if trigger.tls {
+        let (cert, key) = trigger
+            .client_cert
+            .as_ref()
+            .map(|(c, k)| (Some(c.clone()), Some(k.expose_secret().to_owned())))
+            .unwrap_or_default();
+        (trigger.ca.clone(), cert, key)
+    } else {
+        (None, None, None)
+    };
+    Ok(TlsSettings {
+        unsafe_ssl: trigger.unsafe_ssl,
+        ca,
+        cert,
+        key,
+    })
 }
 
 #[async_trait]

@@ -329,3 +329,20 @@ async fn unknown_metric_name_is_rejected() {
         .expect_err("unknown");
     assert_eq!(err.kind(), "unknown_metric");
 }
+
+#[rstest]
+#[case::amqps_bad_ca("amqps://u:p@127.0.0.1:1/%2f")]
+#[case::https_bad_ca("https://u:p@127.0.0.1:1")]
+#[tokio::test]
+async fn unusable_tls_material_is_a_config_error(#[case] host: &str) {
+    let auth = [("tls", "enable"), ("ca", "not pem")];
+    let err = build(&cfg(&[("host", host), Q], &auth))
+        .await
+        .expect_err("bad ca");
+    assert!(err.is_config(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("tls: \"ca\" holds no PEM certificate"),
+        "{err}"
+    );
+}

@@ -89,7 +89,11 @@ fn failed(reason: &'static str, detail: String, error: String) -> MetricOutcome 
 }
 
 fn id_json(id: &MetricId) -> Value {
-    json!({"name": id.name, "selector": id.selector.as_ref().map(selector_json)})
+    // `selector` is omitempty in MetricIdentifier.
+    match &id.selector {
+        Some(s) => json!({"name": id.name, "selector": selector_json(s)}),
+        None => json!({"name": id.name}),
+    }
 }
 
 fn selector_json(s: &LabelSelector) -> Value {

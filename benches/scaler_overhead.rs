@@ -1,0 +1,2 @@
+//! Per-scaler query overhead (work in progress).
+fn main() {}
