@@ -57,9 +57,19 @@ pub struct CheckArgs {
     /// Manifest files to check; `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// How to print the result.
+    /// How to print the result; `json` also lists, for every valid trigger, the external metric
+    /// the HPA will query with its target and metric type.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text, env = "TIDESCALE_CHECK_OUTPUT")]
     pub output: OutputFormat,
+    /// Namespace holding the Secrets and ConfigMaps that ClusterTriggerAuthentications name
+    /// (KEDA's cluster-object namespace).
+    #[arg(
+        long,
+        value_name = "NAMESPACE",
+        default_value = "keda",
+        env = "KEDA_CLUSTER_OBJECT_NAMESPACE"
+    )]
+    pub cluster_object_namespace: String,
 }
 
 /// Output formats of `tidescale check`.

@@ -1,7 +1,9 @@
 //! `tidescale dev`: a local control plane to play with tidescale.
 //!
-//! Starts the sandbox API server (`tidescale-sandbox`), installs tidescale's CRDs into it,
-//! writes an admin kubeconfig so `kubectl` works at once, and serves until Ctrl-C or SIGTERM.
+//! Starts the sandbox API server (`tidescale-sandbox`) with its simulated controllers
+//! (Deployments get ReplicaSets and Pods that become Ready, Jobs complete, HPAs scale), installs
+//! tidescale's CRDs into it, writes an admin kubeconfig so `kubectl` works at once, and serves
+//! until Ctrl-C or SIGTERM.
 //! Nothing persists: every run starts from an empty cluster with fresh certificates.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -9,7 +11,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use tidescale_sandbox::clock::ClockHandle;
+use tidescale_sandbox::controllers::{ControllerConfig, Controllers};
 use tidescale_sandbox::{Credentials, GroupResource, Sandbox, SandboxConfig, WriteOptions};
+use tokio_util::sync::CancellationToken;
 
 /// How long to wait for the freshly started API server to accept a connection.
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,6 +52,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     .await
     .context("starting the sandbox API server")?;
     install_crds(&sandbox)?;
+    let stop_controllers = CancellationToken::new();
+    let controllers = Controllers::for_sandbox(&sandbox, ControllerConfig::default())
+        .context("starting the simulated controllers")?
+        .spawn(&ClockHandle::real(), stop_controllers.clone());
     let credentials = Credentials::Token(sandbox.admin_token().to_owned());
     sandbox
         .write_kubeconfig(&kubeconfig, &credentials)
@@ -59,6 +68,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         kubeconfig.display()
     );
     shutdown_signal().await?;
+    stop_controllers.cancel();
+    let _ = controllers.await;
     sandbox.shutdown().await;
     Ok(())
 }
@@ -100,5 +111,52 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     tokio::select! {
         result = tokio::signal::ctrl_c() => result.context("waiting for Ctrl-C"),
         _ = term.recv() => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn dev_serves_the_crds_and_writes_a_working_kubeconfig() {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("nested").join("kubeconfig");
+        let args = DevArgs {
+            kubeconfig: kubeconfig.clone(),
+            port: 0,
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        };
+        let task = tokio::spawn(run(args));
+        for _ in 0..200 {
+            if kubeconfig.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let out = tokio::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .args([
+                "get",
+                "crd",
+                "scaledobjects.keda.sh",
+                "-o",
+                "jsonpath={.spec.names.kind}",
+            ])
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(30), out)
+            .await
+            .unwrap()
+            .unwrap();
+        task.abort();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ScaledObject");
     }
 }

@@ -5,7 +5,7 @@ mod common;
 
 use tidescale::check::{NoTriggerValidation, check_text};
 
-const VALID: &str = "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata:\n  name: web\nspec:\n  scaleTargetRef:\n    name: web\n  triggers:\n    - type: rabbitmq\n      metadata:\n        queueName: q\n";
+const VALID: &str = "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata:\n  name: web\nspec:\n  scaleTargetRef:\n    name: web\n  triggers:\n    - type: rabbitmq\n      metadata:\n        host: amqp://guest:guest@rabbit:5672/%2f\n        queueName: q\n";
 
 #[test]
 fn every_example_passes_check() {

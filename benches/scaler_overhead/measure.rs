@@ -7,14 +7,16 @@
 //! Per call the wall-clock latency is recorded; per block the process CPU time is read before
 //! and after, so CPU per call is exact over the run even though single calls are too short for
 //! the clock. CPU spent by an in-process backend (the Kafka mock broker thread) is split off
-//! so that the client-side cost is compared, as it is for the out-of-process services.
+//! so that the client-side cost is compared, as it is for the out-of-process services. Sockets
+//! to the backend are listed around every block, so a connection opened during a block is
+//! charged to the variant that ran it.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 use crate::backend::ConnSnapshot;
-use crate::meter::process_cpu;
+use crate::meter::{connections_to, process_cpu};
 
 /// Something to measure: a backend with its raw client call and its scaler call.
 pub(crate) trait Subject {
@@ -30,6 +32,9 @@ pub(crate) trait Subject {
     fn backend_cpu(&self) -> Result<Duration> {
         Ok(Duration::ZERO)
     }
+
+    /// The backend's TCP port: new connections to it are counted per block.
+    fn port(&self) -> u16;
 
     /// This process's connections to the backend now.
     async fn connections(&self) -> Result<ConnSnapshot>;
@@ -70,24 +75,26 @@ pub struct Summary {
     pub cpu_per_call: Duration,
     /// CPU per call of in-process backend threads (the Kafka mock broker), zero otherwise.
     pub backend_cpu_per_call: Duration,
+    /// Connections to the backend that appeared during this variant's blocks.
+    pub new_connections: usize,
 }
 
+#[derive(Default)]
 struct Samples {
     latencies: Vec<Duration>,
     cpu: Duration,
     backend_cpu: Duration,
+    new_connections: usize,
 }
 
-/// Warm up, check that every variant reads the same value, then run the interleaved blocks.
-pub async fn run<S: Subject>(subject: &S, plan: Plan) -> Result<Vec<Summary>> {
+/// Run the interleaved blocks after [`warm_up`], checking every call reads `value`.
+pub async fn measure<S: Subject>(subject: &S, plan: Plan, value: f64) -> Result<Vec<Summary>> {
     let names = subject.variants();
-    let value = warm_up(subject, plan.warmup).await?;
     let mut samples: Vec<Samples> = names
         .iter()
         .map(|_| Samples {
             latencies: Vec::with_capacity(plan.iterations),
-            cpu: Duration::ZERO,
-            backend_cpu: Duration::ZERO,
+            ..Samples::default()
         })
         .collect();
     let block = plan.block.max(1);
@@ -107,7 +114,7 @@ pub async fn run<S: Subject>(subject: &S, plan: Plan) -> Result<Vec<Summary>> {
 }
 
 /// `calls` unrecorded calls per variant, interleaved; returns the value they agree on.
-async fn warm_up<S: Subject>(subject: &S, calls: usize) -> Result<f64> {
+pub async fn warm_up<S: Subject>(subject: &S, calls: usize) -> Result<f64> {
     let names = subject.variants();
     let mut values = vec![f64::NAN; names.len()];
     for _ in 0..calls.max(1) {
@@ -139,6 +146,8 @@ async fn run_block<S: Subject>(
     out: &mut Samples,
 ) -> Result<()> {
     let name = subject.variants()[variant];
+    // Sockets are listed outside the CPU window: reading /proc is not the call's cost.
+    let sockets_before = connections_to(subject.port())?;
     let (cpu_before, backend_before) = (process_cpu()?, subject.backend_cpu()?);
     for _ in 0..len {
         let start = Instant::now();
@@ -155,6 +164,8 @@ async fn run_block<S: Subject>(
     let total = process_cpu()?.saturating_sub(cpu_before);
     out.cpu += total.saturating_sub(backend);
     out.backend_cpu += backend;
+    let sockets_after = connections_to(subject.port())?;
+    out.new_connections += sockets_after.difference(&sockets_before).count();
     Ok(())
 }
 
@@ -172,6 +183,7 @@ fn summarize(name: &'static str, value: f64, mut s: Samples) -> Summary {
         mean: per_call(total),
         cpu_per_call: per_call(s.cpu),
         backend_cpu_per_call: per_call(s.backend_cpu),
+        new_connections: s.new_connections,
     }
 }
 

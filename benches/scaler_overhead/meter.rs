@@ -88,7 +88,7 @@ fn socket_inodes() -> Result<BTreeSet<u64>> {
         let inode = target
             .strip_prefix("socket:[")
             .and_then(|rest| rest.strip_suffix(']'))
-            .and_then(|n| n.parse().ok());
+            .and_then(|n| n.parse::<u64>().ok());
         inodes.extend(inode);
     }
     Ok(inodes)

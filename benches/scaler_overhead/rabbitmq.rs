@@ -7,6 +7,7 @@
 //! API `/api/connections`, matched by our local ports).
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
@@ -23,6 +24,8 @@ use crate::meter;
 
 const AMQP_ENV: &str = "TIDESCALE_TEST_RABBITMQ_AMQP";
 const HTTP_ENV: &str = "TIDESCALE_TEST_RABBITMQ_HTTP";
+/// How long the broker's connection list may lag behind the sockets.
+const LISTING_LAG: Duration = Duration::from_secs(12);
 /// The raw connection's `connection_name`, so it is recognisable in the management UI.
 const RAW_CONNECTION_NAME: &str = "tidescale-bench-raw";
 
@@ -47,7 +50,8 @@ impl RabbitMq {
             .with_context(|| format!("{AMQP_ENV} is not a URL"))?
             .port()
             .unwrap_or(5672);
-        let props = ConnectionProperties::default().with_connection_name(RAW_CONNECTION_NAME.into());
+        let props =
+            ConnectionProperties::default().with_connection_name(RAW_CONNECTION_NAME.into());
         let connection = timed("AMQP connect", Connection::connect(&amqp_url, props))
             .await
             .with_context(|| {
@@ -117,6 +121,10 @@ impl Subject for RabbitMq {
         }
     }
 
+    fn port(&self) -> u16 {
+        self.amqp_port
+    }
+
     async fn connections(&self) -> Result<ConnSnapshot> {
         let sockets = meter::connections_to(self.amqp_port)?;
         let broker_view = self.mgmt.connections_from(&sockets).await?;
@@ -181,8 +189,21 @@ impl Management {
         self.get("/api/overview").await.map(drop)
     }
 
-    /// How many connections the broker lists whose peer port is one of `local_ports`.
+    /// How many connections the broker lists whose peer port is one of `local_ports`, waiting
+    /// up to [`LISTING_LAG`] for all of them: the management API learns of connections from
+    /// periodic stats events, seconds late (environment.md).
     async fn connections_from(&self, local_ports: &BTreeSet<u16>) -> Result<u64> {
+        let deadline = Instant::now() + LISTING_LAG;
+        loop {
+            let listed = self.listed(local_ports).await?;
+            if listed >= local_ports.len() as u64 || Instant::now() >= deadline {
+                return Ok(listed);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn listed(&self, local_ports: &BTreeSet<u16>) -> Result<u64> {
         let response = self.get("/api/connections?columns=peer_port").await?;
         let rows: Vec<ConnectionRow> = timed("reading /api/connections", response.json()).await?;
         let ours = rows

@@ -17,6 +17,11 @@
 //! Controllers use [`Ticker`] for their loops: it is the unit the virtual clock can observe
 //! ("busy between two ticks"). Plain [`ClockHandle::sleep`] is available for one-off waits, but
 //! the virtual clock cannot know when the work after such a sleep is done.
+//!
+//! Test recipe: spawn the ticker-driven tasks, `control.settle().await` (their first pass,
+//! which runs at once, is then over), change the world, `control.advance(d).await`, assert.
+//! Work the test does itself between two `advance` calls happens "between ticks", so results
+//! do not depend on thread scheduling.
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -136,6 +136,13 @@ impl ApiError {
     pub fn expired(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)
     }
+    /// 504 Timeout for a watch from a resourceVersion the server has not reached yet.
+    pub fn too_large_resource_version(requested: u64, current: u64) -> Self {
+        let message = format!("Too large resource version: {requested}, current: {current}");
+        Self::new(504, "Timeout", message.clone()).with_details(
+            json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}),
+        )
+    }
     /// 415 UnsupportedMediaType.
     pub fn unsupported_media_type(content_type: &str) -> Self {
         Self::new(

@@ -7,12 +7,32 @@
 //!
 //! Layout: [`store`] holds objects and watch history (the in-process API controllers use),
 //! [`admission`] defaults and validates writes, [`patch`] implements the patch types, [`api`]
-//! is the HTTP front end, [`gc`] the garbage collector.
+//! is the HTTP front end, [`auth`] authentication, RBAC and review endpoints, [`aggregator`]
+//! the APIService proxy, [`gc`] the garbage collector, [`pki`] the certificates, and
+//! [`controllers`] the simulated kube-controller-manager.
+//!
+//! # Quick start (tests)
+//!
+//! ```ignore
+//! let sandbox = Sandbox::start(SandboxConfig::default()).await?;      // HTTPS on 127.0.0.1:0
+//! let yaml = sandbox.admin_kubeconfig();                              // system:masters token
+//! let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(
+//!     kube::config::Kubeconfig::from_yaml(&yaml)?, &Default::default()).await?)?;
+//! sandbox.write_kubeconfig(&path, &Credentials::Token(sandbox.service_account_token("ns", "sa")))?;
+//! sandbox.store().compact();                                          // force 410 on old watches
+//! sandbox.restart().await?;                                           // same port, same data
+//! ```
+//!
+//! Limits, on purpose: no kubelet (no logs/exec/port-forward), no OpenAPI schemas (`kubectl
+//! explain` has nothing to show; validation happens server-side), autoscaling/v1 HPAs are the
+//! stored v2 objects with only `apiVersion` rewritten, and list `continue` tokens page through
+//! current data rather than a historical snapshot.
 
 pub mod admission;
 pub mod aggregator;
 pub mod api;
 pub mod auth;
+mod bootstrap;
 pub mod clock;
 pub mod controllers;
 pub mod error;

@@ -115,7 +115,7 @@ impl Sandbox {
         let pki = Arc::new(Pki::generate(&[config.bind])?);
         let auth = Arc::new(Authenticator::default());
         let admin_token = auth.issue_token(UserInfo::new(ADMIN_USER, &["system:masters"]));
-        publish_authentication_config(&store, &pki);
+        crate::bootstrap::install(&store, &pki);
         let addr = SocketAddr::new(config.bind, config.port);
         let mut handle = SandboxHandle {
             store,
@@ -130,27 +130,6 @@ impl Sandbox {
         handle.serve()?;
         Ok(handle)
     }
-}
-
-/// The `kube-system/extension-apiserver-authentication` ConfigMap, as kube-apiserver writes it.
-fn publish_authentication_config(store: &Store, pki: &Pki) {
-    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
-    "metadata": {"name": "extension-apiserver-authentication", "namespace": "kube-system"},
-    "data": {
-        "client-ca-file": pki.client_ca.cert_pem,
-        "requestheader-client-ca-file": pki.front_proxy_ca.cert_pem,
-        "requestheader-allowed-names": "[\"front-proxy-client\"]",
-        "requestheader-username-headers": "[\"X-Remote-User\"]",
-        "requestheader-group-headers": "[\"X-Remote-Group\"]",
-        "requestheader-extra-headers-prefix": "[\"X-Remote-Extra-\"]",
-        "requestheader-uid-headers": "[\"X-Remote-Uid\"]",
-    }});
-    // The store is new and the object valid, so this cannot fail.
-    let _ = store.create(
-        &GroupResource::new("", "configmaps"),
-        cm,
-        &WriteOptions::default(),
-    );
 }
 
 impl SandboxHandle {

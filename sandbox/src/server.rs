@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket};
@@ -22,6 +22,8 @@ use crate::auth::{UserInfo, user_from_certificate};
 
 /// Longest a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a client may take to send a request's headers (HTTP/1.1).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The user a verified TLS client certificate names, if the client sent one.
 #[derive(Debug, Clone, Default)]
@@ -66,7 +68,15 @@ pub async fn serve(
 
 async fn connection(stream: tokio::net::TcpStream, tls: Option<TlsAcceptor>, router: axum::Router) {
     let _ = stream.set_nodelay(true);
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(HEADER_TIMEOUT));
     match tls {
         None => {
             let service = TowerToHyperService::new(router.layer(Extension(PeerIdentity(None))));

@@ -195,3 +195,33 @@ async fn token_and_subject_access_reviews_answer_for_sandbox_users() {
     .await;
     assert_eq!(no["status"]["allowed"], false);
 }
+
+#[tokio::test]
+async fn bootstrap_roles_let_an_extension_server_delegate_auth() {
+    let env = common::start().await;
+    env.apply(r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: adapter-auth-delegator}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:auth-delegator}
+subjects: [{kind: ServiceAccount, name: adapter, namespace: default}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: adapter-auth-reader, namespace: kube-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: extension-apiserver-authentication-reader}
+subjects: [{kind: ServiceAccount, name: adapter, namespace: default}]
+"#, &[]).await;
+    let client = common::client_from(&env.sandbox.kubeconfig(&Credentials::Token(
+        env.sandbox.service_account_token("default", "adapter"),
+    )))
+    .await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
+    assert!(cms.get("extension-apiserver-authentication").await.is_ok());
+    let review = create_review(&client, "authentication.k8s.io", "tokenreviews", "TokenReview",
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "metadata": {}, "spec": {"token": "x"}})).await;
+    assert_eq!(review["status"]["authenticated"], false);
+    assert!(
+        matches!(cms.get("other").await.unwrap_err(), kube::Error::Api(ref s) if s.code == 403)
+    );
+}

@@ -146,6 +146,14 @@ async fn controller_deployment_pods_become_ready_after_the_delays() {
         phases(&w.store),
         vec![("Running".to_owned(), true, false); 3]
     );
+    let status = &pods(&w.store)[0]["status"];
+    assert_eq!(status["containerStatuses"][0]["ready"], true);
+    assert!(status["containerStatuses"][0]["state"]["running"]["startedAt"].is_string());
+    assert!(
+        status["podIP"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("10.244."))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -433,3 +433,51 @@ async fn hpa_value_target_multiplies_by_ready_pods_only() {
         "30"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hpa_object_metric_reads_the_custom_metrics_api() {
+    let w = world().await;
+    w.metrics.set(Some("40"));
+    create_workload(&w, 2, None);
+    let mut hpa = w
+        .store
+        .get(
+            &gr("autoscaling", "horizontalpodautoscalers"),
+            Some("default"),
+            "worker",
+        )
+        .unwrap();
+    hpa["spec"]["metrics"] = json!([{"type": "Object", "object": {
+        "describedObject": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "worker"},
+        "metric": {"name": "queue_depth"}, "target": {"type": "Value", "value": "10"}}}]);
+    w.store
+        .update(
+            &gr("autoscaling", "horizontalpodautoscalers"),
+            hpa,
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    // Let both pods become Ready before the HPA's second sync: 40 / 10 × 2 ready = 8 → limit 4.
+    w.clock.advance(Duration::from_secs(16)).await;
+    assert_eq!(spec_replicas(&w), 4);
+    let status = hpa_status(&w);
+    assert_eq!(
+        status["currentMetrics"][0]["object"]["current"]["value"],
+        "40"
+    );
+    assert_eq!(
+        status["currentMetrics"][0]["object"]["describedObject"]["kind"],
+        "Deployment"
+    );
+    let (_, reason, message) = condition(&status, "ScalingActive");
+    assert_eq!(reason, "ValidMetricFound");
+    assert!(
+        message.ends_with("from Deployment metric queue_depth"),
+        "{message}"
+    );
+    let paths = w.metrics.paths.lock().unwrap().clone();
+    assert_eq!(
+        paths[0],
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/deployments.apps/worker/queue_depth"
+    );
+}

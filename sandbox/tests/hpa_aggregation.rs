@@ -21,7 +21,7 @@ use tidescale_sandbox::auth::Authenticator;
 use tidescale_sandbox::clock::ClockHandle;
 use tidescale_sandbox::controllers::{ControllerConfig, Controllers, RouterMetrics};
 use tidescale_sandbox::pki::{Authority, Pki, Usage, provider};
-use tidescale_sandbox::{GroupResource, Store, UserInfo, WriteOptions};
+use tidescale_sandbox::{GroupResource, Sandbox, SandboxConfig, Store, UserInfo, WriteOptions};
 use tokio_util::sync::CancellationToken;
 
 /// What the fake adapter saw: (path and query, X-Remote-User, client certificate CN).
@@ -300,4 +300,48 @@ async fn hpa_reads_external_metric_through_the_aggregation_proxy() {
     );
     assert_eq!(read.2, "front-proxy-client");
     adapter_task.abort();
+}
+
+/// The same story against a whole running sandbox: the controllers reach it over HTTPS like a
+/// real kube-controller-manager, and the sandbox proxies to the adapter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hpa_reads_external_metric_from_a_running_sandbox_over_https() {
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    let start: Timestamp = "2024-05-01T12:00:00Z".parse().unwrap();
+    let (clock, control) = ClockHandle::manual(start);
+    let config = SandboxConfig {
+        clock: clock.clone(),
+        ..SandboxConfig::default()
+    };
+    let mut sandbox = Sandbox::start(config).await.unwrap();
+    let store = sandbox.store().clone();
+
+    let seen: Seen = Arc::default();
+    let (port, ca_bundle, adapter_task) = serve_adapter(sandbox.pki(), seen.clone()).await;
+    register_adapter(&store, port, &ca_bundle);
+    wait_available(&store).await;
+
+    let controllers = Controllers::for_sandbox(&sandbox, ControllerConfig::default()).unwrap();
+    controllers.spawn(&clock, shutdown.clone());
+    control.settle().await;
+    create_workload(&store);
+    control.advance(Duration::from_secs(1)).await;
+
+    let deploy = store
+        .get(&gr("apps", "deployments"), Some("default"), "worker")
+        .unwrap();
+    assert_eq!(deploy["spec"]["replicas"], 4);
+    let seen = seen.lock().unwrap().clone();
+    let read = seen
+        .iter()
+        .find(|(path, _, _)| path.contains("/namespaces/default/queue_depth"))
+        .expect("metric read reached the adapter");
+    assert_eq!(
+        read.1,
+        "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
+    );
+    assert_eq!(read.2, "front-proxy-client");
+    adapter_task.abort();
+    sandbox.shutdown().await;
 }

@@ -415,3 +415,26 @@ async fn kubectl_reports_unknown_custom_resource_fields() {
         .await;
     assert!(!stored.contains("colour"), "unknown fields are pruned");
 }
+
+#[tokio::test]
+async fn kubectl_discovers_resources_and_categories() {
+    let env = start().await;
+    env.apply(DEPLOYMENT, &[]).await;
+    let resources = env.ok(&["api-resources", "-o", "name"]).await;
+    for name in [
+        "deployments.apps",
+        "horizontalpodautoscalers.autoscaling",
+        "leases.coordination.k8s.io",
+        "customresourcedefinitions.apiextensions.k8s.io",
+        "apiservices.apiregistration.k8s.io",
+    ] {
+        assert!(
+            resources.lines().any(|l| l == name),
+            "{name} missing from\n{resources}"
+        );
+    }
+    let all = env.ok(&["get", "all"]).await;
+    assert!(all.contains("deployment.apps/web"), "{all}");
+    let versions = env.ok(&["version", "-o", "json"]).await;
+    assert!(versions.contains("serverVersion"), "{versions}");
+}

@@ -8,19 +8,28 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams, PostParams, WatchEvent,
+    WatchParams,
+};
 use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 use tidescale_sandbox::{GroupResource, SandboxConfig, WriteOptions};
 
 fn cm(name: &str, labels: serde_json::Value) -> ConfigMap {
-    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}})).unwrap()
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}}),
+    )
+    .unwrap()
 }
 
 fn install_widgets(env: &common::Env) {
     let crd: serde_json::Value = serde_yaml_ng::from_str(common::WIDGET_CRD).unwrap();
     let crds = GroupResource::new("apiextensions.k8s.io", "customresourcedefinitions");
-    env.sandbox.store().create(&crds, crd, &WriteOptions::default()).unwrap();
+    env.sandbox
+        .store()
+        .create(&crds, crd, &WriteOptions::default())
+        .unwrap();
 }
 
 #[tokio::test]
@@ -28,12 +37,29 @@ async fn legacy_and_aggregated_discovery_list_installed_crds() {
     let env = common::start().await;
     install_widgets(&env);
     let client = env.client().await;
-    for discovery in [kube::Discovery::new(client.clone()).run().await.unwrap(), kube::Discovery::new(client).run_aggregated().await.unwrap()] {
-        let group = discovery.get("example.com").expect("the CRD's group is discovered");
+    for discovery in [
+        kube::Discovery::new(client.clone()).run().await.unwrap(),
+        kube::Discovery::new(client).run_aggregated().await.unwrap(),
+    ] {
+        let group = discovery
+            .get("example.com")
+            .expect("the CRD's group is discovered");
         let (resource, caps) = group.recommended_kind("Widget").expect("Widget is served");
         assert_eq!(resource.plural, "widgets");
-        assert!(caps.subresources.iter().any(|(r, _)| r.plural == "widgets/scale" || r.plural == "scale"), "{:?}", caps.subresources);
-        assert!(discovery.get("apps").unwrap().recommended_kind("Deployment").is_some());
+        assert!(
+            caps.subresources
+                .iter()
+                .any(|(r, _)| r.plural == "widgets/scale" || r.plural == "scale"),
+            "{:?}",
+            caps.subresources
+        );
+        assert!(
+            discovery
+                .get("apps")
+                .unwrap()
+                .recommended_kind("Deployment")
+                .is_some()
+        );
     }
 }
 
@@ -42,7 +68,9 @@ async fn lists_paginate_with_limit_and_continue() {
     let env = common::start().await;
     let api: Api<ConfigMap> = Api::default_namespaced(env.client().await);
     for i in 0..5 {
-        api.create(&PostParams::default(), &cm(&format!("c{i}"), json!({}))).await.unwrap();
+        api.create(&PostParams::default(), &cm(&format!("c{i}"), json!({})))
+            .await
+            .unwrap();
     }
     let mut names = vec![];
     let mut params = ListParams::default().limit(2);
@@ -55,7 +83,10 @@ async fn lists_paginate_with_limit_and_continue() {
         }
     }
     assert_eq!(names, ["c0", "c1", "c2", "c3", "c4"]);
-    let selected = api.list(&ListParams::default().fields("metadata.name=c3")).await.unwrap();
+    let selected = api
+        .list(&ListParams::default().fields("metadata.name=c3"))
+        .await
+        .unwrap();
     assert_eq!(selected.items.len(), 1);
 }
 
@@ -63,7 +94,16 @@ async fn lists_paginate_with_limit_and_continue() {
 async fn dry_run_validates_without_storing() {
     let env = common::start().await;
     let api: Api<ConfigMap> = Api::default_namespaced(env.client().await);
-    let created = api.create(&PostParams { dry_run: true, ..PostParams::default() }, &cm("ghost", json!({}))).await.unwrap();
+    let created = api
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            },
+            &cm("ghost", json!({})),
+        )
+        .await
+        .unwrap();
     assert_eq!(created.metadata.name.as_deref(), Some("ghost"));
     assert!(api.get_opt("ghost").await.unwrap().is_none());
 }
@@ -76,49 +116,109 @@ async fn json_and_strategic_patches_edit_built_in_lists() {
         "selector": {"matchLabels": {"app": "web"}},
         "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
             {"name": "app", "image": "a:1", "env": [{"name": "A", "value": "1"}]},
-            {"name": "side", "image": "s:1"}]}}}})).unwrap();
+            {"name": "side", "image": "s:1"}]}}}}))
+    .unwrap();
     api.create(&PostParams::default(), &d).await.unwrap();
     let smp = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "env": [{"name": "B", "value": "2"}]}]}}}});
-    let out = api.patch("web", &PatchParams::default(), &Patch::Strategic(smp)).await.unwrap();
+    let out = api
+        .patch("web", &PatchParams::default(), &Patch::Strategic(smp))
+        .await
+        .unwrap();
     let containers = out.spec.unwrap().template.spec.unwrap().containers;
-    assert_eq!(containers.len(), 2, "strategic merge keeps the other container");
-    assert_eq!(containers[0].env.as_ref().unwrap().len(), 2, "env merged by name");
-    let ops: json_patch::Patch = serde_json::from_value(json!([{"op": "replace", "path": "/spec/replicas", "value": 4}])).unwrap();
-    let out = api.patch("web", &PatchParams::default(), &Patch::<()>::Json(ops)).await.unwrap();
+    assert_eq!(
+        containers.len(),
+        2,
+        "strategic merge keeps the other container"
+    );
+    assert_eq!(
+        containers[0].env.as_ref().unwrap().len(),
+        2,
+        "env merged by name"
+    );
+    let ops: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "replace", "path": "/spec/replicas", "value": 4}]))
+            .unwrap();
+    let out = api
+        .patch("web", &PatchParams::default(), &Patch::<()>::Json(ops))
+        .await
+        .unwrap();
     assert_eq!(out.spec.unwrap().replicas, Some(4));
     assert_eq!(out.metadata.generation, Some(3));
-    let failing: json_patch::Patch = serde_json::from_value(json!([{"op": "test", "path": "/spec/replicas", "value": 9}])).unwrap();
-    let err = api.patch("web", &PatchParams::default(), &Patch::<()>::Json(failing)).await.unwrap_err();
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 422), "{err:?}");
+    let failing: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "test", "path": "/spec/replicas", "value": 9}]))
+            .unwrap();
+    let err = api
+        .patch("web", &PatchParams::default(), &Patch::<()>::Json(failing))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 422),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
 async fn watches_get_bookmarks_when_allowed() {
-    let env = common::start_with(SandboxConfig { bookmark_interval: Duration::from_millis(100), ..SandboxConfig::default() }).await;
+    let env = common::start_with(SandboxConfig {
+        bookmark_interval: Duration::from_millis(100),
+        ..SandboxConfig::default()
+    })
+    .await;
     let api: Api<ConfigMap> = Api::default_namespaced(env.client().await);
-    let rv = api.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
-    let mut stream = api.watch(&WatchParams::default().timeout(10), &rv).await.unwrap().boxed();
-    let first = tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await.unwrap().unwrap().unwrap();
-    assert!(matches!(first, WatchEvent::Bookmark(ref b) if b.metadata.resource_version == rv), "{first:?}");
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(10), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(first, WatchEvent::Bookmark(ref b) if b.metadata.resource_version == rv),
+        "{first:?}"
+    );
 }
 
 #[tokio::test]
 async fn streaming_list_watchers_see_the_initial_snapshot_then_changes() {
     let env = common::start().await;
     let api: Api<ConfigMap> = Api::default_namespaced(env.client().await);
-    api.create(&PostParams::default(), &cm("old", json!({}))).await.unwrap();
-    let mut stream = watcher::watcher(api.clone(), watcher::Config::default().streaming_lists()).boxed();
+    api.create(&PostParams::default(), &cm("old", json!({})))
+        .await
+        .unwrap();
+    let mut stream =
+        watcher::watcher(api.clone(), watcher::Config::default().streaming_lists()).boxed();
     let mut initial = vec![];
     loop {
-        match tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await.unwrap().unwrap().unwrap() {
+        match tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
             Event::InitApply(o) => initial.push(o.metadata.name.unwrap()),
             Event::InitDone => break,
             _ => {}
         }
     }
     assert_eq!(initial, ["old"]);
-    api.create(&PostParams::default(), &cm("new", json!({}))).await.unwrap();
-    let next = tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await.unwrap().unwrap().unwrap();
+    api.create(&PostParams::default(), &cm("new", json!({})))
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(matches!(next, Event::Apply(ref o) if o.metadata.name.as_deref() == Some("new")));
 }
 
@@ -126,11 +226,35 @@ async fn streaming_list_watchers_see_the_initial_snapshot_then_changes() {
 async fn label_selector_watches_see_objects_leave_and_enter() {
     let env = common::start().await;
     let api: Api<ConfigMap> = Api::default_namespaced(env.client().await);
-    let rv = api.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
-    let mut stream = api.watch(&WatchParams::default().labels("team=a").timeout(10), &rv).await.unwrap().boxed();
-    api.create(&PostParams::default(), &cm("x", json!({"team": "b"}))).await.unwrap();
-    api.patch("x", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"team": "a"}}}))).await.unwrap();
-    api.patch("x", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"team": "c"}}}))).await.unwrap();
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default().labels("team=a").timeout(10), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    api.create(&PostParams::default(), &cm("x", json!({"team": "b"})))
+        .await
+        .unwrap();
+    api.patch(
+        "x",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"team": "a"}}})),
+    )
+    .await
+    .unwrap();
+    api.patch(
+        "x",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"team": "c"}}})),
+    )
+    .await
+    .unwrap();
     let events: Vec<_> = stream.by_ref().take(2).try_collect().await.unwrap();
     assert!(matches!(events[0], WatchEvent::Added(_)), "{events:?}");
     assert!(matches!(events[1], WatchEvent::Deleted(_)), "{events:?}");
@@ -140,10 +264,13 @@ async fn label_selector_watches_see_objects_leave_and_enter() {
 async fn metadata_watchers_receive_partial_objects() {
     let env = common::start().await;
     let api: Api<ConfigMap> = Api::default_namespaced(env.client().await);
-    api.create(&PostParams::default(), &cm("meta", json!({"a": "b"}))).await.unwrap();
+    api.create(&PostParams::default(), &cm("meta", json!({"a": "b"})))
+        .await
+        .unwrap();
     let list = api.list_metadata(&ListParams::default()).await.unwrap();
     assert_eq!(list.items[0].metadata.labels.as_ref().unwrap()["a"], "b");
-    let mut stream = watcher::metadata_watcher(api.clone(), watcher::Config::default()).boxed();
+    let partial: Api<PartialObjectMeta<ConfigMap>> = Api::default_namespaced(env.client().await);
+    let mut stream = watcher::watcher(partial, watcher::Config::default()).boxed();
     let seen = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(Ok(event)) = stream.next().await {
             if let Event::InitApply(o) | Event::Apply(o) = event {
@@ -161,11 +288,29 @@ async fn metadata_watchers_receive_partial_objects() {
 async fn deleting_a_crd_removes_its_objects_and_its_resource() {
     let env = common::start().await;
     env.apply(common::WIDGET_CRD, &[]).await;
-    env.apply("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: {color: red}\n", &[]).await;
+    env.apply(
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: {color: red}\n",
+        &[],
+    )
+    .await;
     env.ok(&["delete", "crd", "widgets.example.com"]).await;
-    assert!(env.sandbox.store().registry().resolve("example.com", "v1", "widgets").is_none());
-    let out = env.kubectl(&["get", "--raw", "/apis/example.com/v1/namespaces/default/widgets"]).await;
+    assert!(
+        env.sandbox
+            .store()
+            .registry()
+            .resolve("example.com", "v1", "widgets")
+            .is_none()
+    );
+    let out = env
+        .kubectl(&[
+            "get",
+            "--raw",
+            "/apis/example.com/v1/namespaces/default/widgets",
+        ])
+        .await;
     assert!(!out.status.success());
     let api: Api<ConfigMap> = Api::default_namespaced(env.client().await);
-    api.delete_collection(&DeleteParams::default(), &ListParams::default()).await.unwrap();
+    api.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .unwrap();
 }

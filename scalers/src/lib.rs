@@ -10,6 +10,15 @@
 //!
 //! The behavioural contract (keys, lookup order, defaults, formulas) is
 //! `shared/spec/scalers.md`; each scaler module starts with its key table.
+//!
+//! Entry points for the rest of tidescale:
+//! - [`build_scaler`]: parse, validate and take pooled clients; then poll with
+//!   [`Scaler::metrics_and_activity`] and release with [`Scaler::close`].
+//! - [`parse_only`]: the same parsing and validation without any I/O (`tidescale check`).
+//! - [`naming::milli_quantity`] / [`naming::target_quantity`]: values and targets as Kubernetes
+//!   quantities; [`naming::metric_name`] / [`naming::strip_prefix`]: `s<index>-…` names.
+//! - [`metadata::Params`]: the typed metadata engine every scaler parses with.
+//! - [`pool`]: shared clients per endpoint, their counters and per-endpoint backoff.
 
 #![warn(missing_docs)]
 
@@ -23,15 +32,14 @@ pub mod metadata;
 pub mod naming;
 pub mod pool;
 
-#[cfg(feature = "prometheus")]
-pub mod prometheus;
-#[cfg(feature = "rabbitmq")]
-pub mod rabbitmq;
-
 #[cfg(feature = "azure-servicebus")]
 pub mod azure_servicebus;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
 
 /// The default timeout of every backend call: KEDA's `KEDA_HTTP_DEFAULT_TIMEOUT` (3000 ms).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(3000);
@@ -86,6 +94,22 @@ pub struct ScalerConfig {
     pub metric_type: Option<MetricType>,
     /// Upper bound for every backend call made by this scaler.
     pub timeout: Duration,
+    /// Values that exist but are not known here: `tidescale check` on a bundle that lacks the
+    /// Secret or TriggerAuthentication a value comes from. Empty in the operator.
+    pub unresolved: Unresolved,
+}
+
+/// Auth params and env vars that exist but whose values are not known offline.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unresolved {
+    /// Auth params with unknown values.
+    pub auth_params: std::collections::BTreeSet<String>,
+    /// Any auth param may exist (the TriggerAuthentication itself is not known).
+    pub any_auth_param: bool,
+    /// Env vars with unknown values.
+    pub env: std::collections::BTreeSet<String>,
+    /// Any env var may exist (an `envFrom` source or the workload is not known).
+    pub any_env: bool,
 }
 
 /// `spec.podIdentity` of a TriggerAuthentication, passed through to scalers that use it.
@@ -119,6 +143,7 @@ impl fmt::Debug for ScalerConfig {
             .field("pod_identity", &self.pod_identity)
             .field("metric_type", &self.metric_type)
             .field("timeout", &self.timeout)
+            .field("unresolved", &self.unresolved)
             .finish()
     }
 }
@@ -204,6 +229,17 @@ pub enum ScalerError {
         /// The name asked for.
         metric_name: String,
     },
+    /// Nothing is wrong with what is known, but required keys come from values that are not
+    /// known offline ([`ScalerConfig::unresolved`]), so the scaler's own checks did not run.
+    #[error(
+        "{scaler}: not fully checked offline: the value of {keys} comes from an object the input does not hold"
+    )]
+    Unresolved {
+        /// The scaler type.
+        scaler: &'static str,
+        /// The keys, comma-separated.
+        keys: String,
+    },
 }
 
 impl ScalerError {
@@ -222,6 +258,7 @@ impl ScalerError {
             ScalerError::Config { .. } => "config",
             ScalerError::Backend { .. } => "backend",
             ScalerError::UnknownMetric { .. } => "unknown_metric",
+            ScalerError::Unresolved { .. } => "unresolved",
         }
     }
 }

@@ -110,6 +110,8 @@ pub struct Params<'a> {
     cfg: &'a ScalerConfig,
     scaler: &'static str,
     errors: Vec<String>,
+    /// Required keys that are absent but may come from values not known offline.
+    unresolved: Vec<String>,
 }
 
 impl<'a> Params<'a> {
@@ -119,6 +121,7 @@ impl<'a> Params<'a> {
             cfg,
             scaler,
             errors: Vec::new(),
+            unresolved: Vec::new(),
         }
     }
 
@@ -159,15 +162,42 @@ impl<'a> Params<'a> {
     }
 
     /// Turn the collected problems into one joined error, or `Ok` when there were none.
+    ///
+    /// Real problems win; otherwise required keys that may come from values not known offline
+    /// give [`ScalerError::Unresolved`], since the scaler's own checks cannot run without them.
     pub fn finish(self) -> Result<(), ScalerError> {
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
+        if !self.errors.is_empty() {
             Err(ScalerError::Config {
                 scaler: self.scaler,
                 message: self.errors.join("; "),
             })
+        } else if !self.unresolved.is_empty() {
+            Err(ScalerError::Unresolved {
+                scaler: self.scaler,
+                keys: self.unresolved.join(", "),
+            })
+        } else {
+            Ok(())
         }
+    }
+
+    /// Whether an absent key may still have a value in a source not known offline.
+    fn may_be_unresolved(&self, names: &[&'static str], sources: &[Source]) -> bool {
+        let unresolved = &self.cfg.unresolved;
+        sources.iter().any(|&source| match source {
+            Source::Metadata => false,
+            Source::Auth => {
+                unresolved.any_auth_param
+                    || names.iter().any(|n| unresolved.auth_params.contains(*n))
+            }
+            Source::Env => names.iter().any(|n| {
+                self.cfg
+                    .metadata
+                    .get(&format!("{n}FromEnv"))
+                    .map(|var| var.trim())
+                    .is_some_and(|var| unresolved.any_env || unresolved.env.contains(var))
+            }),
+        })
     }
 
     /// Walk `sources` in order, and inside each the aliases in order; first non-empty wins.
@@ -295,7 +325,9 @@ impl Key<'_, '_> {
     /// Look the key up, check presence and the enum, then convert with `convert`.
     fn get<T>(self, convert: impl FnOnce(&Found, char) -> Result<T, &'static str>) -> Option<T> {
         let Some(found) = self.params.lookup(&self.names, self.sources) else {
-            if self.required {
+            if self.required && self.params.may_be_unresolved(&self.names, self.sources) {
+                self.params.unresolved.push(self.names.join(","));
+            } else if self.required {
                 let sources: Vec<&str> = self.sources.iter().map(|s| s.as_str()).collect();
                 self.params.errors.push(format!(
                     "missing required parameter {:?} in [{}]",

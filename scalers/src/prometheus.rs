@@ -220,6 +220,7 @@ fn tls_settings(p: &mut Params<'_>, modes: &[String], unsafe_ssl: bool) -> TlsSe
             ca,
             cert,
             key,
+            key_password: None,
         }
     } else {
         TlsSettings {

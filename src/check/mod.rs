@@ -6,18 +6,22 @@
 //! `FILE:DOC: .json.path: what is wrong`; the exit status is 0 (all valid), 1 (problems) or
 //! 2 (an input could not be read or parsed).
 
+mod bundle;
 mod input;
 mod object;
 mod report;
 pub mod rules;
+mod scaler_validation;
 
 use std::path::Path;
 use std::process::ExitCode;
 
+pub use bundle::Bundle;
 pub use input::{InputError, MAX_INPUT_BYTES, parse_documents, read_input};
 pub use object::check_document;
 pub use report::{DocumentReport, Problem, Verdict};
 pub use rules::{NoTriggerValidation, TriggerContext, TriggerValidator};
+pub use scaler_validation::ScalerValidator;
 
 use crate::cli::{CheckArgs, OutputFormat};
 
@@ -44,26 +48,63 @@ pub fn check_text(
                 file: file.to_owned(),
                 document: i + 1,
                 verdict,
+                notes: Vec::new(),
             })
         })
         .collect();
     Ok(reports)
 }
 
+/// Check several inputs as one bundle: a trigger's TriggerAuthentication, Secrets and scale
+/// target may sit in any of them. Returns the reports and the inputs that could not be read.
+pub fn check_inputs(
+    inputs: &[(String, String)],
+    cluster_object_namespace: &str,
+) -> (Vec<DocumentReport>, Vec<(String, InputError)>) {
+    let mut parsed = Vec::new();
+    let mut unreadable = Vec::new();
+    for (file, text) in inputs {
+        match parse_documents(text) {
+            Ok(documents) => parsed.push((file, documents)),
+            Err(e) => unreadable.push((file.clone(), e)),
+        }
+    }
+    let bundle = Bundle::from_documents(parsed.iter().flat_map(|(_, docs)| docs));
+    let validator = ScalerValidator::new(&bundle, cluster_object_namespace);
+    let mut reports = Vec::new();
+    for (file, documents) in parsed {
+        for (i, doc) in documents.into_iter().enumerate() {
+            if let Some(verdict) = check_document(doc, &validator) {
+                reports.push(DocumentReport {
+                    file: file.clone(),
+                    document: i + 1,
+                    verdict,
+                    notes: validator.take_notes(),
+                });
+            }
+        }
+    }
+    (reports, unreadable)
+}
+
 /// Run `tidescale check` and return its exit status.
 pub fn run(args: &CheckArgs) -> ExitCode {
-    let triggers = NoTriggerValidation;
-    let mut reports = Vec::new();
+    let mut inputs = Vec::new();
     let mut unreadable = false;
     for path in &args.files {
         let file = display_name(path);
-        match read_input(path).and_then(|text| check_text(&file, &text, &triggers)) {
-            Ok(file_reports) => reports.extend(file_reports),
+        match read_input(path) {
+            Ok(text) => inputs.push((file, text)),
             Err(e) => {
                 eprintln!("{file}: {e}");
                 unreadable = true;
             }
         }
+    }
+    let (reports, unparsed) = check_inputs(&inputs, &args.cluster_object_namespace);
+    for (file, e) in &unparsed {
+        eprintln!("{file}: {e}");
+        unreadable = true;
     }
     let printed = match args.output {
         OutputFormat::Text => print_text(&reports),
@@ -106,6 +147,9 @@ fn print_text(reports: &[DocumentReport]) -> std::io::Result<()> {
         }
         for line in report.problem_lines() {
             writeln!(out, "{line}")?;
+        }
+        for note in &report.notes {
+            eprintln!("{}:{}: note: {note}", report.file, report.document);
         }
     }
     eprintln!(

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::report::{Problem, Problems, Verdict};
-use super::rules::{self, TriggerValidator};
+use super::rules::{self, MetricReport, TriggerValidator};
 use crate::crd::{
     ClusterTriggerAuthentication, CrdKind, ScaledJob, ScaledObject, TriggerAuthentication,
     crd_for_kind, names,
@@ -68,9 +68,14 @@ pub fn check_document(doc: Value, triggers: &dyn TriggerValidator) -> Option<Ver
     if api_version.split_once('/').map(|(group, _)| group) != Some(names::GROUP) {
         return Some(Verdict::Skipped { api_version, kind });
     }
-    let problems = check_keda_object(Value::Object(object), &api_version, &kind, triggers);
+    let (problems, metrics) =
+        check_keda_object(Value::Object(object), &api_version, &kind, triggers);
     Some(if problems.is_empty() {
-        Verdict::Valid { kind, name }
+        Verdict::Valid {
+            kind,
+            name,
+            metrics,
+        }
     } else {
         Verdict::Invalid {
             kind: Some(kind),
@@ -85,7 +90,7 @@ fn check_keda_object(
     api_version: &str,
     kind: &str,
     triggers: &dyn TriggerValidator,
-) -> Problems {
+) -> (Problems, Vec<MetricReport>) {
     let mut problems = Problems::default();
     if api_version != names::API_VERSION {
         let message = format!(
@@ -93,7 +98,7 @@ fn check_keda_object(
             names::API_VERSION
         );
         problems.add(".apiVersion", message);
-        return problems;
+        return (problems, Vec::new());
     }
     let Some(crd_kind) = CrdKind::from_kind(kind) else {
         let supported: Vec<String> = CrdKind::ALL
@@ -107,7 +112,7 @@ fn check_keda_object(
                 supported.join(", ")
             ),
         );
-        return problems;
+        return (problems, Vec::new());
     };
     check_metadata(&doc, crd_kind, &mut problems);
     check_schema(&mut doc, crd_kind, &mut problems);
@@ -115,24 +120,32 @@ fn check_keda_object(
     // typed API, so one pass reports schema and cross-field problems together. When it does
     // not read, the schema problems already say why.
     let schema_valid = problems.is_empty();
-    let read = match crd_kind {
-        CrdKind::ScaledObject => {
-            typed::<ScaledObject>(doc).map(|so| rules::scaled_object(&so, triggers, &mut problems))
+    let read =
+        match crd_kind {
+            CrdKind::ScaledObject => typed::<ScaledObject>(doc)
+                .map(|so| rules::scaled_object(&so, triggers, &mut problems)),
+            CrdKind::ScaledJob => {
+                typed::<ScaledJob>(doc).map(|sj| rules::scaled_job(&sj, triggers, &mut problems))
+            }
+            CrdKind::TriggerAuthentication => typed::<TriggerAuthentication>(doc).map(|ta| {
+                rules::trigger_authentication(&ta.spec, false, &mut problems);
+                Vec::new()
+            }),
+            CrdKind::ClusterTriggerAuthentication => typed::<ClusterTriggerAuthentication>(doc)
+                .map(|cta| {
+                    rules::trigger_authentication(&cta.spec.0, true, &mut problems);
+                    Vec::new()
+                }),
+        };
+    match read {
+        Ok(metrics) => (problems, metrics),
+        Err(problem) => {
+            if schema_valid {
+                problems.extend([problem]);
+            }
+            (problems, Vec::new())
         }
-        CrdKind::ScaledJob => {
-            typed::<ScaledJob>(doc).map(|sj| rules::scaled_job(&sj, triggers, &mut problems))
-        }
-        CrdKind::TriggerAuthentication => typed::<TriggerAuthentication>(doc)
-            .map(|ta| rules::trigger_authentication(&ta.spec, false, &mut problems)),
-        CrdKind::ClusterTriggerAuthentication => typed::<ClusterTriggerAuthentication>(doc)
-            .map(|cta| rules::trigger_authentication(&cta.spec.0, true, &mut problems)),
-    };
-    if let Err(problem) = read
-        && schema_valid
-    {
-        problems.extend([problem]);
     }
-    problems
 }
 
 /// DNS-1123 subdomain, the rule for object names.

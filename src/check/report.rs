@@ -65,6 +65,9 @@ pub enum Verdict {
         kind: String,
         /// `metadata.name`, when present.
         name: Option<String>,
+        /// What its triggers will serve to the HPA (ScaledObjects and ScaledJobs).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        metrics: Vec<crate::check::rules::MetricReport>,
     },
     /// A keda.sh object (or something that should have been one) with problems.
     Invalid {
@@ -94,6 +97,9 @@ pub struct DocumentReport {
     /// The verdict.
     #[serde(flatten)]
     pub verdict: Verdict,
+    /// What could not be fully checked offline (a value from a Secret the input lacks).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<Problem>,
 }
 
 impl DocumentReport {

@@ -69,6 +69,10 @@ impl Call<'_> {
             .any(|a| a.contains("as=Table"))
     }
 
+    fn wants_metadata(&self) -> bool {
+        wants_metadata(self.header("accept"))
+    }
+
     fn write_options(&self, subresource: Subresource) -> WriteOptions {
         WriteOptions {
             dry_run: self.query.contains_key("dryRun"),
@@ -154,6 +158,19 @@ impl Call<'_> {
     }
 }
 
+/// Whether the client asked for `PartialObjectMetadata` (metadata-only lists and watches).
+pub fn wants_metadata(accept: &str) -> bool {
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|a| a.contains("as=PartialObjectMetadata"))
+}
+
+/// The `meta.k8s.io/v1` `PartialObjectMetadata` of an object.
+pub fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({}))})
+}
+
 /// Dispatches a resource request by method and subresource.
 pub fn handle(call: &Call<'_>, method: &Method) -> Result<Reply, ApiError> {
     let sub = call.req.subresource.as_deref();
@@ -188,6 +205,9 @@ fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
             call.store.clock().now(),
         );
         return Ok(Reply::ok(t));
+    }
+    if call.wants_metadata() {
+        return Ok(Reply::ok(partial(&obj)));
     }
     Ok(Reply::ok(call.present(obj)))
 }
@@ -264,8 +284,14 @@ fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
         );
         return Ok(Reply::ok(t));
     }
+    if call.wants_metadata() {
+        let items: Vec<Value> = items.iter().map(partial).collect();
+        let list = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items});
+        return Ok(Reply::ok(list));
+    }
+    let kind = format!("{}List", call.info.kind);
     Ok(Reply::ok(
-        json!({"kind": format!("{}List", call.info.kind), "apiVersion": call.req.api_version(), "metadata": metadata, "items": items}),
+        json!({"kind": kind, "apiVersion": call.req.api_version(), "metadata": metadata, "items": items}),
     ))
 }
 

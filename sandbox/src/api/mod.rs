@@ -273,14 +273,8 @@ async fn route(state: &ApiState, req: Request) -> Result<Response, ApiError> {
         .resolve(&res.group, &res.version, &res.resource)
         .ok_or_else(ApiError::no_route)?;
     if method == Method::GET && res.name.is_none() && request::flag(&query, "watch") {
-        return watch::start(
-            store,
-            info,
-            &res,
-            &query,
-            state.bookmark_interval,
-            state.shutdown.clone(),
-        );
+        let stream = (state.bookmark_interval, state.shutdown.clone());
+        return watch::start(store, info, &res, &query, accept, stream);
     }
     let body = to_bytes(Body::new(body), MAX_BODY)
         .await

@@ -34,6 +34,7 @@ struct Watch {
     api_version: String,
     bookmarks: bool,
     initial_events: bool,
+    metadata_only: bool,
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
 }
 
@@ -43,8 +44,8 @@ pub fn start(
     info: Arc<ResourceInfo>,
     req: &ResourceRequest,
     query: &Query,
-    bookmark_every: Duration,
-    shutdown: CancellationToken,
+    accept: &str,
+    (bookmark_every, shutdown): (Duration, CancellationToken),
 ) -> Result<Response, ApiError> {
     let filter = Filter::parse(
         query.get("labelSelector").map(String::as_str),
@@ -71,6 +72,7 @@ pub fn start(
             api_version: req.api_version(),
             bookmarks: flag(query, "allowWatchBookmarks"),
             initial_events,
+            metadata_only: super::handlers::wants_metadata(accept),
             tx: tx.clone(),
         }),
         Err(e) => {
@@ -115,6 +117,9 @@ fn line(kind: &str, object: Value) -> Bytes {
 
 impl Watch {
     fn typed(&self, mut obj: Value) -> Value {
+        if self.metadata_only {
+            return super::handlers::partial(&obj);
+        }
         if let Some(map) = obj.as_object_mut() {
             map.insert("apiVersion".into(), json!(self.api_version));
             map.insert("kind".into(), json!(self.info.kind));

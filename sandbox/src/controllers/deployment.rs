@@ -10,7 +10,8 @@
 use serde_json::{Value, json};
 
 use super::events::EventRecorder;
-use super::pods::{self, controller_ref, stable_hash};
+use super::index::OwnerIndex;
+use super::pods::{controller_ref, stable_hash};
 use super::replicaset::{self, desired_replicas, replicasets, write_status};
 use crate::clock::format_time;
 use crate::store::{GroupResource, Store, WriteOptions, meta};
@@ -23,15 +24,6 @@ const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
 /// The `deployments.apps` resource.
 pub fn deployments() -> GroupResource {
     GroupResource::new("apps", "deployments")
-}
-
-/// ReplicaSets controlled by the Deployment.
-fn owned_replicasets(store: &Store, deploy: &Value) -> Vec<Value> {
-    let uid = meta::uid(deploy).unwrap_or_default();
-    let (all, _) = store.list(&replicasets(), meta::namespace(deploy));
-    all.into_iter()
-        .filter(|rs| pods::is_controlled_by(rs, uid))
-        .collect()
 }
 
 /// The ReplicaSet the Deployment's current template should run in.
@@ -59,7 +51,7 @@ fn new_replicaset(deploy: &Value, hash: &str, revision: usize) -> Value {
 }
 
 /// Makes the current ReplicaSet carry `spec.replicas` and scales older ones to zero.
-pub fn reconcile(store: &Store, events: &EventRecorder, deploy: &Value) {
+pub fn reconcile(store: &Store, events: &EventRecorder, sets: &OwnerIndex, deploy: &Value) {
     if meta::is_deleting(deploy) {
         return;
     }
@@ -68,7 +60,7 @@ pub fn reconcile(store: &Store, events: &EventRecorder, deploy: &Value) {
         .cloned()
         .unwrap_or_else(|| json!({}));
     let hash = stable_hash(&template);
-    let owned = owned_replicasets(store, deploy);
+    let owned = sets.owned(deploy);
     let current_name = format!("{}-{hash}", meta::name(deploy));
     let desired = desired_replicas(deploy);
     if !owned.iter().any(|rs| meta::name(rs) == current_name) {
@@ -80,7 +72,7 @@ pub fn reconcile(store: &Store, events: &EventRecorder, deploy: &Value) {
             }
         }
     }
-    for rs in &owned {
+    for rs in owned {
         let want = if meta::name(rs) == current_name {
             desired
         } else {
@@ -129,20 +121,28 @@ struct Counts {
     updated: usize,
 }
 
-fn counts(store: &Store, deploy: &Value, current_name: &str) -> Counts {
+/// The ReplicaSets and pods a status pass reads.
+#[derive(Debug)]
+pub struct Owned<'a> {
+    /// ReplicaSets by controlling Deployment.
+    pub sets: &'a OwnerIndex,
+    /// Pods by controlling ReplicaSet.
+    pub pods: &'a OwnerIndex,
+}
+
+fn counts(store: &Store, owned: &Owned<'_>, deploy: &Value, current_name: &str) -> Counts {
     let now = store.clock().now();
     let min_ready = deploy
         .pointer("/spec/minReadySeconds")
         .and_then(Value::as_u64)
         .unwrap_or(0);
     let mut c = Counts::default();
-    for rs in owned_replicasets(store, deploy) {
-        let (r, ready, available) =
-            replicaset::count(&replicaset::owned_pods(store, &rs), min_ready, now);
+    for rs in owned.sets.owned(deploy) {
+        let (r, ready, available) = replicaset::count(owned.pods.owned(rs), min_ready, now);
         c.replicas += r;
         c.ready += ready;
         c.available += available;
-        if meta::name(&rs) == current_name {
+        if meta::name(rs) == current_name {
             c.updated = r;
         }
     }
@@ -150,14 +150,14 @@ fn counts(store: &Store, deploy: &Value, current_name: &str) -> Counts {
 }
 
 /// Recomputes the Deployment's status from its ReplicaSets' pods.
-pub fn refresh_status(store: &Store, deploy: &Value) {
+pub fn refresh_status(store: &Store, owned: &Owned<'_>, deploy: &Value) {
     let now = store.clock().now();
     let template = deploy
         .pointer("/spec/template")
         .cloned()
         .unwrap_or_else(|| json!({}));
     let current_name = format!("{}-{}", meta::name(deploy), stable_hash(&template));
-    let c = counts(store, deploy, &current_name);
+    let c = counts(store, owned, deploy, &current_name);
     let desired = desired_replicas(deploy);
     let mut status = deploy.get("status").cloned().unwrap_or_else(|| json!({}));
     status["observedGeneration"] = deploy

@@ -6,7 +6,7 @@
 //! period; its recommendation and scale-event history lives only in memory and is dropped with
 //! the HPA (a recreated HPA with a new uid starts afresh).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
@@ -103,7 +103,8 @@ impl HpaController {
                 )
             })
             .collect();
-        self.lock().retain(|k, _| live.contains(k));
+        let alive: HashSet<&(String, String)> = live.iter().collect();
+        self.lock().retain(|k, _| alive.contains(k));
         for (hpa, key) in all.iter().zip(live) {
             let uid = meta::uid(hpa).unwrap_or_default().to_owned();
             let mut memory = self

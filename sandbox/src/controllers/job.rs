@@ -9,8 +9,9 @@
 use serde_json::{Map, Value, json};
 
 use super::events::EventRecorder;
+use super::index::OwnerIndex;
 use super::pods::{self, PodName, RUN_SECONDS_ANNOTATION};
-use super::replicaset::{owned_pods, write_status};
+use super::replicaset::write_status;
 use crate::store::{DeleteOptions, GroupResource, Store, meta};
 
 /// The `jobs.batch` resource.
@@ -88,12 +89,12 @@ fn job_template(job: &Value) -> (Value, Map<String, Value>) {
 }
 
 /// Starts or stops pods towards the wanted parallelism.
-pub fn reconcile(store: &Store, events: &EventRecorder, job: &Value) {
+pub fn reconcile(store: &Store, events: &EventRecorder, index: &OwnerIndex, job: &Value) {
     if meta::is_deleting(job) {
         return;
     }
-    let owned = owned_pods(store, job);
-    let (active, succeeded, _) = counts(&owned);
+    let owned = index.owned(job);
+    let (active, succeeded, _) = counts(owned);
     let wanted = wanted_active(job, succeeded);
     let (template, labels) = job_template(job);
     for _ in active..wanted {
@@ -123,10 +124,10 @@ pub fn reconcile(store: &Store, events: &EventRecorder, job: &Value) {
 }
 
 /// Recomputes `status`, completing the Job when enough pods succeeded.
-pub fn refresh_status(store: &Store, events: &EventRecorder, job: &Value) {
+pub fn refresh_status(store: &Store, events: &EventRecorder, index: &OwnerIndex, job: &Value) {
     let now = store.now_string();
-    let owned = owned_pods(store, job);
-    let (active, succeeded, failed) = counts(&owned);
+    let owned = index.owned(job);
+    let (active, succeeded, failed) = counts(owned);
     let ready = owned
         .iter()
         .filter(|p| pods::is_active(p) && pods::is_ready(p))

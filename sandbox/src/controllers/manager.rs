@@ -15,6 +15,7 @@ use super::events::EventRecorder;
 use super::hpa::Settings;
 use super::hpa_sync::HpaController;
 use super::http_metrics::HttpMetrics;
+use super::index::OwnerIndex;
 use super::metrics_api::{FetchError, MetricsApi};
 use super::pods::{self, PodTimings};
 use super::{deployment, job, replicaset, statefulset};
@@ -112,37 +113,55 @@ impl Controllers {
 
     /// One pass of every controller.
     pub async fn sync_once(&self) {
-        let store = &*self.store;
-        let (deploys, _) = store.list(&deployment::deployments(), None);
-        deploys
-            .iter()
-            .for_each(|d| deployment::reconcile(store, &self.events.deployment, d));
-        let (sets, _) = store.list(&replicaset::replicasets(), None);
-        sets.iter()
-            .for_each(|rs| replicaset::reconcile(store, &self.events.replicaset, rs));
-        let (stateful, _) = store.list(&statefulset::statefulsets(), None);
-        stateful
-            .iter()
-            .for_each(|s| statefulset::reconcile(store, &self.events.statefulset, s));
-        let (jobs, _) = store.list(&job::jobs(), None);
-        jobs.iter()
-            .for_each(|j| job::reconcile(store, &self.events.job, j));
-        pods::kubelet_sync(store, &self.config.pods);
-        // Statuses are recomputed from fresh reads so this pass's pod changes show at once.
-        for rs in store.list(&replicaset::replicasets(), None).0 {
-            replicaset::refresh_status(store, &rs);
-        }
-        for d in store.list(&deployment::deployments(), None).0 {
-            deployment::refresh_status(store, &d);
-        }
-        for s in store.list(&statefulset::statefulsets(), None).0 {
-            statefulset::refresh_status(store, &s);
-        }
-        for j in store.list(&job::jobs(), None).0 {
-            job::refresh_status(store, &self.events.job, &j);
-        }
+        self.reconcile_workloads();
+        pods::kubelet_sync(&self.store, &self.config.pods);
+        self.refresh_statuses();
         if let Some(hpa) = &self.hpa {
             hpa.sync_due().await;
+        }
+    }
+
+    /// Spec → children: Deployments create/scale ReplicaSets, the others create/delete pods.
+    fn reconcile_workloads(&self) {
+        let store = &*self.store;
+        let ev = &self.events;
+        let sets = OwnerIndex::build(store, &replicaset::replicasets());
+        for d in store.list(&deployment::deployments(), None).0 {
+            deployment::reconcile(store, &ev.deployment, &sets, &d);
+        }
+        // Pods are listed once for all owners: each owner only touches its own pods.
+        let owned_pods = OwnerIndex::build(store, &pods::pods());
+        for rs in store.list(&replicaset::replicasets(), None).0 {
+            replicaset::reconcile(store, &ev.replicaset, &owned_pods, &rs);
+        }
+        for s in store.list(&statefulset::statefulsets(), None).0 {
+            statefulset::reconcile(store, &ev.statefulset, &owned_pods, &s);
+        }
+        for j in store.list(&job::jobs(), None).0 {
+            job::reconcile(store, &ev.job, &owned_pods, &j);
+        }
+    }
+
+    /// Children → status, from fresh reads so this pass's pod changes show at once.
+    fn refresh_statuses(&self) {
+        let store = &*self.store;
+        let sets = OwnerIndex::build(store, &replicaset::replicasets());
+        let owned_pods = OwnerIndex::build(store, &pods::pods());
+        for rs in store.list(&replicaset::replicasets(), None).0 {
+            replicaset::refresh_status(store, &owned_pods, &rs);
+        }
+        let owned = deployment::Owned {
+            sets: &sets,
+            pods: &owned_pods,
+        };
+        for d in store.list(&deployment::deployments(), None).0 {
+            deployment::refresh_status(store, &owned, &d);
+        }
+        for s in store.list(&statefulset::statefulsets(), None).0 {
+            statefulset::refresh_status(store, &owned_pods, &s);
+        }
+        for j in store.list(&job::jobs(), None).0 {
+            job::refresh_status(store, &self.events.job, &owned_pods, &j);
         }
     }
 

@@ -360,6 +360,52 @@ mod tests {
     }
 
     #[test]
+    fn hpa_custom_and_resource_paths_follow_the_wire_contract() {
+        assert_eq!(
+            object_path("shop", "deployments.apps", "worker", "Queue", "q=a"),
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/deployments.apps/worker/queue?metricLabelSelector=q%3Da"
+        );
+        assert_eq!(
+            object_path("shop", "namespaces", "shop", "m", ""),
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/metrics/m"
+        );
+        assert_eq!(
+            pods_path("shop", "rps", "app=web", ""),
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/*/rps?labelSelector=app%3Dweb"
+        );
+        assert_eq!(
+            resource_path("shop", "app=web"),
+            "/apis/metrics.k8s.io/v1beta1/namespaces/shop/pods?labelSelector=app%3Dweb"
+        );
+    }
+
+    #[test]
+    fn hpa_custom_inputs_read_items() {
+        let one = json!({"items": [{"describedObject": {"name": "w"}, "value": "2500m"}]});
+        assert_eq!(
+            object_input(Ok(one.clone())),
+            MetricInput::Object(Ok(2_500))
+        );
+        let two = json!({"items": [{"value": "1"}, {"value": "2"}]});
+        let MetricInput::Object(Err(e)) = object_input(Ok(two)) else {
+            panic!("two items must fail");
+        };
+        assert!(
+            e.ends_with("the server returned 2 results when we asked for exactly one"),
+            "{e}"
+        );
+        let MetricInput::PerPod(Ok(samples)) = pods_input(Ok(one)) else {
+            panic!("expected samples");
+        };
+        assert_eq!(samples["w"].value, 2_500);
+        assert_eq!(samples["w"].window, SignedDuration::from_secs(60));
+        let MetricInput::PerPod(Err(e)) = pods_input(Ok(json!({"items": []}))) else {
+            panic!("empty must fail");
+        };
+        assert_eq!(e, "no metrics returned from custom metrics API");
+    }
+
+    #[test]
     fn hpa_external_input_sums_items_and_rejects_garbage() {
         let body = json!({"items": [{"value": "1500m"}, {"value": "3"}]});
         assert_eq!(

@@ -30,6 +30,7 @@ pub mod events;
 pub mod hpa;
 pub mod hpa_sync;
 pub mod http_metrics;
+pub mod index;
 pub mod job;
 pub mod manager;
 pub mod metrics_api;

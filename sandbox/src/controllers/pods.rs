@@ -267,13 +267,13 @@ fn next_status(pod: &Value, timings: &PodTimings, now: Timestamp) -> Option<Valu
     if meta::is_deleting(pod) {
         set_condition(&mut status, "Ready", false, now);
         set_condition(&mut status, "ContainersReady", false, now);
-    } else if phase == "Pending" {
+    } else if phase == "Pending" && now >= add(created, timings.start_delay) {
         let start = add(created, timings.start_delay);
-        if now < start {
-            return None;
-        }
         status["phase"] = json!("Running");
         status["startTime"] = json!(format_time(start));
+        status["hostIP"] = json!(HOST_IP);
+        status["podIP"] = json!(pod_ip(pod));
+        status["podIPs"] = json!([{"ip": pod_ip(pod)}]);
         set_condition(&mut status, "Initialized", true, start);
         set_condition(&mut status, "Ready", false, start);
         set_condition(&mut status, "ContainersReady", false, start);
@@ -291,7 +291,58 @@ fn next_status(pod: &Value, timings: &PodTimings, now: Timestamp) -> Option<Valu
             }
         }
     }
+    status["containerStatuses"] = container_statuses(pod, &status);
+    if status["containerStatuses"] == json!([])
+        && let Some(map) = status.as_object_mut()
+    {
+        map.remove("containerStatuses");
+    }
     (pod.get("status") != Some(&status)).then_some(status)
+}
+
+/// The node every simulated pod runs on.
+const HOST_IP: &str = "127.0.0.1";
+
+/// A stable pod IP in 10.244.0.0/16 derived from the pod's name.
+fn pod_ip(pod: &Value) -> String {
+    let h = meta::name(pod).bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("10.244.{}.{}", (h >> 8) & 0xff, (h & 0xfd) + 2)
+}
+
+/// `containerStatuses` matching the pod's phase and readiness (what `kubectl describe` shows).
+fn container_statuses(pod: &Value, status: &Value) -> Value {
+    let ready = !meta::is_deleting(pod)
+        && status["conditions"].as_array().is_some_and(|l| {
+            l.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        });
+    let started_at = status["startTime"].clone();
+    let finished_at = status["conditions"]
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["type"] == "Ready"))
+        .map_or(Value::Null, |c| c["lastTransitionTime"].clone());
+    let (state, running) = match status["phase"].as_str() {
+        Some("Running") => (json!({"running": {"startedAt": started_at}}), true),
+        Some("Succeeded") => (
+            json!({"terminated": {"exitCode": 0, "reason": "Completed",
+                                  "startedAt": started_at, "finishedAt": finished_at}}),
+            false,
+        ),
+        _ => (json!({"waiting": {"reason": "ContainerCreating"}}), false),
+    };
+    let containers = pod.pointer("/spec/containers").and_then(Value::as_array);
+    Value::Array(
+        containers
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .map(|c| {
+                json!({"name": c["name"], "image": c["image"], "imageID": "", "ready": ready && running,
+                       "started": running, "restartCount": 0, "state": state})
+            })
+            .collect(),
+    )
 }
 
 /// One kubelet pass over every pod: advance lifecycles, finish terminations.

@@ -11,6 +11,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
 use super::events::EventRecorder;
+use super::index::OwnerIndex;
 use super::pods::{self, PodName, Stage};
 use crate::clock::{add, parse_time};
 use crate::store::{DeleteOptions, GroupResource, Store, WriteOptions, meta};
@@ -18,15 +19,6 @@ use crate::store::{DeleteOptions, GroupResource, Store, WriteOptions, meta};
 /// The `replicasets.apps` resource.
 pub fn replicasets() -> GroupResource {
     GroupResource::new("apps", "replicasets")
-}
-
-/// Pods controlled by `owner` (any state).
-pub fn owned_pods(store: &Store, owner: &Value) -> Vec<Value> {
-    let uid = meta::uid(owner).unwrap_or_default();
-    let (all, _) = store.list(&pods::pods(), meta::namespace(owner));
-    all.into_iter()
-        .filter(|p| pods::is_controlled_by(p, uid))
-        .collect()
 }
 
 /// `spec.replicas` with the API default of 1.
@@ -37,14 +29,15 @@ pub fn desired_replicas(obj: &Value) -> usize {
 }
 
 /// Creates or deletes pods until `spec.replicas` are active.
-pub fn reconcile(store: &Store, events: &EventRecorder, rs: &Value) {
+pub fn reconcile(store: &Store, events: &EventRecorder, index: &OwnerIndex, rs: &Value) {
     if meta::is_deleting(rs) {
         return;
     }
     let name = meta::name(rs);
-    let active: Vec<Value> = owned_pods(store, rs)
-        .into_iter()
-        .filter(pods::is_active)
+    let active: Vec<&Value> = index
+        .owned(rs)
+        .iter()
+        .filter(|p| pods::is_active(p))
         .collect();
     let desired = desired_replicas(rs);
     let template = rs
@@ -109,14 +102,14 @@ pub fn count(pods_list: &[Value], min_ready_seconds: u64, now: Timestamp) -> (us
 }
 
 /// Recomputes `status` from the pods.
-pub fn refresh_status(store: &Store, rs: &Value) {
+pub fn refresh_status(store: &Store, index: &OwnerIndex, rs: &Value) {
     let now = store.clock().now();
-    let owned = owned_pods(store, rs);
+    let owned = index.owned(rs);
     let min_ready = rs
         .pointer("/spec/minReadySeconds")
         .and_then(Value::as_u64)
         .unwrap_or(0);
-    let (replicas, ready, available) = count(&owned, min_ready, now);
+    let (replicas, ready, available) = count(owned, min_ready, now);
     let mut status = rs.get("status").cloned().unwrap_or_else(|| json!({}));
     status["replicas"] = json!(replicas);
     status["fullyLabeledReplicas"] = json!(replicas);

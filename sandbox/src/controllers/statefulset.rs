@@ -8,8 +8,9 @@
 use serde_json::{Map, Value, json};
 
 use super::events::EventRecorder;
+use super::index::OwnerIndex;
 use super::pods::{self, PodName, stable_hash};
-use super::replicaset::{count, desired_replicas, owned_pods, write_status};
+use super::replicaset::{count, desired_replicas, write_status};
 use crate::store::{DeleteOptions, GroupResource, Store, meta};
 
 /// The `statefulsets.apps` resource.
@@ -26,14 +27,14 @@ fn ordinal(set: &str, pod: &Value) -> Option<usize> {
 }
 
 /// Creates missing ordinals below `spec.replicas`, deletes those at or above it.
-pub fn reconcile(store: &Store, events: &EventRecorder, set: &Value) {
+pub fn reconcile(store: &Store, events: &EventRecorder, index: &OwnerIndex, set: &Value) {
     if meta::is_deleting(set) {
         return;
     }
     let name = meta::name(set);
     let desired = desired_replicas(set);
     let parallel = set.pointer("/spec/podManagementPolicy") == Some(&json!("Parallel"));
-    let owned = owned_pods(store, set);
+    let owned = index.owned(set);
     let mut by_ordinal: Vec<(usize, &Value)> = owned
         .iter()
         .filter_map(|p| Some((ordinal(name, p)?, p)))
@@ -115,13 +116,13 @@ fn create_ordinal(store: &Store, events: &EventRecorder, set: &Value, o: usize) 
 }
 
 /// Recomputes `status`.
-pub fn refresh_status(store: &Store, set: &Value) {
+pub fn refresh_status(store: &Store, index: &OwnerIndex, set: &Value) {
     let now = store.clock().now();
     let min_ready = set
         .pointer("/spec/minReadySeconds")
         .and_then(Value::as_u64)
         .unwrap_or(0);
-    let (replicas, ready, available) = count(&owned_pods(store, set), min_ready, now);
+    let (replicas, ready, available) = count(index.owned(set), min_ready, now);
     let template = set
         .pointer("/spec/template")
         .cloned()

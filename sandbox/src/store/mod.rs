@@ -396,6 +396,7 @@ impl Store {
                 })
                 .collect(),
             Some(rv) if rv < st.compacted => return Err(too_old(rv, st.compacted)),
+            Some(rv) if rv > st.rv => return Err(ApiError::too_large_resource_version(rv, st.rv)),
             Some(rv) => st
                 .history
                 .iter()

@@ -150,3 +150,15 @@ fn core_events_with_generated_names_are_accepted() {
         .unwrap();
     assert_eq!(created["reason"], "SuccessfulRescale");
 }
+
+#[test]
+fn watching_from_a_future_version_is_a_timeout() {
+    let s = store();
+    let future = s.resource_version() + 10;
+    let err = s.watch(&cms(), None, Some(future)).unwrap_err();
+    assert_eq!((err.code, err.reason), (504, "Timeout"));
+    assert_eq!(
+        err.to_status()["details"]["causes"][0]["reason"],
+        "ResourceVersionTooLarge"
+    );
+}

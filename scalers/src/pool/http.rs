@@ -12,7 +12,7 @@ use reqwest::{RequestBuilder, StatusCode, Url};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use super::{Pool, Shared, effective_timeout};
@@ -31,6 +31,8 @@ pub struct TlsSettings {
     pub cert: Option<String>,
     /// Client private key (PEM, unencrypted). Secret: never printed.
     pub key: Option<String>,
+    /// Password of an encrypted PKCS#8 `key` (`keyPassword`). Secret: never printed.
+    pub key_password: Option<String>,
 }
 
 impl fmt::Debug for TlsSettings {
@@ -40,6 +42,10 @@ impl fmt::Debug for TlsSettings {
             .field("ca", &self.ca.is_some())
             .field("cert", &self.cert.is_some())
             .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "key_password",
+                &self.key_password.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -189,14 +195,35 @@ pub fn rustls_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, String> 
     };
     match (&tls.cert, &tls.key) {
         (Some(cert), Some(key)) => {
-            let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
-                .map_err(|_| "tls: \"key\" is not an unencrypted PEM private key".to_owned())?;
+            let key = private_key(key, tls.key_password.as_deref())?;
             builder
                 .with_client_auth_cert(parse_certs(cert, "cert")?, key)
                 .map_err(|e| format!("tls: client certificate rejected: {e}"))
         }
         _ => Ok(builder.with_no_client_auth()),
     }
+}
+
+/// The client key: PEM (PKCS#1, SEC1 or PKCS#8), or an encrypted PKCS#8 PEM with `password`.
+/// Messages never include key material.
+pub fn private_key(pem: &str, password: Option<&str>) -> Result<PrivateKeyDer<'static>, String> {
+    let Some(password) = password else {
+        return PrivateKeyDer::from_pem_slice(pem.as_bytes())
+            .map_err(|_| "tls: \"key\" is not an unencrypted PEM private key".to_owned());
+    };
+    let (label, document) = pkcs8::SecretDocument::from_pem(pem)
+        .map_err(|_| "tls: \"key\" is not valid PEM".to_owned())?;
+    if label != "ENCRYPTED PRIVATE KEY" {
+        return Err(
+            "tls: \"keyPassword\" is set but \"key\" is not an encrypted PKCS#8 key".into(),
+        );
+    }
+    let decrypted = pkcs8::EncryptedPrivateKeyInfo::try_from(document.as_bytes())
+        .and_then(|info| info.decrypt(password))
+        .map_err(|_| "tls: \"key\" cannot be decrypted with \"keyPassword\"".to_owned())?;
+    Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        decrypted.as_bytes().to_vec(),
+    )))
 }
 
 /// Every certificate in a PEM bundle; an empty or broken bundle is an error naming `what`.
@@ -251,6 +278,8 @@ impl ServerCertVerifier for NoVerify {
 
 #[cfg(test)]
 mod tests {
+    use rstest::rstest;
+
     use super::*;
 
     #[test]
@@ -282,6 +311,42 @@ mod tests {
         assert_eq!((stats.clients, stats.shares), (2, 3));
         drop(shares);
         assert_eq!(pool.stats().clients, 0);
+    }
+
+    const CERT: &str = include_str!("../../tests/fixtures/tls/client-cert.pem");
+    const KEY: &str = include_str!("../../tests/fixtures/tls/client-key.pem");
+    const ENCRYPTED_KEY: &str = include_str!("../../tests/fixtures/tls/client-key-encrypted.pem");
+
+    fn client_tls(key: &str, password: Option<&str>) -> TlsSettings {
+        TlsSettings {
+            ca: Some(CERT.into()),
+            cert: Some(CERT.into()),
+            key: Some(key.into()),
+            key_password: password.map(Into::into),
+            ..TlsSettings::default()
+        }
+    }
+
+    #[rstest]
+    #[case::plain_key(KEY, None, None)]
+    #[case::encrypted_key(ENCRYPTED_KEY, Some("fixture-pw"), None)]
+    #[case::wrong_password(ENCRYPTED_KEY, Some("nope"), Some("cannot be decrypted"))]
+    #[case::encrypted_without_password(ENCRYPTED_KEY, None, Some("not an unencrypted PEM"))]
+    #[case::password_for_plain_key(KEY, Some("fixture-pw"), Some("not an encrypted PKCS#8"))]
+    fn client_keys_plain_or_encrypted(
+        #[case] key: &str,
+        #[case] password: Option<&str>,
+        #[case] error: Option<&str>,
+    ) {
+        match (rustls_config(&client_tls(key, password)), error) {
+            (Ok(config), None) => assert!(config.client_auth_cert_resolver.has_certs()),
+            (Err(message), Some(expected)) => {
+                assert!(message.contains(expected), "{message}");
+                assert!(!message.contains("fixture-pw") && !message.contains("PRIVATE"));
+            }
+            (Ok(_), Some(expected)) => panic!("expected an error containing {expected:?}"),
+            (Err(message), None) => panic!("unexpected error: {message}"),
+        }
     }
 
     #[test]

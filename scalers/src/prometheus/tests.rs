@@ -327,3 +327,26 @@ fn secrets_never_show_in_debug_output() {
         assert!(!text.contains("secret-"), "{text}");
     }
 }
+
+#[tokio::test]
+async fn a_slow_server_is_cut_off_by_the_trigger_timeout() {
+    let handler = || async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        vector(r#"{"value":[1,"1"]}"#)
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = Router::new().route("/api/v1/query", get(handler));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let started = std::time::Instant::now();
+    let err = poll(&format!("http://{addr}"), &[("timeout", "200ms")], &[])
+        .await
+        .expect_err("timeout");
+    assert!(
+        err.to_string().contains("request timed out after 200ms"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

@@ -46,7 +46,7 @@ pub(super) fn key(trigger: &Trigger) -> Result<AmqpKey, ScalerError> {
     let uri = url.to_string();
     Ok(AmqpKey {
         uri,
-        tls: tls_settings(trigger)?,
+        tls: tls_settings(trigger),
     })
 }
 

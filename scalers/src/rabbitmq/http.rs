@@ -60,7 +60,7 @@ impl Api {
             ));
         }
         let url = host_url(trigger)?;
-        let tls = tls_settings(trigger)?;
+        let tls = tls_settings(trigger);
         let client = acquire(&url, &tls).map_err(config_error)?;
         let auth = if let Some(oauth) = &trigger.oauth {
             Credentials::OAuth(Box::new(OAuthClient::new(oauth, &tls)?))

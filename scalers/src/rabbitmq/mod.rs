@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::Url;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::naming::{self, is_active};
 use crate::pool::Shared;
@@ -176,28 +176,25 @@ fn host_url(trigger: &Trigger) -> Result<Url, ScalerError> {
 }
 
 /// The TLS settings of `tls`, `ca`, `cert`/`key` and `unsafeSsl`, for AMQP and HTTP alike.
-pub(crate) fn tls_settings(trigger: &Trigger) -> Result<TlsSettings, ScalerError> {
-    if trigger.tls && trigger.key_password.is_some() && trigger.client_cert.is_some() {
-        return Err(config_error(
-            "encrypted client keys (keyPassword) are not supported yet",
-        ));
+pub(crate) fn tls_settings(trigger: &Trigger) -> TlsSettings {
+    let secret = |s: &SecretString| s.expose_secret().to_owned();
+    if !trigger.tls {
+        return TlsSettings {
+            unsafe_ssl: trigger.unsafe_ssl,
+            ..TlsSettings::default()
+        };
     }
-    let (ca, cert, key) = if trigger.tls {
-        let (cert, key) = trigger
-            .client_cert
-            .as_ref()
-            .map(|(c, k)| (Some(c.clone()), Some(k.expose_secret().to_owned())))
-            .unwrap_or_default();
-        (trigger.ca.clone(), cert, key)
-    } else {
-        (None, None, None)
+    let (cert, key) = match &trigger.client_cert {
+        Some((cert, key)) => (Some(cert.clone()), Some(secret(key))),
+        None => (None, None),
     };
-    Ok(TlsSettings {
+    TlsSettings {
         unsafe_ssl: trigger.unsafe_ssl,
-        ca,
+        ca: trigger.ca.clone(),
         cert,
         key,
-    })
+        key_password: trigger.key_password.as_ref().map(secret),
+    }
 }
 
 #[async_trait]

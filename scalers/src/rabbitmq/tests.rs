@@ -346,3 +346,101 @@ async fn unusable_tls_material_is_a_config_error(#[case] host: &str) {
         "{err}"
     );
 }
+
+/// A listener that accepts connections and never answers: the worst kind of dead broker.
+async fn silent_listener() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    addr
+}
+
+#[rstest]
+#[case::amqp("amqp", "connect timed out after 300ms")]
+#[case::http("http", "request timed out after 300ms")]
+#[tokio::test]
+async fn a_silent_broker_is_cut_off_by_the_timeout(#[case] scheme: &str, #[case] message: &str) {
+    let addr = silent_listener().await;
+    let mut c = cfg(&[("host", &format!("{scheme}://u:p@{addr}")), Q], &[]);
+    c.timeout = Duration::from_millis(300);
+    let started = std::time::Instant::now();
+    let result = match build(&c).await {
+        Ok(scaler) => poll_built(scaler.as_ref()).await,
+        Err(e) => Err(e),
+    };
+    let err = result.expect_err("silent broker");
+    assert!(err.to_string().contains(message), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+async fn poll_built(scaler: &dyn Scaler) -> Result<MetricsAndActivity, ScalerError> {
+    let name = scaler.metric_specs()[0].metric_name.clone();
+    scaler.metrics_and_activity(&name).await
+}
+
+#[tokio::test]
+async fn oauth2_token_is_fetched_once_and_sent_as_bearer() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let tokens = Arc::new(AtomicUsize::new(0));
+    let issued = Arc::clone(&tokens);
+    let routes = Router::new()
+        .route(
+            "/token",
+            axum::routing::post(move |body: String| {
+                let issued = Arc::clone(&issued);
+                async move {
+                    issued.fetch_add(1, Ordering::SeqCst);
+                    let ok = body.contains("grant_type=client_credentials")
+                        && body.contains("client_id=c")
+                        && body.contains("scope=a+b");
+                    let status = if ok {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::BAD_REQUEST
+                    };
+                    (status, r#"{"access_token":"tok","expires_in":3600}"#)
+                }
+            }),
+        )
+        .route(
+            "/api/queues/%2F/q",
+            get(|headers: axum::http::HeaderMap| async move {
+                match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+                    Some("Bearer tok") => (StatusCode::OK, r#"{"messages":9}"#),
+                    _ => (StatusCode::UNAUTHORIZED, ""),
+                }
+            }),
+        );
+    let host = mock(routes).await;
+    let token_uri = format!("{}/token", host.replace("guest:guest@", ""));
+    let auth = [
+        ("oauthTokenURI", token_uri.as_str()),
+        ("clientID", "c"),
+        ("clientSecret", "s"),
+        ("scopes", "a,b"),
+    ];
+    let bare = host.replace("guest:guest@", "");
+    let scaler = build(&cfg(&[("host", &bare), Q], &auth))
+        .await
+        .expect("build");
+    for _ in 0..3 {
+        assert_eq!(
+            poll_built(scaler.as_ref()).await.expect("poll").values,
+            vec![9.0]
+        );
+    }
+    assert_eq!(tokens.load(Ordering::SeqCst), 1);
+}

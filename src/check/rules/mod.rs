@@ -10,15 +10,33 @@ mod triggers;
 
 pub use auth::trigger_authentication;
 pub use scaled_object::scaled_object;
-pub use triggers::{NoTriggerValidation, TriggerContext, TriggerValidator};
+pub use triggers::{
+    EnvSource, MetricReport, NoTriggerValidation, TriggerContext, TriggerOwner, TriggerValidator,
+};
 
 use super::report::Problems;
 use crate::crd::ScaledJob;
 
 /// Rules for a ScaledJob: KEDA validates only its triggers (metricType does not apply to Jobs).
-pub fn scaled_job(sj: &ScaledJob, validator: &dyn TriggerValidator, problems: &mut Problems) {
-    let object_name = sj.metadata.name.as_deref().unwrap_or_default();
-    triggers::check_triggers(&sj.spec.triggers, object_name, true, validator, problems);
+pub fn scaled_job(
+    sj: &ScaledJob,
+    validator: &dyn TriggerValidator,
+    problems: &mut Problems,
+) -> Vec<MetricReport> {
+    let owner = TriggerOwner {
+        namespace: sj
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or(DEFAULT_NAMESPACE),
+        name: sj.metadata.name.as_deref().unwrap_or_default(),
+        scaled_job: true,
+        env_source: EnvSource::JobTemplate {
+            pod: sj.spec.job_target_ref.template.spec.as_ref(),
+            container: sj.spec.env_source_container_name.as_deref(),
+        },
+    };
+    let metrics = triggers::check_triggers(&sj.spec.triggers, owner, validator, problems);
     if let Some(percentage) = sj
         .spec
         .scaling_strategy
@@ -34,4 +52,8 @@ pub fn scaled_job(sj: &ScaledJob, validator: &dyn TriggerValidator, problems: &m
             format!("Invalid value: {percentage:?}: must be a number, e.g. \"0.5\""),
         );
     }
+    metrics
 }
+
+/// The namespace of an object that names none, as kubectl applies it.
+pub const DEFAULT_NAMESPACE: &str = "default";

@@ -1,16 +1,39 @@
 //! ScaledObject rules of KEDA's admission webhook (`reference/keda.md` §2.10, §2.6, §2.7).
 
-use super::triggers::{self, RESOURCE_SCALERS, TriggerValidator};
+use super::DEFAULT_NAMESPACE;
+use super::triggers::{
+    self, EnvSource, MetricReport, RESOURCE_SCALERS, TriggerOwner, TriggerValidator,
+};
 use crate::check::report::Problems;
 use crate::crd::names::MAX_NAME_LENGTH;
 use crate::crd::{FallbackBehavior, ScaledObject, ScalingModifiers};
 
-/// Every ScaledObject rule.
-pub fn scaled_object(so: &ScaledObject, validator: &dyn TriggerValidator, problems: &mut Problems) {
+/// Every ScaledObject rule; returns the metrics of its valid triggers.
+pub fn scaled_object(
+    so: &ScaledObject,
+    validator: &dyn TriggerValidator,
+    problems: &mut Problems,
+) -> Vec<MetricReport> {
     let name = so.metadata.name.as_deref().unwrap_or_default();
     check_names(so, name, problems);
     check_replica_bounds(so, problems);
-    triggers::check_triggers(&so.spec.triggers, name, false, validator, problems);
+    let target = &so.spec.scale_target_ref;
+    let owner = TriggerOwner {
+        namespace: so
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or(DEFAULT_NAMESPACE),
+        name,
+        scaled_job: false,
+        env_source: EnvSource::Target {
+            api_version: target.api_version_or_default(),
+            kind: target.kind_or_default(),
+            name: &target.name,
+            container: target.env_source_container_name.as_deref(),
+        },
+    };
+    let metrics = triggers::check_triggers(&so.spec.triggers, owner, validator, problems);
     check_resource_only(so, problems);
     check_fallback(so, problems);
     if let Some(modifiers) = so
@@ -21,6 +44,7 @@ pub fn scaled_object(so: &ScaledObject, validator: &dyn TriggerValidator, proble
     {
         check_scaling_modifiers(so, modifiers, problems);
     }
+    metrics
 }
 
 /// The object name is a label value on the HPA, and the HPA's name must fit a label too.

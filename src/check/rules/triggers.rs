@@ -3,6 +3,9 @@
 
 use std::collections::BTreeSet;
 
+use k8s_openapi::api::core::v1::PodSpec;
+use serde::Serialize;
+
 use crate::check::report::{Problem, Problems};
 use crate::crd::{AUTHENTICATION_REF_KINDS, ScaleTriggers};
 
@@ -13,9 +16,34 @@ const NO_CACHED_METRICS: [&str; 3] = ["cpu", "memory", "cron"];
 /// `triggers[].metricType` values.
 const METRIC_TYPES: [&str; 3] = ["AverageValue", "Value", "Utilization"];
 
+/// Where a trigger's `<key>FromEnv` values come from.
+#[derive(Debug, Clone, Copy)]
+pub enum EnvSource<'a> {
+    /// A ScaledObject's `scaleTargetRef`: the workload's pod template, found by kind and name.
+    Target {
+        /// `apiVersion` of the target (defaulted).
+        api_version: &'a str,
+        /// `kind` of the target (defaulted).
+        kind: &'a str,
+        /// Name of the target.
+        name: &'a str,
+        /// `envSourceContainerName`.
+        container: Option<&'a str>,
+    },
+    /// A ScaledJob's own Job template.
+    JobTemplate {
+        /// The template's pod spec, when it has one.
+        pod: Option<&'a PodSpec>,
+        /// `envSourceContainerName`.
+        container: Option<&'a str>,
+    },
+}
+
 /// One trigger, with what a metadata validator needs to know about where it sits.
 #[derive(Debug)]
 pub struct TriggerContext<'a> {
+    /// Namespace of the ScaledObject or ScaledJob.
+    pub namespace: &'a str,
     /// Name of the ScaledObject or ScaledJob.
     pub object_name: &'a str,
     /// Position in `spec.triggers`.
@@ -24,6 +52,8 @@ pub struct TriggerContext<'a> {
     pub trigger: &'a ScaleTriggers,
     /// Whether the trigger belongs to a ScaledJob.
     pub scaled_job: bool,
+    /// Where `<key>FromEnv` values come from.
+    pub env_source: EnvSource<'a>,
 }
 
 impl TriggerContext<'_> {
@@ -33,11 +63,31 @@ impl TriggerContext<'_> {
     }
 }
 
+/// One metric a valid trigger will expose, as `tidescale check --output json` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricReport {
+    /// Position of the trigger in `spec.triggers`.
+    pub trigger_index: usize,
+    /// The trigger's `type`.
+    pub trigger_type: String,
+    /// The external metric name the HPA will query.
+    pub metric_name: String,
+    /// The HPA target, as a Kubernetes quantity.
+    pub target: String,
+    /// `AverageValue` or `Value`.
+    pub metric_type: String,
+    /// The trigger is active above this value, when the scaler has such a threshold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activation_threshold: Option<f64>,
+}
+
 /// Validates a trigger's scaler-specific metadata. The scalers plug in here; `check` runs the
 /// same parser the operator runs.
 pub trait TriggerValidator {
-    /// Problems with the trigger's `metadata` (and what it refers to).
-    fn validate(&self, trigger: &TriggerContext<'_>) -> Vec<Problem>;
+    /// The metrics the trigger exposes, or what is wrong with its `metadata` (and what it
+    /// refers to).
+    fn validate(&self, trigger: &TriggerContext<'_>) -> Result<Vec<MetricReport>, Vec<Problem>>;
 }
 
 /// Validates no metadata: only the generic trigger rules apply.
@@ -45,27 +95,43 @@ pub trait TriggerValidator {
 pub struct NoTriggerValidation;
 
 impl TriggerValidator for NoTriggerValidation {
-    fn validate(&self, _trigger: &TriggerContext<'_>) -> Vec<Problem> {
-        Vec::new()
+    fn validate(&self, _trigger: &TriggerContext<'_>) -> Result<Vec<MetricReport>, Vec<Problem>> {
+        Ok(Vec::new())
     }
 }
 
-/// The generic trigger rules, then the scaler's own.
+/// Where a set of triggers sits: its object and env source.
+#[derive(Debug, Clone, Copy)]
+pub struct TriggerOwner<'a> {
+    /// Namespace of the object.
+    pub namespace: &'a str,
+    /// Name of the object.
+    pub name: &'a str,
+    /// Whether the object is a ScaledJob.
+    pub scaled_job: bool,
+    /// Where `<key>FromEnv` values come from.
+    pub env_source: EnvSource<'a>,
+}
+
+/// The generic trigger rules, then the scaler's own; returns the metrics of valid triggers.
 pub fn check_triggers(
     triggers: &[ScaleTriggers],
-    object_name: &str,
-    scaled_job: bool,
+    owner: TriggerOwner<'_>,
     validator: &dyn TriggerValidator,
     problems: &mut Problems,
-) {
+) -> Vec<MetricReport> {
     let mut names = BTreeSet::new();
+    let mut metrics = Vec::new();
     for (index, trigger) in triggers.iter().enumerate() {
         let context = TriggerContext {
-            object_name,
+            namespace: owner.namespace,
+            object_name: owner.name,
             index,
             trigger,
-            scaled_job,
+            scaled_job: owner.scaled_job,
+            env_source: owner.env_source,
         };
+        let scaled_job = owner.scaled_job;
         let path = context.path();
         if let Some(name) = trigger.name.as_deref().filter(|n| !n.is_empty())
             && !names.insert(name)
@@ -85,8 +151,12 @@ pub fn check_triggers(
         }
         check_metric_type(trigger, &path, scaled_job, problems);
         check_authentication_ref(trigger, &path, problems);
-        problems.extend(validator.validate(&context));
+        match validator.validate(&context) {
+            Ok(reports) => metrics.extend(reports),
+            Err(found) => problems.extend(found),
+        }
     }
+    metrics
 }
 
 fn check_metric_type(

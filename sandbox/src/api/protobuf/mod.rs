@@ -289,3 +289,44 @@ fn decode_plain(name: &str, bytes: &[u8]) -> Result<Value, ApiError> {
     }
     Ok(Value::Object(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(tag: u8, bytes: &[u8]) -> Vec<u8> {
+        let mut out = vec![(tag << 3) | 2, u8::try_from(bytes.len()).unwrap()];
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    fn varint_field(tag: u8, value: u8) -> Vec<u8> {
+        vec![tag << 3, value]
+    }
+
+    #[test]
+    fn decodes_a_configmap_envelope_with_maps_and_metadata() {
+        let meta = [field(1, b"settings"), field(3, b"shop")].concat();
+        let entry = [field(1, b"mode"), field(2, b"fast")].concat();
+        let object = [field(1, &meta), field(2, &entry), varint_field(4, 1)].concat();
+        let type_meta = [field(1, b"v1"), field(2, b"ConfigMap")].concat();
+        let body = [MAGIC.to_vec(), field(1, &type_meta), field(2, &object)].concat();
+        let decoded = decode(&body).unwrap();
+        assert_eq!(
+            decoded,
+            json!({"metadata": {"name": "settings", "namespace": "shop"}, "data": {"mode": "fast"},
+                                   "immutable": true, "apiVersion": "v1", "kind": "ConfigMap"})
+        );
+    }
+
+    #[test]
+    fn int_or_string_and_truncated_input() {
+        let port = [varint_field(1, 1), field(3, b"http")].concat();
+        assert_eq!(
+            decode_message("k8s.io.apimachinery.pkg.util.intstr.IntOrString", &port, 0).unwrap(),
+            json!("http")
+        );
+        assert_eq!(decode(b"k8s\0\x0a\x05ab").unwrap_err().code, 400);
+        assert_eq!(decode(b"{}").unwrap_err().code, 400);
+    }
+}

@@ -14,6 +14,8 @@ use crate::controllers::selector::LabelSelector;
 const DEFAULT_UP_PODS: i32 = 4;
 /// Default scale-up/-down percent policy value (§3.7).
 const DEFAULT_PERCENT: i32 = 100;
+/// Utilization target of the API's default metric (§3.5).
+const DEFAULT_CPU_PERCENT: i32 = 80;
 /// Default policy period in seconds (§3.7).
 const DEFAULT_PERIOD: i32 = 15;
 
@@ -34,6 +36,10 @@ pub struct HpaSpec {
     /// Scaling behaviour; `None` selects the legacy path (§3.6).
     #[serde(default)]
     pub behavior: Option<Behavior>,
+    /// `autoscaling/v1`'s only metric, for HPAs written through the v1 API (versions share
+    /// storage in the sandbox).
+    #[serde(default, rename = "targetCPUUtilizationPercentage")]
+    pub target_cpu_utilization_percentage: Option<i32>,
 }
 
 impl HpaSpec {
@@ -47,6 +53,9 @@ impl HpaSpec {
         if !self.metrics.is_empty() {
             return self.metrics.clone();
         }
+        let percent = self
+            .target_cpu_utilization_percentage
+            .unwrap_or(DEFAULT_CPU_PERCENT);
         vec![MetricSpec {
             kind: "Resource".to_owned(),
             resource: Some(ResourceSource {
@@ -54,7 +63,7 @@ impl HpaSpec {
                 container: None,
                 target: Target {
                     kind: "Utilization".to_owned(),
-                    average_utilization: Some(80),
+                    average_utilization: Some(percent),
                     ..Target::default()
                 },
             }),
@@ -352,6 +361,20 @@ mod tests {
             ..Target::default()
         };
         assert_eq!(zero.parse(), None);
+    }
+
+    #[test]
+    fn hpa_spec_reads_the_autoscaling_v1_target() {
+        let spec: HpaSpec = serde_json::from_value(json!({
+            "scaleTargetRef": {"kind": "Deployment", "name": "w"}, "maxReplicas": 3,
+            "targetCPUUtilizationPercentage": 50
+        }))
+        .unwrap();
+        let m = spec.effective_metrics();
+        assert_eq!(
+            m[0].resource.as_ref().unwrap().target.parse(),
+            Some(TargetValue::Utilization(50))
+        );
     }
 
     #[test]

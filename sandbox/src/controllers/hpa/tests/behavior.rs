@@ -174,3 +174,19 @@ fn hpa_down_tolerance_override_lets_a_five_percent_drop_scale() {
         }
     );
 }
+
+/// §3.7's closing note: the legacy path and the default behavior differ for the same input.
+#[rstest]
+#[case::legacy_path_allows_max_2c_or_4(None, 4)]
+#[case::default_behavior_allows_c_plus_4(Some(json!({})), 6)]
+#[case::behavior_without_policies_uses_defaults(Some(json!({"scaleUp": {"stabilizationWindowSeconds": 0}})), 6)]
+fn hpa_legacy_and_default_behavior_differ(#[case] behavior: Option<Value>, #[case] desired: i32) {
+    let target = json!({"type": "AverageValue", "averageValue": "1"});
+    let mut sim = Sim::new(external_hpa(target, behavior, 1));
+    let step = sim.cycle(t0(), 2, 2, &pods(2, 0), Ok(10_000));
+    assert_eq!(step.desired, Some(desired));
+    assert_eq!(
+        step.reason(ConditionType::ScalingLimited),
+        (true, "ScaleUpLimit".to_owned())
+    );
+}
