@@ -178,4 +178,5 @@ fn json_output_lists_what_the_hpa_will_query() {
     assert_eq!(metrics[1]["metricName"], "s1-prometheus");
     assert_eq!(metrics[1]["target"], "1500m");
     assert_eq!(metrics[1]["metricType"], "Value");
+    assert_eq!(metrics[0]["activationThreshold"], 0.0);
 }

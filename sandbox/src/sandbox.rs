@@ -25,7 +25,7 @@ use crate::api::{ApiState, router};
 use crate::auth::{Authenticator, UserInfo};
 use crate::clock::ClockHandle;
 use crate::pki::{Pki, PkiError, Usage};
-use crate::store::{DEFAULT_HISTORY, GroupResource, Store, WriteOptions};
+use crate::store::{DEFAULT_HISTORY, Store};
 use crate::{gc, server};
 
 /// How to run a sandbox.

@@ -481,3 +481,83 @@ async fn hpa_object_metric_reads_the_custom_metrics_api() {
         "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/deployments.apps/worker/queue_depth"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hpa_garbage_metric_value_is_a_metric_failure() {
+    let w = world().await;
+    w.metrics.set(Some("NaN"));
+    create_workload(&w, 2, None);
+    w.clock.advance(Duration::from_secs(1)).await;
+    assert_eq!(spec_replicas(&w), 2);
+    let (status, reason, message) = condition(&hpa_status(&w), "ScalingActive");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "FailedGetExternalMetric")
+    );
+    assert!(
+        message.contains("unable to fetch metrics from external metrics API: quantity \"NaN\""),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hpa_target_without_selector_reports_invalid_selector() {
+    let w = world().await;
+    w.metrics.set(Some("60"));
+    create_crd_target(&w);
+    let mut cr = w
+        .store
+        .get(&gr("example.com", "workers"), Some("default"), "w1")
+        .unwrap();
+    cr["status"] = json!({"replicas": 2});
+    w.store
+        .update(&gr("example.com", "workers"), cr, &WriteOptions::status())
+        .unwrap();
+    w.clock.advance(Duration::from_secs(1)).await;
+    let status = w
+        .store
+        .get(
+            &gr("autoscaling", "horizontalpodautoscalers"),
+            Some("default"),
+            "w1",
+        )
+        .unwrap()["status"]
+        .clone();
+    assert_eq!(
+        condition(&status, "ScalingActive"),
+        (
+            "False".to_owned(),
+            "InvalidSelector".to_owned(),
+            "the HPA target's scale is missing a selector".to_owned()
+        )
+    );
+    let reasons: Vec<_> = events(&w).into_iter().map(|e| e.1).collect();
+    assert!(
+        reasons.contains(&"SelectorRequired".to_owned()),
+        "{reasons:?}"
+    );
+    let cr = w
+        .store
+        .get(&gr("example.com", "workers"), Some("default"), "w1")
+        .unwrap();
+    assert_eq!(cr["spec"]["replicas"], 2, "no scaling without a selector");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hpa_unreadable_spec_does_not_stop_the_controller() {
+    let w = world().await;
+    w.metrics.set(Some("35"));
+    let broken = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "broken", "namespace": "default"},
+        "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "worker"}, "maxReplicas": 3,
+                 "metrics": "not a list"}});
+    // The sandbox may reject it at admission; either way the controller must keep working.
+    let _ = w.store.create(
+        &gr("autoscaling", "horizontalpodautoscalers"),
+        broken,
+        &WriteOptions::default(),
+    );
+    create_workload(&w, 1, None);
+    w.clock.advance(Duration::from_secs(1)).await;
+    assert_eq!(spec_replicas(&w), 4);
+}

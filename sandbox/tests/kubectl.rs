@@ -438,3 +438,71 @@ async fn kubectl_discovers_resources_and_categories() {
     let versions = env.ok(&["version", "-o", "json"]).await;
     assert!(versions.contains("serverVersion"), "{versions}");
 }
+
+#[tokio::test]
+async fn kubectl_autoscale_writes_v1_and_the_stored_hpa_is_v2() {
+    let env = start().await;
+    env.apply(DEPLOYMENT, &[]).await;
+    env.ok(&[
+        "autoscale",
+        "deployment",
+        "web",
+        "--max=5",
+        "--cpu-percent=50",
+    ])
+    .await;
+    let v2 = env
+        .ok(&["get", "hpa.v2.autoscaling", "web", "-o", "json"])
+        .await;
+    let v2: serde_json::Value = serde_json::from_str(&v2).unwrap();
+    assert_eq!(
+        v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        50
+    );
+    assert_eq!(v2["spec"]["minReplicas"], 1);
+    let v1 = env
+        .ok(&[
+            "get",
+            "--raw",
+            "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/web",
+        ])
+        .await;
+    let v1: serde_json::Value = serde_json::from_str(&v1).unwrap();
+    assert_eq!(
+        (
+            v1["apiVersion"].as_str(),
+            v1["spec"]["targetCPUUtilizationPercentage"].as_i64()
+        ),
+        (Some("autoscaling/v1"), Some(50)),
+        "{v1}"
+    );
+    let v1_resource = kube::discovery::ApiResource {
+        group: "autoscaling".into(),
+        version: "v1".into(),
+        api_version: "autoscaling/v1".into(),
+        kind: "HorizontalPodAutoscaler".into(),
+        plural: "horizontalpodautoscalers".into(),
+    };
+    let api: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(env.client().await, "default", &v1_resource);
+    let patch = serde_json::json!({"spec": {"targetCPUUtilizationPercentage": 70}});
+    let out = api
+        .patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(patch),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.data["spec"]["targetCPUUtilizationPercentage"], 70);
+    let patched = env
+        .ok(&[
+            "get",
+            "hpa",
+            "web",
+            "-o",
+            "jsonpath={.spec.metrics[0].resource.target.averageUtilization}",
+        ])
+        .await;
+    assert_eq!(patched, "70");
+}

@@ -159,6 +159,8 @@ pub struct MetricSpec {
     pub target_is_integer: bool,
     /// How the HPA compares the metric with the target.
     pub metric_type: MetricType,
+    /// The trigger is active when the raw value is strictly greater than this.
+    pub activation_threshold: f64,
 }
 
 /// The result of one poll of one metric.

@@ -238,6 +238,7 @@ mod tests {
             target,
             target_is_integer: is_integer,
             metric_type: crate::MetricType::AverageValue,
+            activation_threshold: 0.0,
         };
         assert_eq!(target_quantity(&spec), expected);
     }

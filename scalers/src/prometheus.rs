@@ -251,6 +251,7 @@ impl Trigger {
             target: self.threshold,
             target_is_integer: false,
             metric_type: self.metric_type,
+            activation_threshold: self.activation_threshold,
         }
     }
 

@@ -55,7 +55,7 @@ impl TriggerValidator for ScalerValidator<'_> {
                     metric_name: spec.metric_name.clone(),
                     target: target_quantity(spec),
                     metric_type: spec.metric_type.as_str().to_owned(),
-                    activation_threshold: None,
+                    activation_threshold: Some(spec.activation_threshold),
                 })
                 .collect()),
             Err(e @ ScalerError::Unresolved { .. }) => {

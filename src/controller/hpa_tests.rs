@@ -27,6 +27,7 @@ fn metric(name: &str, target: f64, integer: bool, metric_type: MetricType) -> Me
         target,
         target_is_integer: integer,
         metric_type,
+        activation_threshold: 0.0,
     }
 }
 

@@ -20,9 +20,13 @@ use std::collections::BTreeMap;
 /// A runtime value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Value {
+    /// Go's `int`: 64 bits, wrapping on overflow.
     Int(i64),
+    /// Go's `float64`: what trigger values are.
     Float(f64),
+    /// A comparison's or a logical operator's result.
     Bool(bool),
+    /// A failed trigger, or the `nil` literal.
     Nil,
 }
 
@@ -37,6 +41,7 @@ impl Value {
         }
     }
 
+    /// The value as a float, if it is a number.
     fn as_f64(self) -> Option<f64> {
         match self {
             Self::Int(i) => Some(i as f64),
@@ -49,15 +54,20 @@ impl Value {
 /// What the checker knows of an expression's type before running it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ty {
+    /// An int literal, or arithmetic on ints only.
     Int,
+    /// A trigger (KEDA declares them `float64`), a float literal, `/`, `**`, `ceil`, ….
     Float,
+    /// Comparisons and logic.
     Bool,
+    /// The `nil` literal.
     Nil,
     /// Decided at run time (a ternary with branches of different types, `??` of two kinds).
     Unknown,
 }
 
 impl Ty {
+    /// The name expr-lang's messages use.
     fn name(self) -> &'static str {
         match self {
             Self::Int => "int",
@@ -67,9 +77,11 @@ impl Ty {
             Self::Unknown => "unknown",
         }
     }
+    /// Could be a number (unknown types get the benefit of the doubt, as in expr-lang).
     fn numeric(self) -> bool {
         matches!(self, Self::Int | Self::Float | Self::Unknown)
     }
+    /// Could be a bool.
     fn boolean(self) -> bool {
         matches!(self, Self::Bool | Self::Unknown)
     }
@@ -79,6 +91,7 @@ fn type_error(column: usize, message: String) -> FormulaError {
     FormulaError::Type { column, message }
 }
 
+/// expr-lang's wording for an operator applied to types it does not take.
 fn mismatch(op: &str, l: &str, r: &str) -> String {
     format!("invalid operation: {op} (mismatched types {l} and {r})")
 }
@@ -122,6 +135,9 @@ pub(crate) fn check(node: &Node) -> Result<Ty, FormulaError> {
     })
 }
 
+/// The type of `l op r`, or the error expr-lang's checker gives. Arithmetic keeps ints only when
+/// both sides are ints; `/` and `**` are always floats; `%` wants ints; `==` accepts any two
+/// numbers, nil with anything, or two values of the same type.
 fn check_binary(op: BinOp, l: Ty, r: Ty, col: usize) -> Result<Ty, FormulaError> {
     let err = || Err(type_error(col, mismatch(op.symbol(), l.name(), r.name())));
     let unknown = l == Ty::Unknown || r == Ty::Unknown;
@@ -154,6 +170,7 @@ fn check_binary(op: BinOp, l: Ty, r: Ty, col: usize) -> Result<Ty, FormulaError>
     })
 }
 
+/// Arity and argument types of a builtin call, and the type it returns.
 fn check_call(f: Builtin, args: &[Node], col: usize) -> Result<Ty, FormulaError> {
     let types = args.iter().map(check).collect::<Result<Vec<_>, _>>()?;
     let variadic = matches!(f, Builtin::Min | Builtin::Max);
@@ -212,6 +229,8 @@ pub(crate) fn eval(
         Kind::Float(f) => Value::Float(*f),
         Kind::Bool(b) => Value::Bool(*b),
         Kind::Nil => Value::Nil,
+        // Absent and failed (None) triggers are both nil, as a missing key of expr-lang's
+        // map environment is.
         Kind::Name(n) => env
             .get(n)
             .copied()
@@ -231,6 +250,7 @@ pub(crate) fn eval(
             }
         },
         Kind::Binary(op @ (BinOp::And | BinOp::Or), a, b) => return logic(*op, col, a, b, env),
+        // `??` only runs its right side when the left is nil.
         Kind::Binary(BinOp::Coalesce, a, b) => match eval(a, env)? {
             Value::Nil => eval(b, env)?,
             v => v,
@@ -282,6 +302,8 @@ fn logic(
     Ok(Value::Bool(as_bool(eval(b, env)?)?))
 }
 
+/// Every binary operator but the lazy ones (`&&`, `||`, `??`), on two evaluated operands. The
+/// error is the message only: `eval` adds the column.
 fn arith(op: BinOp, l: Value, r: Value) -> Result<Value, String> {
     use Value::{Float, Int};
     let err = || Err(mismatch(op.symbol(), l.type_name(), r.type_name()));
@@ -346,6 +368,7 @@ fn equal(l: Value, r: Value) -> bool {
     }
 }
 
+/// Orders two numbers (ints exactly, anything else as floats); None for NaN or a non-number.
 fn compare(l: Value, r: Value) -> Option<Ordering> {
     match (l, r) {
         (Value::Int(a), Value::Int(b)) => Some(a.cmp(&b)),
@@ -363,6 +386,7 @@ fn go_int(f: f64) -> i64 {
     }
 }
 
+/// Runs a builtin on evaluated arguments, with expr-lang's result types (see the module doc).
 fn call(f: Builtin, args: &[Value]) -> Result<Value, String> {
     let bad = |v: Value| format!("invalid argument for {} (type {})", f.name(), v.type_name());
     if matches!(f, Builtin::Min | Builtin::Max) {

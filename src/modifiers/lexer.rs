@@ -5,22 +5,29 @@
 
 use super::formula::FormulaError;
 
+/// A token. Numbers keep expr-lang's two kinds: a literal with a fraction or an exponent is a
+/// float, any other an int (which matters: `7 % 2` works, `7.0 % 2` does not).
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Tok {
+    /// `42`, `1_000`, `0x1F`, `0o17`, `0b101`.
     Int(i64),
+    /// `2.5`, `.5`, `1e3`, `1.`.
     Float(f64),
+    /// A trigger name, a function name, or `true`/`false`/`nil` (the parser tells them apart).
     Ident(String),
     /// An operator or punctuation, as written (`and`, `or` and `not` included).
     Op(&'static str),
     Eof,
 }
 
+/// A token and the 1-based character column it starts at.
 #[derive(Debug, Clone)]
 pub(super) struct Token {
     pub(super) tok: Tok,
     pub(super) column: usize,
 }
 
+/// How a token is named in "expected …, found …" messages.
 pub(super) fn describe(tok: &Tok) -> String {
     match tok {
         Tok::Int(i) => format!("number {i}"),
@@ -31,6 +38,7 @@ pub(super) fn describe(tok: &Tok) -> String {
     }
 }
 
+/// A syntax error at `column`.
 pub(super) fn syntax(column: usize, message: impl Into<String>) -> FormulaError {
     FormulaError::Syntax {
         column,
@@ -52,6 +60,8 @@ const OPERATORS: [&str; 22] = [
     "?", ":", "(", ")", ",",
 ];
 
+/// Splits `src` into tokens, always ending with [`Tok::Eof`]. Columns count characters, not
+/// bytes, so they match what a person counts in the formula (trigger names may be Unicode).
 pub(super) fn lex(src: &str) -> Result<Vec<Token>, FormulaError> {
     let chars: Vec<char> = src.chars().collect();
     let mut tokens = Vec::new();
@@ -64,6 +74,8 @@ pub(super) fn lex(src: &str) -> Result<Vec<Token>, FormulaError> {
         } else if c.is_ascii_digit()
             || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
         {
+            // `.5` is a number in expr-lang; a '.' before anything else is member access,
+            // which the subset rejects below.
             let (tok, next) = lex_number(&chars, i)?;
             tokens.push(Token { tok, column });
             i = next;
@@ -73,6 +85,7 @@ pub(super) fn lex(src: &str) -> Result<Vec<Token>, FormulaError> {
                 i += 1;
             }
             let word: String = chars[start..i].iter().collect();
+            // expr-lang lexes these words as operators: no trigger can be referred to by them.
             let tok = match word.as_str() {
                 "and" => Tok::Op("and"),
                 "or" => Tok::Op("or"),
@@ -99,6 +112,8 @@ pub(super) fn lex(src: &str) -> Result<Vec<Token>, FormulaError> {
     Ok(tokens)
 }
 
+/// The message for a character outside the subset, with a hint where a KEDA user who knows
+/// other expression languages would likely have meant something else.
 fn unexpected_char(c: char) -> String {
     let hint = match c {
         '=' => " (comparison is '==')",
@@ -151,12 +166,15 @@ fn lex_number(chars: &[char], start: usize) -> Result<(Tok, usize), FormulaError
             i += 1;
         }
     }
+    // Like expr-lang, drop the separators before parsing: `1__0` is 10.
     let text: String = chars[start..i].iter().filter(|c| **c != '_').collect();
     if chars.get(i).is_some_and(|c| is_ident_char(*c)) {
         let bad: String = chars[start..=i].iter().collect();
         return Err(syntax(i + 1, format!("bad number syntax: \"{bad}\"")));
     }
     let column = start + 1;
+    // Base-prefixed literals are ints; decimals with '.' or an exponent are floats; the rest
+    // are ints, and an int that does not fit in 64 bits is an error (Go's ParseInt).
     let tok = if radix != 10 {
         let digits = &text[2..];
         if digits.contains('.') {

@@ -71,13 +71,18 @@ impl Builtin {
     }
 }
 
+/// Prefix operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum UnOp {
+    /// `!` and `not`.
     Not,
+    /// `-`.
     Neg,
+    /// `+` (checks that its operand is a number, changes nothing).
     Pos,
 }
 
+/// Binary operators; the word forms (`and`, `or`) and `^` map onto the symbol forms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BinOp {
     Or,
@@ -98,6 +103,7 @@ pub(crate) enum BinOp {
 }
 
 impl BinOp {
+    /// expr-lang's binding power (`parser/operator/operator.go`): higher binds tighter.
     fn precedence(self) -> u16 {
         match self {
             Self::Or => 10,
@@ -115,6 +121,7 @@ impl BinOp {
         matches!(self, Self::Lt | Self::Le | Self::Gt | Self::Ge)
     }
 
+    /// The operator as error messages print it.
     pub(crate) fn symbol(self) -> &'static str {
         match self {
             Self::Or => "||",
@@ -145,20 +152,34 @@ pub(crate) struct Node {
     height: u16,
 }
 
+/// What a node is. Chained comparisons and `a ?: b` are desugared by the parser, so the
+/// checker and the evaluator only see these.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Kind {
+    /// An int literal.
     Int(i64),
+    /// A float literal.
     Float(f64),
+    /// `true` or `false`.
     Bool(bool),
+    /// `nil`.
     Nil,
+    /// A trigger name.
     Name(String),
+    /// A prefix operator and its operand.
     Unary(UnOp, Box<Node>),
+    /// A binary operator and its operands.
     Binary(BinOp, Box<Node>, Box<Node>),
+    /// `cond ? then : else`.
     Cond(Box<Node>, Box<Node>, Box<Node>),
+    /// A builtin call and its arguments.
     Call(Builtin, Vec<Node>),
 }
 
 impl Node {
+    /// Builds a node, refusing one that would make the tree deeper than [`MAX_NESTING`]: a long
+    /// left-associative chain (`1+1+1+…`) grows the tree without deepening the parser's own
+    /// recursion, so the height is checked here, where every node is made.
     fn new(kind: Kind, column: usize) -> Result<Self, FormulaError> {
         let children: Box<dyn Iterator<Item = &Node>> = match &kind {
             Kind::Unary(_, a) => Box::new([&**a].into_iter()),
@@ -240,21 +261,25 @@ pub(crate) fn parse(src: &str) -> Result<Node, FormulaError> {
     Ok(node)
 }
 
+/// The parser's state: the tokens, the cursor, and how deep `expression` currently recurses.
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
     nesting: u16,
 }
 
+/// What may start an operand, for "expected …" messages.
 const OPERAND: &str =
     "an operand (a number, a trigger name, a function call, '(' or a prefix operator)";
 
 impl Parser {
+    /// The current token (Eof once the input is used up).
     fn peek(&self) -> &Token {
         // The lexer always ends the list with Eof, and `advance` never moves past it.
         &self.tokens[self.pos.min(self.tokens.len() - 1)]
     }
 
+    /// Consumes and returns the current token; stays on Eof at the end.
     fn advance(&mut self) -> Token {
         let t = self.peek().clone();
         if self.pos < self.tokens.len() - 1 {
@@ -279,6 +304,7 @@ impl Parser {
         ))
     }
 
+    /// The binary operator at the cursor, if the current token is one.
     fn binary_op(&self) -> Option<BinOp> {
         let Tok::Op(op) = self.peek().tok else {
             return None;
@@ -394,6 +420,8 @@ impl Parser {
         Ok(node)
     }
 
+    /// An operand: a literal, a name, a call, a parenthesised expression, or a prefix operator
+    /// applied to an operand parsed at that operator's precedence (expr-lang's `parsePrimary`).
     fn primary(&mut self) -> Result<Node, FormulaError> {
         let t = self.advance();
         let column = t.column;
@@ -426,6 +454,7 @@ impl Parser {
         }
     }
 
+    /// `name(arg, …)`: only the builtins can be called; arity is checked by the checker.
     fn call(&mut self, name: String, column: usize) -> Result<Node, FormulaError> {
         let Some(builtin) = Builtin::from_name(&name) else {
             return Err(FormulaError::UnknownFunction { name, column });

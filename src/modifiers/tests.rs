@@ -107,6 +107,7 @@ enum Want {
 #[case::coalesce_binds_tighter_than_plus("a + c ?? 1", Want::Num(4.0))]
 #[case::name_missing_from_values_is_nil("absent ?? 9", Want::Num(9.0))]
 #[case::nil_result_is_kept_with_coalesce("c ?? nil", Want::Nil)]
+#[case::nil_check_without_coalesce("c == nil ? 5 : c", Want::Num(5.0))]
 #[case::nil_in_arithmetic_fails("c + 1", Want::Eval("mismatched types nil and int"))]
 #[case::nil_result_without_coalesce_fails("max(c)", Want::Eval("result is nil"))]
 #[case::nil_in_comparison_fails("c > 1 ? 1 : 0", Want::Eval("mismatched types nil and int"))]

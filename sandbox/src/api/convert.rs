@@ -27,7 +27,11 @@ fn copy(from: &Value, to: &mut Map<String, Value>, keys: &[&str]) {
 fn cpu_metric(metrics: Option<&Value>, side: &str) -> Option<Value> {
     metrics?.as_array()?.iter().find_map(|m| {
         let cpu = m["type"] == "Resource" && m.pointer("/resource/name") == Some(&json!("cpu"));
-        cpu.then(|| m.pointer(&format!("/resource/{side}/averageUtilization")).cloned()).flatten()
+        cpu.then(|| {
+            m.pointer(&format!("/resource/{side}/averageUtilization"))
+                .cloned()
+        })
+        .flatten()
     })
 }
 
@@ -35,14 +39,27 @@ fn cpu_metric(metrics: Option<&Value>, side: &str) -> Option<Value> {
 pub fn to_v1(v2: &Value) -> Value {
     let mut out = v2.as_object().cloned().unwrap_or_default();
     let mut spec = Map::new();
-    copy(&v2["spec"], &mut spec, &["scaleTargetRef", "minReplicas", "maxReplicas"]);
+    copy(
+        &v2["spec"],
+        &mut spec,
+        &["scaleTargetRef", "minReplicas", "maxReplicas"],
+    );
     if let Some(target) = cpu_metric(v2.pointer("/spec/metrics"), "target") {
         spec.insert("targetCPUUtilizationPercentage".into(), target);
     }
     out.insert("spec".into(), Value::Object(spec));
     if let Some(status) = v2.get("status") {
         let mut s = Map::new();
-        copy(status, &mut s, &["observedGeneration", "lastScaleTime", "currentReplicas", "desiredReplicas"]);
+        copy(
+            status,
+            &mut s,
+            &[
+                "observedGeneration",
+                "lastScaleTime",
+                "currentReplicas",
+                "desiredReplicas",
+            ],
+        );
         if let Some(current) = cpu_metric(status.get("currentMetrics"), "current") {
             s.insert("currentCPUUtilizationPercentage".into(), current);
         }
@@ -56,22 +73,54 @@ pub fn to_v1(v2: &Value) -> Value {
 pub fn to_v2(v1: &Value, stored: Option<&Value>) -> Value {
     let mut out = v1.as_object().cloned().unwrap_or_default();
     let old = stored.cloned().unwrap_or(Value::Null);
-    let mut spec = old.get("spec").and_then(Value::as_object).cloned().unwrap_or_default();
-    copy(&v1["spec"], &mut spec, &["scaleTargetRef", "minReplicas", "maxReplicas"]);
-    if let Some(target) = v1.pointer("/spec/targetCPUUtilizationPercentage").filter(|v| !v.is_null()) {
+    let mut spec = old
+        .get("spec")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    copy(
+        &v1["spec"],
+        &mut spec,
+        &["scaleTargetRef", "minReplicas", "maxReplicas"],
+    );
+    if let Some(target) = v1
+        .pointer("/spec/targetCPUUtilizationPercentage")
+        .filter(|v| !v.is_null())
+    {
         let cpu = json!({"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": target}}});
         let others: Vec<Value> = spec
             .get("metrics")
             .and_then(Value::as_array)
-            .map(|ms| ms.iter().filter(|m| cpu_metric(Some(&json!([m])), "target").is_none()).cloned().collect())
+            .map(|ms| {
+                ms.iter()
+                    .filter(|m| cpu_metric(Some(&json!([m])), "target").is_none())
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         spec.insert("metrics".into(), Value::Array([vec![cpu], others].concat()));
     }
     out.insert("spec".into(), Value::Object(spec));
     if let Some(status) = v1.get("status").filter(|s| s.is_object()) {
-        let mut s = old.get("status").and_then(Value::as_object).cloned().unwrap_or_default();
-        copy(status, &mut s, &["observedGeneration", "lastScaleTime", "currentReplicas", "desiredReplicas"]);
-        if let Some(current) = status.get("currentCPUUtilizationPercentage").filter(|v| !v.is_null()) {
+        let mut s = old
+            .get("status")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        copy(
+            status,
+            &mut s,
+            &[
+                "observedGeneration",
+                "lastScaleTime",
+                "currentReplicas",
+                "desiredReplicas",
+            ],
+        );
+        if let Some(current) = status
+            .get("currentCPUUtilizationPercentage")
+            .filter(|v| !v.is_null())
+        {
             s.insert("currentMetrics".into(), json!([{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": current}}}]));
         }
         out.insert("status".into(), Value::Object(s));
@@ -94,11 +143,20 @@ mod tests {
             "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 7, "targetCPUUtilizationPercentage": 50}});
         let v2 = to_v2(&v1, Some(&stored));
         assert_eq!(v2["spec"]["maxReplicas"], 7);
-        assert_eq!(v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 50);
+        assert_eq!(
+            v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+            50
+        );
         assert_eq!(v2["spec"]["metrics"][1]["type"], "External");
-        assert_eq!(v2["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"], 60);
+        assert_eq!(
+            v2["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"],
+            60
+        );
         let back = to_v1(&v2);
-        assert_eq!(back["spec"], json!({"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 7, "targetCPUUtilizationPercentage": 50}));
+        assert_eq!(
+            back["spec"],
+            json!({"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 7, "targetCPUUtilizationPercentage": 50})
+        );
         assert_eq!(back["apiVersion"], "autoscaling/v1");
     }
 }

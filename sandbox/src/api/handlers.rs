@@ -9,7 +9,7 @@ use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::request::{Query, ResourceRequest, decode_body, flag};
-use super::{Reply, filter::Filter, scale, table};
+use super::{Reply, convert, filter::Filter, scale, table};
 use crate::error::ApiError;
 use crate::patch::{
     PatchContext, PatchKind,
@@ -100,6 +100,9 @@ impl Call<'_> {
 
     /// The object as returned to the client: typed for the request's version.
     fn present(&self, mut obj: Value) -> Value {
+        if convert::needed(&self.info, &self.req.version) {
+            obj = convert::to_v1(&obj);
+        }
         if let Some(map) = obj.as_object_mut() {
             map.insert("apiVersion".into(), json!(self.req.api_version()));
             map.insert("kind".into(), json!(self.info.kind));
@@ -122,6 +125,16 @@ impl Call<'_> {
                 "the kind of the provided object ({kind}) does not match the kind of the request ({})",
                 self.info.kind
             )));
+        }
+        if convert::needed(&self.info, &self.req.version)
+            && self.req.subresource.as_deref() != Some("scale")
+        {
+            let stored = self
+                .req
+                .name
+                .as_deref()
+                .and_then(|n| self.store.get(&self.gr(), self.ns(), n).ok());
+            return Ok(convert::to_v2(&obj, stored.as_ref()));
         }
         Ok(obj)
     }
@@ -375,6 +388,9 @@ fn patch_kind(call: &Call<'_>) -> Result<(PatchKind, Value), ApiError> {
 
 fn patch(call: &Call<'_>, sub: Option<&str>) -> Result<Reply, ApiError> {
     let (kind, patch) = patch_kind(call)?;
+    if convert::needed(&call.info, &call.req.version) {
+        return patch_converted(call, kind, &patch, sub);
+    }
     let subresource = if sub == Some("status") {
         Subresource::Status
     } else {
@@ -396,6 +412,58 @@ fn patch(call: &Call<'_>, sub: Option<&str>) -> Result<Reply, ApiError> {
         StatusCode::CREATED
     };
     Ok(Reply::new(code, call.present(out)))
+}
+
+/// PATCH on a converted version: the patch applies to the converted representation.
+fn patch_converted(
+    call: &Call<'_>,
+    kind: PatchKind,
+    patch: &Value,
+    sub: Option<&str>,
+) -> Result<Reply, ApiError> {
+    let kind = if matches!(kind, PatchKind::Apply { .. }) {
+        PatchKind::Merge
+    } else {
+        kind
+    };
+    let subresource = if sub == Some("status") {
+        Subresource::Status
+    } else {
+        Subresource::Main
+    };
+    let precondition = meta::resource_version(patch).map(str::to_owned);
+    let (time, manager, api_version) = (
+        call.store.now_string(),
+        call.field_manager(),
+        call.req.api_version(),
+    );
+    for _ in 0..5 {
+        let current = call.store.get(&call.gr(), call.ns(), call.name())?;
+        let patched = crate::patch::apply_patch(kind, false, &convert::to_v1(&current), patch)?;
+        let mut new = convert::to_v2(&patched, Some(&current));
+        let expected = precondition
+            .as_deref()
+            .or_else(|| meta::resource_version(&current))
+            .unwrap_or_default()
+            .to_owned();
+        meta::metadata_mut(&mut new).insert("resourceVersion".into(), json!(expected));
+        record_update(
+            Some(&current),
+            &mut new,
+            &Manager {
+                api_version: &api_version,
+                ..call.manager(&manager, &time, sub)
+            },
+        );
+        match call
+            .store
+            .update(&call.gr(), new, &call.write_options(subresource))
+        {
+            Err(e) if e.reason == "Conflict" && precondition.is_none() => continue,
+            other => return other.map(|o| Reply::ok(call.present(o))),
+        }
+    }
+    Err(ApiError::conflict(&call.gr(), call.name()))
 }
 
 fn get_scale(call: &Call<'_>) -> Result<Reply, ApiError> {

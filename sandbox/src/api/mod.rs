@@ -8,6 +8,7 @@
 //! Every failure leaves as a `metav1.Status` ([`ApiError`]); nothing a client sends can panic
 //! the server.
 
+pub mod convert;
 pub mod discovery;
 pub mod filter;
 pub mod handlers;

@@ -120,6 +120,9 @@ impl Watch {
         if self.metadata_only {
             return super::handlers::partial(&obj);
         }
+        if self.api_version == "autoscaling/v1" && super::convert::needed(&self.info, "v1") {
+            obj = super::convert::to_v1(&obj);
+        }
         if let Some(map) = obj.as_object_mut() {
             map.insert("apiVersion".into(), json!(self.api_version));
             map.insert("kind".into(), json!(self.info.kind));

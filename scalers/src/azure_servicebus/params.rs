@@ -107,6 +107,7 @@ impl Trigger {
             target: self.message_count as f64,
             target_is_integer: true,
             metric_type: self.metric_type,
+            activation_threshold: self.activation_message_count as f64,
         }
     }
 }

@@ -131,6 +131,7 @@ impl Trigger {
             target: self.rules.lag_threshold as f64,
             target_is_integer: true,
             metric_type: self.metric_type,
+            activation_threshold: self.activation_lag_threshold as f64,
         }
     }
 }

@@ -110,6 +110,7 @@ impl Trigger {
             target: self.value,
             target_is_integer: false,
             metric_type: self.metric_type,
+            activation_threshold: self.activation_value,
         }
     }
 }
