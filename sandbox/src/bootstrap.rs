@@ -133,6 +133,12 @@ fn rbac(store: &Store) {
         json!({"rbac.authorization.k8s.io/aggregate-to-admin": "true"}),
         json!([{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["*"]}]),
     );
+    controller_roles(store);
+}
+
+/// kube-controller-manager's HPA role and binding, and the authentication reader Role.
+fn controller_roles(store: &Store) {
+    let defaults = json!({"kubernetes.io/bootstrapping": "rbac-defaults"});
     cluster_role(
         store,
         "system:controller:horizontal-pod-autoscaler",

@@ -88,7 +88,7 @@ pub enum Credentials {
     },
 }
 
-/// Namespace of the sandbox's admin ServiceAccount-like user.
+/// User name of the built-in admin (group `system:masters`) the admin kubeconfig carries.
 const ADMIN_USER: &str = "sandbox-admin";
 
 /// A running (or stopped) sandbox. Dropping it stops the server.

@@ -97,6 +97,25 @@ async fn bad_requests_get_the_matching_status() {
 }
 
 #[tokio::test]
+async fn clients_that_only_take_protobuf_are_not_acceptable() {
+    let env = common::start().await;
+    let client = env.client().await;
+    let req = Request::builder()
+        .uri("/api/v1/namespaces/default/configmaps")
+        .header("accept", "application/vnd.kubernetes.protobuf")
+        .body(Body::empty())
+        .unwrap();
+    let resp = client.send(req).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 406);
+    let req = Request::builder()
+        .uri("/api/v1/namespaces/default/configmaps")
+        .header("accept", "application/vnd.kubernetes.protobuf, */*")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(client.send(req).await.unwrap().status().as_u16(), 200);
+}
+
+#[tokio::test]
 async fn strategic_merge_is_refused_for_custom_resources() {
     let env = common::start().await;
     env.apply(common::WIDGET_CRD, &[]).await;

@@ -225,6 +225,44 @@ fn local_discovery(
     found.map(Some).ok_or_else(ApiError::no_route)
 }
 
+/// Whether the client accepts JSON (every client that can also take protobuf does).
+fn acceptable(accept: &str) -> bool {
+    accept.trim().is_empty()
+        || accept
+            .split(',')
+            .map(|a| a.split(';').next().unwrap_or_default().trim())
+            .any(|media| {
+                matches!(
+                    media,
+                    "*/*" | "application/*" | "application/json" | "application/yaml" | ""
+                ) || media.ends_with("+json")
+            })
+}
+
+/// Aggregated discovery for `/api` and `/apis` when the client asks for it and it is served.
+fn aggregated_discovery(
+    state: &ApiState,
+    method: &Method,
+    target: &Target,
+    accept: &str,
+) -> Option<Response> {
+    if !matches!(target, Target::CoreVersions | Target::Groups)
+        || method != Method::GET
+        || !discovery::wants_aggregated(accept)
+    {
+        return None;
+    }
+    let doc = discovery::aggregated(&state.store, *target == Target::CoreVersions)?;
+    Some(
+        (
+            StatusCode::OK,
+            [(http::header::CONTENT_TYPE, discovery::AGGREGATED)],
+            doc.to_string(),
+        )
+            .into_response(),
+    )
+}
+
 async fn route(state: &ApiState, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
@@ -251,17 +289,11 @@ async fn route(state: &ApiState, req: Request) -> Result<Response, ApiError> {
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if matches!(target, Target::CoreVersions | Target::Groups)
-        && method == Method::GET
-        && discovery::wants_aggregated(accept)
-        && let Some(doc) = discovery::aggregated(store, target == Target::CoreVersions)
-    {
-        return Ok((
-            StatusCode::OK,
-            [(http::header::CONTENT_TYPE, discovery::AGGREGATED)],
-            doc.to_string(),
-        )
-            .into_response());
+    if !acceptable(accept) {
+        return Err(ApiError::not_acceptable(accept));
+    }
+    if let Some(response) = aggregated_discovery(state, &method, &target, accept) {
+        return Ok(response);
     }
     if let Some(doc) = local_discovery(state, &method, &target)? {
         return Ok(Reply::ok(doc).into_response());

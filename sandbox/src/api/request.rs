@@ -99,8 +99,8 @@ pub fn parse_target(path: &str) -> Target {
     })
 }
 
-/// Query parameters, last value wins (as Go's `url.Values.Get` returns the first; clients never
-/// repeat these).
+/// Query parameters. A repeated key keeps its last value; the parameters the API server reads
+/// are never repeated by clients.
 pub type Query = BTreeMap<String, String>;
 
 /// Parses a query string.

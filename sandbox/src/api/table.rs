@@ -74,6 +74,16 @@ fn columns(info: &ResourceInfo, version: &str) -> Vec<Value> {
             column("Available", "integer", ".status.availableReplicas"),
         ]),
         ("", "pods") => out.push(column("Status", "string", ".status.phase")),
+        ("", "events") => out.extend([
+            column("Type", "string", ".type"),
+            column("Reason", "string", ".reason"),
+            column(
+                "Object",
+                "string",
+                "{.involvedObject.kind}/{.involvedObject.name}",
+            ),
+            column("Message", "string", ".message"),
+        ]),
         ("", "namespaces") => out.push(column("Status", "string", ".status.phase")),
         ("autoscaling", "horizontalpodautoscalers") => out.extend([
             column(

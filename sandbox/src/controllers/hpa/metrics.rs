@@ -147,6 +147,15 @@ fn unsupported(spec: &MetricSpec) -> MetricOutcome {
     failed("InvalidMetricSourceType", msg.clone(), msg)
 }
 
+/// An External (or Object) target after validation: exactly one of the two kinds.
+#[derive(Debug, Clone, Copy)]
+enum ValueTarget {
+    /// `target.averageValue`, milli.
+    Average(i64),
+    /// `target.value`, milli.
+    Total(i64),
+}
+
 fn external(
     id: &MetricId,
     target: Option<TargetValue>,
@@ -156,7 +165,8 @@ fn external(
     const REASON: &str = "FailedGetExternalMetric";
     let sel = LabelSelector::go_string(id.selector.as_ref());
     let target = match target {
-        Some(t @ (TargetValue::AverageValue(_) | TargetValue::Value(_))) => t,
+        Some(TargetValue::AverageValue(a)) => ValueTarget::Average(a),
+        Some(TargetValue::Value(v)) => ValueTarget::Total(v),
         _ => {
             let msg = "invalid external metric source: neither a value target nor an average \
                        value target was set";
@@ -170,10 +180,8 @@ fn external(
             ctx.namespace, id.name
         );
         let error = match target {
-            TargetValue::AverageValue(_) => {
-                format!("failed to get {} external metric: {d}", id.name)
-            }
-            _ => format!("failed to get external metric {}: {d}", id.name),
+            ValueTarget::Average(_) => format!("failed to get {} external metric: {d}", id.name),
+            ValueTarget::Total(_) => format!("failed to get external metric {}: {d}", id.name),
         };
         failed(REASON, d, error)
     };
@@ -189,38 +197,34 @@ fn external(
             description,
         }),
     };
-    if let TargetValue::AverageValue(avg) = target {
-        let p = replicas::average_value(usage, avg, ctx.status_replicas, ctx.tolerance);
-        let current = json!({"averageValue": format_milli(p.current)});
-        return ok(
-            json!({"type": "External", "external": {"metric": id_json(id), "current": current}}),
-            p.replicas,
-        );
-    }
-    let status = |current| json!({"type": "External", "external": {"metric": id_json(id), "current": {"value": format_milli(current)}}});
-    match value_target(target, usage, ctx, status) {
-        Ok((status, replicas)) => ok(status, replicas),
-        Err(e) => failure(format!("unable to calculate ready pods: {e}")),
+    let external = |current: Value| json!({"type": "External", "external": {"metric": id_json(id), "current": current}});
+    match target {
+        ValueTarget::Average(avg) => {
+            let p = replicas::average_value(usage, avg, ctx.status_replicas, ctx.tolerance);
+            ok(
+                external(json!({"averageValue": format_milli(p.current)})),
+                p.replicas,
+            )
+        }
+        ValueTarget::Total(value) => {
+            let status = |current| external(json!({"value": format_milli(current)}));
+            match value_target(value, usage, ctx, status) {
+                Ok((status, replicas)) => ok(status, replicas),
+                Err(e) => failure(format!("unable to calculate ready pods: {e}")),
+            }
+        }
     }
 }
 
 /// The Value-target computation shared by External and Object metrics.
 fn value_target(
-    target: TargetValue,
+    target: i64,
     usage: i64,
     ctx: &MetricContext<'_>,
     status: impl Fn(i64) -> Value,
 ) -> Result<(Value, i32), CalcError> {
-    let TargetValue::Value(t) = target else {
-        return Err(CalcError::NoUsableSamples);
-    };
-    let p = replicas::value(
-        usage,
-        t,
-        ctx.current_replicas,
-        pod_count(ctx.pods),
-        ctx.tolerance,
-    )?;
+    let (current, pods) = (ctx.current_replicas, pod_count(ctx.pods));
+    let p = replicas::value(usage, target, current, pods, ctx.tolerance)?;
     Ok((status(p.current), p.replicas))
 }
 
@@ -261,7 +265,7 @@ fn object(
                 }),
             }
         }
-        Some(t @ TargetValue::Value(_)) => match value_target(t, usage, ctx, |current| {
+        Some(TargetValue::Value(t)) => match value_target(t, usage, ctx, |current| {
             json!({"type": "Object", "object": {"metric": id_json(&src.metric),
                 "describedObject": described, "current": {"value": format_milli(current)}}})
         }) {
