@@ -23,7 +23,7 @@
 //!
 //! Run with `scripts/bench` (starts the services) or `cargo bench --bench scaler_overhead
 //! [-- rabbitmq|prometheus|kafka …]` with the services' env. Knobs (env):
-//! `TIDESCALE_BENCH_ITERATIONS` (2000 recorded calls per variant), `TIDESCALE_BENCH_WARMUP`
+//! `TIDESCALE_BENCH_ITERATIONS` (5000 recorded calls per variant), `TIDESCALE_BENCH_WARMUP`
 //! (200), `TIDESCALE_BENCH_BLOCK` (50 calls per block), `TIDESCALE_BENCH_BREAKDOWN=1` (diagnostic
 //! Kafka variants that split the scaler's overhead). Exits non-zero only when a service cannot
 //! be set up; missed targets show as ✗ in the table and `false` in the JSON.
@@ -68,6 +68,10 @@ async fn run() -> Result<()> {
     let selected = selected_backends()?;
     let plan = plan_from_env()?;
     let wants = |name: &str| selected.iter().any(|s| s == name);
+    let mut load = report::Load {
+        start: meter::load_average(),
+        end: None,
+    };
     // The external services are set up first, so an unreachable one fails before any run.
     let rabbit = match wants("rabbitmq") {
         true => Some(rabbitmq::RabbitMq::setup().await?),
@@ -94,9 +98,10 @@ async fn run() -> Result<()> {
         subject.teardown().await;
         results.push(result?);
     }
-    report::print(&results, plan);
+    load.end = meter::load_average();
+    report::print(&results, plan, load);
     let path = report::json_path();
-    report::write_json(&path, &results, plan)?;
+    report::write_json(&path, &results, plan, load)?;
     println!("\nJSON: {}", path.display());
     Ok(())
 }
@@ -155,7 +160,7 @@ fn selected_backends() -> Result<Vec<String>> {
 fn plan_from_env() -> Result<Plan> {
     Ok(Plan {
         warmup: number("TIDESCALE_BENCH_WARMUP", 200)?,
-        iterations: number("TIDESCALE_BENCH_ITERATIONS", 2000)?.max(1),
+        iterations: number("TIDESCALE_BENCH_ITERATIONS", 5000)?.max(1),
         block: number("TIDESCALE_BENCH_BLOCK", 50)?.max(1),
     })
 }

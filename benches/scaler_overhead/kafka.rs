@@ -166,10 +166,6 @@ impl Subject for Kafka {
         self.broker_thread.cpu()
     }
 
-    fn port(&self) -> u16 {
-        self.broker_port
-    }
-
     async fn connections(&self) -> Result<ConnSnapshot> {
         let mut snapshot = ConnSnapshot {
             sockets: meter::connections_to(self.broker_port)?,

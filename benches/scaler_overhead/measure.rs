@@ -7,16 +7,16 @@
 //! Per call the wall-clock latency is recorded; per block the process CPU time is read before
 //! and after, so CPU per call is exact over the run even though single calls are too short for
 //! the clock. CPU spent by an in-process backend (the Kafka mock broker thread) is split off
-//! so that the client-side cost is compared, as it is for the out-of-process services. Sockets
-//! to the backend are listed around every block, so a connection opened during a block is
-//! charged to the variant that ran it.
+//! so that the client-side cost is compared, as it is for the out-of-process services. The
+//! process's sockets are listed around every block (from `/proc/self/fd`, cheap, unlike
+//! `/proc/net/tcp`), so a connection opened during a block is charged to the variant that ran it.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 use crate::backend::ConnSnapshot;
-use crate::meter::{connections_to, process_cpu};
+use crate::meter::{process_cpu, socket_inodes};
 
 /// Something to measure: a backend with its raw client call and its scaler call.
 pub(crate) trait Subject {
@@ -32,9 +32,6 @@ pub(crate) trait Subject {
     fn backend_cpu(&self) -> Result<Duration> {
         Ok(Duration::ZERO)
     }
-
-    /// The backend's TCP port: new connections to it are counted per block.
-    fn port(&self) -> u16;
 
     /// This process's connections to the backend now.
     async fn connections(&self) -> Result<ConnSnapshot>;
@@ -75,9 +72,29 @@ pub struct Summary {
     pub cpu_per_call: Duration,
     /// CPU per call of in-process backend threads (the Kafka mock broker), zero otherwise.
     pub backend_cpu_per_call: Duration,
-    /// Connections to the backend that appeared during this variant's blocks.
+    /// Sockets this process opened during this variant's blocks (only one backend runs at a
+    /// time, so these are connections to it).
     pub new_connections: usize,
+    /// The same figures per consecutive fifth of the run ([`ROUNDS`]), for per-round ratios.
+    pub rounds: Vec<RoundFigures>,
 }
+
+/// Latency and CPU of one variant within one round of the run.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundFigures {
+    /// Median latency in the round.
+    pub p50: Duration,
+    /// 99th percentile latency in the round.
+    pub p99: Duration,
+    /// Client-side CPU per call in the round.
+    pub cpu_per_call: Duration,
+}
+
+/// The run is cut into this many consecutive rounds; the reported ratios are the median of the
+/// per-round ratios (performance.md §6.0: "A/B/A/B (5 rounds); report the median of per-round
+/// ratios"), which a burst of load from outside the bench cannot move the way it moves pooled
+/// figures.
+pub const ROUNDS: usize = 5;
 
 #[derive(Default)]
 struct Samples {
@@ -90,26 +107,26 @@ struct Samples {
 /// Run the interleaved blocks after [`warm_up`], checking every call reads `value`.
 pub async fn measure<S: Subject>(subject: &S, plan: Plan, value: f64) -> Result<Vec<Summary>> {
     let names = subject.variants();
-    let mut samples: Vec<Samples> = names
+    // samples[variant][round]
+    let mut samples: Vec<Vec<Samples>> = names
         .iter()
-        .map(|_| Samples {
-            latencies: Vec::with_capacity(plan.iterations),
-            ..Samples::default()
-        })
+        .map(|_| (0..ROUNDS).map(|_| Samples::default()).collect())
         .collect();
     let block = plan.block.max(1);
-    let rounds = plan.iterations.div_ceil(block);
-    for round in 0..rounds {
-        let len = block.min(plan.iterations - round * block);
+    let blocks = plan.iterations.div_ceil(block);
+    for b in 0..blocks {
+        let len = block.min(plan.iterations - b * block);
+        let round = b * ROUNDS / blocks;
         for k in 0..names.len() {
-            let variant = (round + k) % names.len();
-            run_block(subject, variant, len, value, &mut samples[variant]).await?;
+            // Rotate who goes first, so no variant always follows the same one.
+            let variant = (b + k) % names.len();
+            run_block(subject, variant, len, value, &mut samples[variant][round]).await?;
         }
     }
     Ok(names
         .iter()
         .zip(samples)
-        .map(|(name, s)| summarize(name, value, s))
+        .map(|(name, rounds)| summarize(name, value, rounds))
         .collect())
 }
 
@@ -147,7 +164,7 @@ async fn run_block<S: Subject>(
 ) -> Result<()> {
     let name = subject.variants()[variant];
     // Sockets are listed outside the CPU window: reading /proc is not the call's cost.
-    let sockets_before = connections_to(subject.port())?;
+    let sockets_before = socket_inodes()?;
     let (cpu_before, backend_before) = (process_cpu()?, subject.backend_cpu()?);
     for _ in 0..len {
         let start = Instant::now();
@@ -164,27 +181,51 @@ async fn run_block<S: Subject>(
     let total = process_cpu()?.saturating_sub(cpu_before);
     out.cpu += total.saturating_sub(backend);
     out.backend_cpu += backend;
-    let sockets_after = connections_to(subject.port())?;
+    let sockets_after = socket_inodes()?;
     out.new_connections += sockets_after.difference(&sockets_before).count();
     Ok(())
 }
 
-fn summarize(name: &'static str, value: f64, mut s: Samples) -> Summary {
-    s.latencies.sort_unstable();
-    let calls = s.latencies.len();
-    let per_call = |d: Duration| d / u32::try_from(calls.max(1)).unwrap_or(u32::MAX);
-    let total: Duration = s.latencies.iter().sum();
+fn summarize(name: &'static str, value: f64, rounds: Vec<Samples>) -> Summary {
+    let figures: Vec<(RoundFigures, Samples)> = rounds.into_iter().map(round_figures).collect();
+    let mut pooled = Samples::default();
+    for (_, s) in &figures {
+        pooled.latencies.extend_from_slice(&s.latencies);
+        pooled.cpu += s.cpu;
+        pooled.backend_cpu += s.backend_cpu;
+        pooled.new_connections += s.new_connections;
+    }
+    let rounds = figures.iter().map(|(f, _)| *f).collect();
+    let (all, pooled) = round_figures(pooled);
+    let calls = pooled.latencies.len();
+    let total: Duration = pooled.latencies.iter().sum();
     Summary {
         name,
         calls,
         value,
+        p50: all.p50,
+        p99: all.p99,
+        mean: per_call(total, calls),
+        cpu_per_call: all.cpu_per_call,
+        backend_cpu_per_call: per_call(pooled.backend_cpu, calls),
+        new_connections: pooled.new_connections,
+        rounds,
+    }
+}
+
+/// Sort the latencies and compute the round figures; the samples are handed back.
+fn round_figures(mut s: Samples) -> (RoundFigures, Samples) {
+    s.latencies.sort_unstable();
+    let f = RoundFigures {
         p50: percentile(&s.latencies, 0.50),
         p99: percentile(&s.latencies, 0.99),
-        mean: per_call(total),
-        cpu_per_call: per_call(s.cpu),
-        backend_cpu_per_call: per_call(s.backend_cpu),
-        new_connections: s.new_connections,
-    }
+        cpu_per_call: per_call(s.cpu, s.latencies.len()),
+    };
+    (f, s)
+}
+
+fn per_call(total: Duration, calls: usize) -> Duration {
+    total / u32::try_from(calls.max(1)).unwrap_or(u32::MAX)
 }
 
 /// Nearest-rank percentile of sorted samples; zero for none.

@@ -20,6 +20,12 @@ pub fn process_cpu() -> Result<Duration> {
         .context("reading CLOCK_PROCESS_CPUTIME_ID")
 }
 
+/// The 1-minute load average (`/proc/loadavg`): how busy the machine was, to judge the noise.
+pub fn load_average() -> Option<f64> {
+    let text = fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
 /// A thread of this process found by name, whose CPU time can be read cheaply.
 #[derive(Debug, Clone)]
 pub struct NamedThread {
@@ -76,7 +82,8 @@ pub fn connections_to(remote_port: u16) -> Result<BTreeSet<u16>> {
     Ok(ports)
 }
 
-fn socket_inodes() -> Result<BTreeSet<u64>> {
+/// Inodes of every socket this process has open (`socket:[inode]` links in `/proc/self/fd`).
+pub fn socket_inodes() -> Result<BTreeSet<u64>> {
     let mut inodes = BTreeSet::new();
     let fds = fs::read_dir("/proc/self/fd").context("listing /proc/self/fd")?;
     for fd in fds.flatten() {

@@ -134,10 +134,6 @@ impl Subject for Prometheus {
         }
     }
 
-    fn port(&self) -> u16 {
-        self.port
-    }
-
     async fn connections(&self) -> Result<ConnSnapshot> {
         let mut snapshot = ConnSnapshot {
             sockets: meter::connections_to(self.port)?,

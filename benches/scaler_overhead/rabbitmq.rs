@@ -121,10 +121,6 @@ impl Subject for RabbitMq {
         }
     }
 
-    fn port(&self) -> u16 {
-        self.amqp_port
-    }
-
     async fn connections(&self) -> Result<ConnSnapshot> {
         let sockets = meter::connections_to(self.amqp_port)?;
         let broker_view = self.mgmt.connections_from(&sockets).await?;

@@ -31,19 +31,53 @@ pub struct BackendResult {
     pub elapsed: Duration,
 }
 
-/// scaler / raw for latency p50, p99 and CPU per call.
+/// A variant / raw for latency p50, p99 and CPU per call.
+#[derive(Debug, Clone, Copy)]
 struct Ratios {
     p50: f64,
     p99: f64,
     cpu: f64,
 }
 
-fn ratios(variant: &Summary, raw: &Summary) -> Ratios {
-    let r = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(f64::MIN_POSITIVE);
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(f64::MIN_POSITIVE)
+}
+
+/// Ratios of the figures pooled over the whole run.
+fn pooled(variant: &Summary, raw: &Summary) -> Ratios {
     Ratios {
-        p50: r(variant.p50, raw.p50),
-        p99: r(variant.p99, raw.p99),
-        cpu: r(variant.cpu_per_call, raw.cpu_per_call),
+        p50: ratio(variant.p50, raw.p50),
+        p99: ratio(variant.p99, raw.p99),
+        cpu: ratio(variant.cpu_per_call, raw.cpu_per_call),
+    }
+}
+
+/// Ratios per round ([`crate::measure::ROUNDS`]).
+fn per_round(variant: &Summary, raw: &Summary) -> Vec<Ratios> {
+    variant
+        .rounds
+        .iter()
+        .zip(&raw.rounds)
+        .map(|(v, r)| Ratios {
+            p50: ratio(v.p50, r.p50),
+            p99: ratio(v.p99, r.p99),
+            cpu: ratio(v.cpu_per_call, r.cpu_per_call),
+        })
+        .collect()
+}
+
+/// The reported ratios: the median of the per-round ratios.
+fn ratios(variant: &Summary, raw: &Summary) -> Ratios {
+    let rounds = per_round(variant, raw);
+    let median = |f: fn(&Ratios) -> f64| {
+        let mut v: Vec<f64> = rounds.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    Ratios {
+        p50: median(|r| r.p50),
+        p99: median(|r| r.p99),
+        cpu: median(|r| r.cpu),
     }
 }
 
@@ -55,12 +89,25 @@ fn mark(ratio: f64, max: f64) -> String {
     format!("{ratio:.2} {}", if ratio <= max { "✓" } else { "✗" })
 }
 
+/// The machine's 1-minute load average at the start and the end of the run (2 cores here: a
+/// load well above 2 means other work competed for the CPUs and tails will be noisy).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Load {
+    /// Before the first backend.
+    pub start: Option<f64>,
+    /// After the last backend.
+    pub end: Option<f64>,
+}
+
 /// Print the tables: ratios, connections, and the diagnostic variants if any.
-pub fn print(results: &[BackendResult], plan: Plan) {
+pub fn print(results: &[BackendResult], plan: Plan, load: Load) {
     println!(
         "\n## Per-scaler query overhead (scaler / raw, same run; {} calls each, blocks of {}, \
-         {} warm-up)\n",
-        plan.iterations, plan.block, plan.warmup
+         {} warm-up; ratios are the median of {} per-round ratios, latencies and CPU pooled)\n",
+        plan.iterations,
+        plan.block,
+        plan.warmup,
+        crate::measure::ROUNDS
     );
     println!(
         "| backend | p50 raw → scaler (µs) | p50 ratio ≤ {P50_MAX} | p99 raw → scaler (µs) | \
@@ -84,6 +131,13 @@ pub fn print(results: &[BackendResult], plan: Plan) {
             mark(q.cpu, CPU_MAX),
         );
     }
+    let fmt = |l: Option<f64>| l.map_or("?".to_owned(), |l| format!("{l:.2}"));
+    println!(
+        "\nLoad average (1 min) {} → {} on {} CPUs.",
+        fmt(load.start),
+        fmt(load.end),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     print_connections(results);
     print_breakdown(results);
 }
@@ -160,7 +214,7 @@ pub fn json_path() -> PathBuf {
 }
 
 /// Write the figures as JSON to `path`.
-pub fn write_json(path: &Path, results: &[BackendResult], plan: Plan) -> Result<()> {
+pub fn write_json(path: &Path, results: &[BackendResult], plan: Plan, load: Load) -> Result<()> {
     let unix_time = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -170,6 +224,7 @@ pub fn write_json(path: &Path, results: &[BackendResult], plan: Plan) -> Result<
         "unix_time": unix_time,
         "plan": {"warmup": plan.warmup, "iterations": plan.iterations, "block": plan.block},
         "targets": {"p50": P50_MAX, "p99": P99_MAX, "cpu": CPU_MAX},
+        "load_average_1m": {"start": load.start, "end": load.end},
         "backends": results.iter().map(backend_json).collect::<Vec<_>>(),
     });
     if let Some(dir) = path.parent() {
@@ -186,7 +241,12 @@ fn backend_json(r: &BackendResult) -> Value {
         "name": r.name,
         "value": raw.value,
         "elapsed_s": r.elapsed.as_secs_f64(),
-        "ratios": {"p50": q.p50, "p99": q.p99, "cpu": q.cpu},
+        "ratios": ratios_json(q),
+        "pooled_ratios": ratios_json(pooled(&r.summaries[SCALER], raw)),
+        "round_ratios": per_round(&r.summaries[SCALER], raw)
+            .into_iter()
+            .map(ratios_json)
+            .collect::<Vec<_>>(),
         "pass": {"p50": q.p50 <= P50_MAX, "p99": q.p99 <= P99_MAX, "cpu": q.cpu <= CPU_MAX},
         "variants": r.summaries.iter().map(|s| summary_json(s, raw)).collect::<Vec<_>>(),
         "connections": {
@@ -209,8 +269,12 @@ fn summary_json(s: &Summary, raw: &Summary) -> Value {
         "cpu_per_call_us": us(s.cpu_per_call),
         "backend_cpu_per_call_us": us(s.backend_cpu_per_call),
         "connections_opened_in_its_blocks": s.new_connections,
-        "vs_raw": {"p50": q.p50, "p99": q.p99, "cpu": q.cpu},
+        "vs_raw": ratios_json(q),
     })
+}
+
+fn ratios_json(q: Ratios) -> Value {
+    json!({"p50": q.p50, "p99": q.p99, "cpu": q.cpu})
 }
 
 fn snapshot_json(s: &ConnSnapshot) -> Value {

@@ -345,3 +345,46 @@ async fn controller_statefulset_creates_ordinals_in_order() {
         2
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_loop_survives_oddly_shaped_objects() {
+    let w = world().await;
+    let odd = [
+        (
+            "apps",
+            "replicasets",
+            json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "odd", "namespace": "default"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"a": "b"}}, "template": []}}),
+        ),
+        (
+            "batch",
+            "jobs",
+            json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "odd", "namespace": "default", "annotations": {"sandbox.tidescale.io/run-seconds": "1e300"}},
+            "spec": {"template": "not an object", "parallelism": -3}}),
+        ),
+        (
+            "",
+            "pods",
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "odd", "namespace": "default"},
+            "spec": {"containers": "none", "restartPolicy": "Never"}, "status": "weird"}),
+        ),
+    ];
+    // Admission may reject some of these; whatever gets stored must not stop the loop.
+    for (group, resource, obj) in odd {
+        let _ = w
+            .store
+            .create(&gr(group, resource), obj, &WriteOptions::default());
+    }
+    w.store
+        .create(
+            &gr("apps", "deployments"),
+            deployment("web", 2),
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    w.clock.advance(Duration::from_secs(10)).await;
+    let status = get(&w.store, "apps", "deployments", "web")["status"].clone();
+    assert_eq!(status["readyReplicas"], 2);
+}

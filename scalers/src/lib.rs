@@ -265,6 +265,18 @@ impl ScalerError {
     }
 }
 
+/// `Ok` when `asked` is `served`, the one metric a single-metric scaler exposes.
+pub fn ensure_metric(scaler: &'static str, served: &str, asked: &str) -> Result<(), ScalerError> {
+    if asked == served {
+        Ok(())
+    } else {
+        Err(ScalerError::UnknownMetric {
+            scaler,
+            metric_name: asked.to_owned(),
+        })
+    }
+}
+
 /// The trigger types compiled into this build, alphabetically.
 pub const COMPILED_TYPES: &[&str] = &[
     #[cfg(feature = "azure-servicebus")]

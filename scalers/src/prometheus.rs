@@ -372,12 +372,7 @@ impl Scaler for PrometheusScaler {
         &self,
         metric_name: &str,
     ) -> Result<MetricsAndActivity, ScalerError> {
-        if metric_name != self.spec.metric_name {
-            return Err(ScalerError::UnknownMetric {
-                scaler: TYPE,
-                metric_name: metric_name.to_owned(),
-            });
-        }
+        crate::ensure_metric(TYPE, &self.spec.metric_name, metric_name)?;
         let value = self.query().await?;
         Ok(MetricsAndActivity {
             values: vec![value],

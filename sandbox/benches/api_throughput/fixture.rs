@@ -42,7 +42,11 @@ impl Fixture {
             "metadata": {"name": NAMESPACE}});
         sandbox
             .store()
-            .create(&GroupResource::new("", "namespaces"), namespace, &WriteOptions::default())
+            .create(
+                &GroupResource::new("", "namespaces"),
+                namespace,
+                &WriteOptions::default(),
+            )
             .context("creating the bench namespace")?;
         let client = client_for(&sandbox.admin_kubeconfig()).await?;
         Ok(Self { sandbox, client })
@@ -63,7 +67,11 @@ impl Fixture {
                 .with_context(|| format!("populating {}", name(i)))?;
         }
         let (items, _) = store.list(&gr, Some(NAMESPACE));
-        ensure!(items.len() == n, "store holds {} ConfigMaps, expected {n}", items.len());
+        ensure!(
+            items.len() == n,
+            "store holds {} ConfigMaps, expected {n}",
+            items.len()
+        );
         Ok(())
     }
 
@@ -80,7 +88,8 @@ impl Fixture {
             .collect::<Vec<_>>()
             .await;
         for get in gets {
-            get.context("warm-up GET timed out")?.context("warm-up GET")?;
+            get.context("warm-up GET timed out")?
+                .context("warm-up GET")?;
         }
         Ok(())
     }

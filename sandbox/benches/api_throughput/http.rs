@@ -64,7 +64,11 @@ pub async fn list_full(api: &Api<ConfigMap>, n: usize, rounds: usize) -> Result<
     let start = Instant::now();
     for _ in 0..rounds {
         let (page, took) = list_page(api, &ListParams::default()).await?;
-        ensure!(page.items.len() == n, "full list returned {} of {n}", page.items.len());
+        ensure!(
+            page.items.len() == n,
+            "full list returned {} of {n}",
+            page.items.len()
+        );
         latencies.push(took);
     }
     Ok(Measured {
@@ -102,7 +106,10 @@ pub async fn list_paged(
             if token.is_none() {
                 break;
             }
-            ensure!(seen < n, "paginated list still continues after {seen} of {n} objects");
+            ensure!(
+                seen < n,
+                "paginated list still continues after {seen} of {n} objects"
+            );
         }
         ensure!(seen == n, "paginated list returned {seen} of {n}");
     }

@@ -41,7 +41,14 @@ pub async fn patch(store: Arc<Store>, n: usize, ops: usize) -> Result<Measured> 
         timed_loop(0..ops, |i| {
             let body = json!({"data": {"index": format!("patched-{i}")}});
             store
-                .patch(&gr, Some(NAMESPACE), &name(i % n), PatchKind::Merge, &body, &ctx)
+                .patch(
+                    &gr,
+                    Some(NAMESPACE),
+                    &name(i % n),
+                    PatchKind::Merge,
+                    &body,
+                    &ctx,
+                )
                 .with_context(|| format!("store patch {}", name(i % n)))
                 .map(drop)
         })
@@ -56,12 +63,22 @@ pub async fn list_full(store: Arc<Store>, n: usize, rounds: usize) -> Result<Mea
         let gr = configmaps();
         timed_loop(0..rounds, |_| {
             let (items, _) = store.list(&gr, Some(NAMESPACE));
-            ensure!(items.len() == n, "store list returned {} of {n}", items.len());
+            ensure!(
+                items.len() == n,
+                "store list returned {} of {n}",
+                items.len()
+            );
             Ok(())
         })
     })
     .await?;
-    Ok(measured("list (full)", rounds, rounds * n, elapsed, latencies))
+    Ok(measured(
+        "list (full)",
+        rounds,
+        rounds * n,
+        elapsed,
+        latencies,
+    ))
 }
 
 fn measured(

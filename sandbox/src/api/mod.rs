@@ -289,7 +289,7 @@ async fn route(state: &ApiState, req: Request) -> Result<Response, ApiError> {
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if !acceptable(accept) {
+    if target != Target::Other && !acceptable(accept) {
         return Err(ApiError::not_acceptable(accept));
     }
     if let Some(response) = aggregated_discovery(state, &method, &target, accept) {

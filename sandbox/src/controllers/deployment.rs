@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::events::EventRecorder;
 use super::index::OwnerIndex;
+use super::json::{object_or_empty, set_in};
 use super::pods::{controller_ref, stable_hash};
 use super::replicaset::{self, desired_replicas, replicasets, write_status};
 use crate::clock::format_time;
@@ -33,12 +34,20 @@ fn new_replicaset(deploy: &Value, hash: &str, revision: usize) -> Value {
         .pointer("/spec/template")
         .cloned()
         .unwrap_or_else(|| json!({}));
-    template["metadata"]["labels"][TEMPLATE_HASH_LABEL] = json!(hash);
+    set_in(
+        &mut template,
+        &["metadata", "labels", TEMPLATE_HASH_LABEL],
+        json!(hash),
+    );
     let mut selector = deploy
         .pointer("/spec/selector")
         .cloned()
         .unwrap_or_else(|| json!({}));
-    selector["matchLabels"][TEMPLATE_HASH_LABEL] = json!(hash);
+    set_in(
+        &mut selector,
+        &["matchLabels", TEMPLATE_HASH_LABEL],
+        json!(hash),
+    );
     json!({
         "apiVersion": "apps/v1", "kind": "ReplicaSet",
         "metadata": {"name": name, "namespace": meta::namespace(deploy),
@@ -80,7 +89,7 @@ pub fn reconcile(store: &Store, events: &EventRecorder, sets: &OwnerIndex, deplo
         };
         if desired_replicas(rs) != want {
             let mut updated = rs.clone();
-            updated["spec"]["replicas"] = json!(want);
+            set_in(&mut updated, &["spec", "replicas"], json!(want));
             match store.update(&replicasets(), updated, &WriteOptions::default()) {
                 Ok(_) => scaled_event(
                     store,
@@ -159,7 +168,7 @@ pub fn refresh_status(store: &Store, owned: &Owned<'_>, deploy: &Value) {
     let current_name = format!("{}-{}", meta::name(deploy), stable_hash(&template));
     let c = counts(store, owned, deploy, &current_name);
     let desired = desired_replicas(deploy);
-    let mut status = deploy.get("status").cloned().unwrap_or_else(|| json!({}));
+    let mut status = object_or_empty(deploy.get("status"));
     status["observedGeneration"] = deploy
         .pointer("/metadata/generation")
         .cloned()

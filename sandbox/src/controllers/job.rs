@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::events::EventRecorder;
 use super::index::OwnerIndex;
+use super::json::{object_or_empty, set_in};
 use super::pods::{self, PodName, RUN_SECONDS_ANNOTATION};
 use super::replicaset::write_status;
 use crate::store::{DeleteOptions, GroupResource, Store, meta};
@@ -66,13 +67,17 @@ fn job_template(job: &Value) -> (Value, Map<String, Value>) {
         .cloned()
         .unwrap_or_else(|| json!({}));
     if template.pointer("/spec/restartPolicy").is_none() {
-        template["spec"]["restartPolicy"] = json!("Never");
+        set_in(&mut template, &["spec", "restartPolicy"], json!("Never"));
     }
     if let Some(run) = job
         .pointer("/metadata/annotations")
         .and_then(|a| a.get(RUN_SECONDS_ANNOTATION))
     {
-        template["metadata"]["annotations"][RUN_SECONDS_ANNOTATION] = run.clone();
+        set_in(
+            &mut template,
+            &["metadata", "annotations", RUN_SECONDS_ANNOTATION],
+            run.clone(),
+        );
     }
     let uid = meta::uid(job).unwrap_or_default();
     let name = meta::name(job);
@@ -132,7 +137,7 @@ pub fn refresh_status(store: &Store, events: &EventRecorder, index: &OwnerIndex,
         .iter()
         .filter(|p| pods::is_active(p) && pods::is_ready(p))
         .count();
-    let mut status = job.get("status").cloned().unwrap_or_else(|| json!({}));
+    let mut status = object_or_empty(job.get("status"));
     let suspended = job.pointer("/spec/suspend") == Some(&json!(true));
     if status.get("startTime").is_none() && !suspended {
         status["startTime"] = json!(now);

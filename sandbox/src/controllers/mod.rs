@@ -32,6 +32,7 @@ pub mod hpa_sync;
 pub mod http_metrics;
 pub mod index;
 pub mod job;
+pub mod json;
 pub mod manager;
 pub mod metrics_api;
 pub mod pods;

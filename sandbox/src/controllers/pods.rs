@@ -17,6 +17,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
+use super::json::object_or_empty;
 use crate::clock::{add, format_time, parse_time};
 use crate::store::{GroupResource, Store, WriteOptions, meta};
 
@@ -229,9 +230,9 @@ fn set_condition(status: &mut Value, kind: &str, value: bool, at: Timestamp) {
     if !status["conditions"].is_array() {
         status["conditions"] = json!([]);
     }
-    let list = status["conditions"]
-        .as_array_mut()
-        .expect("conditions was just made an array");
+    let Some(list) = status["conditions"].as_array_mut() else {
+        return;
+    };
     match list.iter_mut().find(|c| c["type"] == kind) {
         Some(c) if c["status"] == text => {}
         Some(c) => {
@@ -261,7 +262,7 @@ fn run_time(pod: &Value, timings: &PodTimings) -> Option<Duration> {
 
 /// The status this pod should have at `now`, or `None` if nothing changes.
 fn next_status(pod: &Value, timings: &PodTimings, now: Timestamp) -> Option<Value> {
-    let mut status = pod.get("status").cloned().unwrap_or_else(|| json!({}));
+    let mut status = object_or_empty(pod.get("status"));
     let created = time_at(pod, "/metadata/creationTimestamp").unwrap_or(now);
     let phase = status["phase"].as_str().unwrap_or("Pending").to_owned();
     if meta::is_deleting(pod) {

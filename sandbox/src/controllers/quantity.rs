@@ -56,9 +56,9 @@ fn parse(input: &str) -> Result<Parsed, QuantityError> {
     if s.is_empty() {
         return Err(QuantityError::Empty);
     }
-    let (negative, rest) = match s.as_bytes()[0] {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
+    let (negative, rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
         _ => (false, s),
     };
     let number_len = rest

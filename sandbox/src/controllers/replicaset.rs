@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::events::EventRecorder;
 use super::index::OwnerIndex;
+use super::json::object_or_empty;
 use super::pods::{self, PodName, Stage};
 use crate::clock::{add, parse_time};
 use crate::store::{DeleteOptions, GroupResource, Store, WriteOptions, meta};
@@ -110,7 +111,7 @@ pub fn refresh_status(store: &Store, index: &OwnerIndex, rs: &Value) {
         .and_then(Value::as_u64)
         .unwrap_or(0);
     let (replicas, ready, available) = count(owned, min_ready, now);
-    let mut status = rs.get("status").cloned().unwrap_or_else(|| json!({}));
+    let mut status = object_or_empty(rs.get("status"));
     status["replicas"] = json!(replicas);
     status["fullyLabeledReplicas"] = json!(replicas);
     status["readyReplicas"] = json!(ready);

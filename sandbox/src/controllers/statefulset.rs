@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::events::EventRecorder;
 use super::index::OwnerIndex;
+use super::json::object_or_empty;
 use super::pods::{self, PodName, stable_hash};
 use super::replicaset::{count, desired_replicas, write_status};
 use crate::store::{DeleteOptions, GroupResource, Store, meta};
@@ -128,7 +129,7 @@ pub fn refresh_status(store: &Store, index: &OwnerIndex, set: &Value) {
         .cloned()
         .unwrap_or_else(|| json!({}));
     let revision = format!("{}-{}", meta::name(set), stable_hash(&template));
-    let mut status = set.get("status").cloned().unwrap_or_else(|| json!({}));
+    let mut status = object_or_empty(set.get("status"));
     status["observedGeneration"] = set
         .pointer("/metadata/generation")
         .cloned()

@@ -19,8 +19,8 @@ pub fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
         | "ephemeralContainers"
         | "volumes"
         | "env"
-        | "volumeMounts"
         | "imagePullSecrets" => Some("name"),
+        "volumeMounts" => Some("mountPath"),
         "ports" => {
             let container = items.iter().any(|i| i.get("containerPort").is_some());
             Some(if container { "containerPort" } else { "port" })

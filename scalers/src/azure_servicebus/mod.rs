@@ -261,12 +261,7 @@ impl Scaler for ServiceBusScaler {
         &self,
         metric_name: &str,
     ) -> Result<MetricsAndActivity, ScalerError> {
-        if metric_name != self.trigger.metric_name {
-            return Err(ScalerError::UnknownMetric {
-                scaler: TYPE,
-                metric_name: metric_name.to_owned(),
-            });
-        }
+        crate::ensure_metric(TYPE, &self.trigger.metric_name, metric_name)?;
         let deadline = Instant::now() + effective_timeout(self.timeout);
         let value = self.count(deadline).await?;
         Ok(MetricsAndActivity {

@@ -113,12 +113,7 @@ impl Scaler for KafkaScaler {
         &self,
         metric_name: &str,
     ) -> Result<MetricsAndActivity, ScalerError> {
-        if metric_name != self.trigger.metric_name {
-            return Err(ScalerError::UnknownMetric {
-                scaler: TYPE,
-                metric_name: metric_name.to_owned(),
-            });
-        }
+        crate::ensure_metric(TYPE, &self.trigger.metric_name, metric_name)?;
         let totals = self.poll().await?;
         Ok(MetricsAndActivity {
             // Lag fits f64 exactly up to 2^53 messages; beyond that precision loss is harmless.
