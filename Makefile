@@ -33,5 +33,5 @@ generate: ## regenerate the committed CRDs (manifests/crds/) from the Rust types
 bench: ## run the benchmarks
 	$(CARGO) bench --workspace --locked
 
-dev: ## run tidescale against the embedded sandbox control plane, with the demo
-	$(CARGO) run --locked -- dev --demo
+dev: ## run the embedded sandbox control plane (tidescale dev) for kubectl
+	$(CARGO) run --locked -- dev

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::{check, dev, manifests};
+use crate::{check, dev, manifests, operator};
 
 /// tidescale: event-driven autoscaling for Kubernetes, a drop-in replacement for KEDA.
 ///
@@ -30,6 +30,11 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the operator: reconcile ScaledObjects into HPAs and scale their targets from zero.
+    ///
+    /// Connects with the in-cluster service account, or `$KUBECONFIG` outside a cluster, and
+    /// runs until SIGTERM or Ctrl-C.
+    Operator(operator::OperatorArgs),
     /// Validate ScaledObject, ScaledJob and TriggerAuthentication manifests offline.
     ///
     /// Reads YAML or JSON files (several documents per file are fine; `-` reads standard input),
@@ -102,6 +107,7 @@ impl Cli {
                 manifests::write_crds(&dir)
             }
             Command::Dev(args) => run_async(dev::run(args)),
+            Command::Operator(args) => run_async(operator::run(args)),
         }
     }
 }

@@ -9,5 +9,6 @@ pub mod crd;
 pub mod dev;
 pub mod manifests;
 pub mod modifiers;
+pub mod operator;
 pub mod resolve;
 pub mod scaling;

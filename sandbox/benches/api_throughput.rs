@@ -177,8 +177,9 @@ async fn in_process(plan: &Plan) -> Result<Vec<Measured>> {
         let store = fx.sandbox.store().clone();
         Ok(vec![
             inproc::create(store.clone(), n).await?,
-            inproc::patch(store.clone(), n, n).await?,
-            inproc::list_full(store, n, LIST_ROUNDS).await?,
+            // Before the patches, so the objects are the same as in the HTTP list scenario.
+            inproc::list_full(store.clone(), n, LIST_ROUNDS).await?,
+            inproc::patch(store, n, n).await?,
         ])
     })
     .await
@@ -190,7 +191,7 @@ async fn http_create(plan: &Plan) -> Result<Measured> {
 
 async fn http_patch(plan: &Plan) -> Result<Measured> {
     let n = plan.objects;
-    on_fresh_sandbox(n, async |fx| { http::patch(&fx.api(), n, n).await }).await
+    on_fresh_sandbox(n, async |fx| http::patch(&fx.api(), n, n).await).await
 }
 
 async fn http_list(plan: &Plan) -> Result<Vec<Measured>> {

@@ -363,8 +363,18 @@ async fn probe(store: &Store, pki: &Pki, svc: &Value) -> Result<(), Unreachable>
 }
 
 /// The `Available` condition for a probe result.
-fn condition(result: &Result<(), Unreachable>, previous: Option<&Value>, now: &str) -> Value {
+fn condition(
+    result: &Result<(), Unreachable>,
+    local: bool,
+    previous: Option<&Value>,
+    now: &str,
+) -> Value {
     let (status, reason, message) = match result {
+        Ok(()) if local => (
+            "True",
+            "Local",
+            "Local APIServices are always available".to_owned(),
+        ),
         Ok(()) => ("True", "Passed", "all checks passed".to_owned()),
         Err((reason, message)) => ("False", *reason, message.clone()),
     };
@@ -390,7 +400,7 @@ pub async fn availability_loop(state: ApiState, shutdown: CancellationToken) {
                 .and_then(Value::as_array)
                 .and_then(|cs| cs.iter().find(|c| c["type"] == "Available"))
                 .cloned();
-            let cond = condition(&result, previous.as_ref(), &state.store.now_string());
+            let cond = condition(&result, local, previous.as_ref(), &state.store.now_string());
             let unchanged = previous.as_ref().is_some_and(|p| {
                 p["status"] == cond["status"]
                     && p["reason"] == cond["reason"]

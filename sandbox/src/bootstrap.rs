@@ -168,8 +168,31 @@ fn controller_roles(store: &Store) {
     );
 }
 
+/// The local APIServices kube-apiserver registers for its own group-versions (`v1.apps`, …).
+fn local_apiservices(store: &Store) {
+    for info in store.registry().all().iter().filter(|i| !i.is_custom()) {
+        for version in &info.versions {
+            let group = &info.group;
+            let name = if group.is_empty() {
+                version.clone()
+            } else {
+                format!("{version}.{group}")
+            };
+            create(
+                store,
+                "apiregistration.k8s.io",
+                "apiservices",
+                json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+                "metadata": {"name": name, "labels": {"kube-aggregator.kubernetes.io/automanaged": "onstart"}},
+                "spec": {"group": group, "version": version, "groupPriorityMinimum": 18000, "versionPriority": 15, "service": null}}),
+            );
+        }
+    }
+}
+
 /// Creates everything a fresh API server has.
 pub fn install(store: &Store, pki: &Pki) {
     authentication_config(store, pki);
     rbac(store);
+    local_apiservices(store);
 }

@@ -23,10 +23,11 @@
 //! sandbox.restart().await?;                                           // same port, same data
 //! ```
 //!
-//! Limits, on purpose: no kubelet (no logs/exec/port-forward), no OpenAPI schemas (`kubectl
-//! explain` has nothing to show; validation happens server-side), autoscaling/v1 HPAs are the
-//! stored v2 objects with only `apiVersion` rewritten, and list `continue` tokens page through
-//! current data rather than a historical snapshot.
+//! Limits, on purpose: no kubelet (no logs/exec/port-forward); OpenAPI schemas only for custom
+//! resources (`kubectl explain` works for CRDs, not for built-in kinds; validation happens
+//! server-side either way); list `continue` tokens page through current data rather than a
+//! historical snapshot; protobuf is accepted in requests (kubectl sends it) but answers are
+//! always JSON.
 
 pub mod admission;
 pub mod aggregator;

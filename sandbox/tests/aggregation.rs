@@ -238,3 +238,31 @@ async fn the_authentication_configmap_publishes_the_front_proxy_ca() {
         "[\"X-Remote-User\"]"
     );
 }
+
+#[tokio::test]
+async fn built_in_group_versions_are_local_apiservices() {
+    let env = common::start().await;
+    env.ok(&[
+        "wait",
+        "--for=condition=Available",
+        "apiservice/v1.apps",
+        "apiservice/v1",
+        "--timeout=20s",
+    ])
+    .await;
+    let reason = env
+        .ok(&[
+            "get",
+            "apiservice",
+            "v1.apps",
+            "-o",
+            "jsonpath={.status.conditions[0].reason}",
+        ])
+        .await;
+    assert_eq!(reason, "Local");
+    let groups = env.ok(&["api-versions"]).await;
+    assert!(
+        groups.contains("apps/v1") && groups.contains("autoscaling/v2"),
+        "{groups}"
+    );
+}

@@ -506,3 +506,18 @@ async fn kubectl_autoscale_writes_v1_and_the_stored_hpa_is_v2() {
         .await;
     assert_eq!(patched, "70");
 }
+
+#[tokio::test]
+async fn kubectl_explains_custom_resources_from_their_schema() {
+    let env = start().await;
+    env.apply(WIDGET_CRD, &[]).await;
+    let explained = env.ok(&["explain", "widgets.spec"]).await;
+    assert!(
+        explained.contains("KIND:") && explained.contains("Widget"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("color") && explained.contains("replicas"),
+        "{explained}"
+    );
+}

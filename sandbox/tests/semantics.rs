@@ -314,3 +314,57 @@ async fn deleting_a_crd_removes_its_objects_and_its_resource() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn lease_takeover_races_have_exactly_one_winner() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let env = common::start().await;
+    let api: Api<Lease> = Api::namespaced(env.client().await, "kube-system");
+    let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "tidescale-leader"},
+        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15, "acquireTime": "2024-05-01T12:00:00.000000Z",
+                 "renewTime": "2024-05-01T12:00:00.000000Z", "leaseTransitions": 0}})).unwrap();
+    let observed = api.create(&PostParams::default(), &lease).await.unwrap();
+    let attempt = |holder: &str| {
+        let mut mine = observed.clone();
+        let spec = mine.spec.as_mut().unwrap();
+        spec.holder_identity = Some(holder.to_owned());
+        spec.lease_transitions = Some(1);
+        mine
+    };
+    let (for_b, for_c) = (attempt("b"), attempt("c"));
+    let params = PostParams::default();
+    let (b, c) = tokio::join!(
+        api.replace("tidescale-leader", &params, &for_b),
+        api.replace("tidescale-leader", &params, &for_c)
+    );
+    let outcomes = [b.is_ok(), c.is_ok()];
+    assert_eq!(
+        outcomes.iter().filter(|ok| **ok).count(),
+        1,
+        "exactly one candidate acquires the lease"
+    );
+    let loser = match (b, c) {
+        (Err(e), _) | (_, Err(e)) => e,
+        (Ok(_), Ok(_)) => unreachable!("checked above"),
+    };
+    assert!(
+        matches!(loser, kube::Error::Api(ref s) if s.code == 409 && s.reason == "Conflict"),
+        "{loser:?}"
+    );
+    let stored = env
+        .sandbox
+        .store()
+        .get(
+            &GroupResource::new("coordination.k8s.io", "leases"),
+            Some("kube-system"),
+            "tidescale-leader",
+        )
+        .unwrap();
+    assert!(
+        stored["spec"]["renewTime"]
+            .as_str()
+            .unwrap()
+            .ends_with(".000000Z"),
+        "MicroTime keeps microseconds: {stored}"
+    );
+}

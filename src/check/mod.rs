@@ -19,7 +19,7 @@ use std::process::ExitCode;
 pub use bundle::Bundle;
 pub use input::{InputError, MAX_INPUT_BYTES, parse_documents, read_input};
 pub use object::check_document;
-pub use report::{DocumentReport, Problem, Verdict};
+pub use report::{DocumentReport, Problem, Problems, Verdict};
 pub use rules::{NoTriggerValidation, TriggerContext, TriggerValidator};
 pub use scaler_validation::ScalerValidator;
 

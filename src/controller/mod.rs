@@ -3,3 +3,7 @@
 //! its scalers' metric specs, so every field KEDA sets is pinned by tests without a cluster.
 
 pub mod hpa;
+pub mod reconcile;
+pub mod status;
+pub mod target;
+pub mod triggers;

@@ -4,3 +4,5 @@
 
 pub mod decision;
 pub mod fallback;
+pub mod poll;
+pub mod scheduler;

@@ -42,8 +42,12 @@ impl Overhead<'_> {
 
 fn overheads(rows: &[Measured]) -> Vec<Overhead<'_>> {
     let find = |s: &str, p| rows.iter().find(|r| r.scenario == s && r.path == p);
-    let mut scenarios: Vec<&str> = rows.iter().map(|r| r.scenario).collect();
-    scenarios.dedup();
+    let mut scenarios: Vec<&str> = Vec::new();
+    for row in rows {
+        if !scenarios.contains(&row.scenario) {
+            scenarios.push(row.scenario);
+        }
+    }
     scenarios
         .into_iter()
         .filter_map(|s| {

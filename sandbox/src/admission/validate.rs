@@ -217,7 +217,13 @@ fn apiservice(obj: &Value) -> Vec<Cause> {
         .and_then(Value::as_str)
         .unwrap_or_default();
     let name = meta::name(obj);
-    if name != format!("{version}.{group}") {
+    // The core group's APIService is named by its version alone (`v1`).
+    let expected = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{version}.{group}")
+    };
+    if name != expected {
         let detail = format!("must be `spec.version+\".\"+spec.group`: \"{version}.{group}\"");
         return vec![invalid(
             "metadata.name",

@@ -5,9 +5,10 @@
 //! `x-kubernetes-group-version-kind` that accepts the `fieldValidation` query parameter. The
 //! sandbox publishes exactly that for every served resource, so kubectl validates server-side
 //! (where the CRD schema lives) and never needs the protobuf OpenAPI v2 document, which is
-//! therefore answered with 404 ("not served"), as kubectl tolerates. No schemas are published:
-//! kubectl then uses its built-in types for strategic merge and merge patches for custom
-//! resources.
+//! therefore answered with 404 ("not served"), as kubectl tolerates. Custom resources also get
+//! their CRD schema under `components.schemas`, which is what `kubectl explain` reads; built-in
+//! kinds get none. No PATCH operation advertises strategic merge, so kubectl uses its compiled-in
+//! types for built-in kinds and merge patches for custom resources.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
@@ -84,7 +85,34 @@ pub fn v3_document(store: &Store, gv: &str) -> Option<Value> {
             "responses": {"200": {"description": "OK"}},
         }}));
     }
+    let schemas = crd_schemas(&group, &version, &infos);
     Some(
-        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "paths": paths, "components": {"schemas": {}}}),
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "paths": paths, "components": {"schemas": schemas}}),
     )
+}
+
+/// The `openAPIV3Schema` of every custom resource in a group-version, tagged with its GVK, so
+/// `kubectl explain` can describe it. Named like kube-apiserver names them
+/// (`sh.keda.v1alpha1.ScaledObject`).
+fn crd_schemas(
+    group: &str,
+    version: &str,
+    infos: &[std::sync::Arc<ResourceInfo>],
+) -> Map<String, Value> {
+    let reversed: Vec<&str> = group.split('.').rev().collect();
+    infos
+        .iter()
+        .filter_map(|info| {
+            let mut schema = info.crd_version(version)?.schema.clone()?;
+            let map = schema.as_object_mut()?;
+            map.insert("x-kubernetes-group-version-kind".into(), json!([{"group": group, "version": version, "kind": info.kind}]));
+            let props = map.entry("properties").or_insert_with(|| json!({}));
+            if let Some(props) = props.as_object_mut() {
+                props.entry("apiVersion").or_insert_with(|| json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."}));
+                props.entry("kind").or_insert_with(|| json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."}));
+                props.entry("metadata").or_insert_with(|| json!({"type": "object", "description": "Standard object's metadata."}));
+            }
+            Some((format!("{}.{version}.{}", reversed.join("."), info.kind), schema))
+        })
+        .collect()
 }

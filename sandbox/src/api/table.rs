@@ -63,47 +63,107 @@ fn columns(info: &ResourceInfo, version: &str) -> Vec<Value> {
         }
         return out;
     }
-    match (info.group.as_str(), info.plural.as_str()) {
-        ("apps", "deployments") => out.extend([
-            column(
+    out.extend(builtin_columns(&info.group, &info.plural));
+    out.push(age);
+    out
+}
+
+/// kubectl's usual columns for the built-in kinds people look at (Name and Age come around them).
+fn builtin_columns(group: &str, plural: &str) -> Vec<Value> {
+    let c = column;
+    match (group, plural) {
+        ("apps", "deployments") => vec![
+            c(
                 "Ready",
                 "string",
                 "{.status.readyReplicas}/{.spec.replicas}",
             ),
-            column("Up-to-date", "integer", ".status.updatedReplicas"),
-            column("Available", "integer", ".status.availableReplicas"),
-        ]),
-        ("", "pods") => out.push(column("Status", "string", ".status.phase")),
-        ("", "events") => out.extend([
-            column("Type", "string", ".type"),
-            column("Reason", "string", ".reason"),
-            column(
+            c("Up-to-date", "integer", ".status.updatedReplicas"),
+            c("Available", "integer", ".status.availableReplicas"),
+        ],
+        ("apps", "replicasets") => vec![
+            c("Desired", "integer", ".spec.replicas"),
+            c("Current", "integer", ".status.replicas"),
+            c("Ready", "integer", ".status.readyReplicas"),
+        ],
+        ("apps", "statefulsets") => vec![c(
+            "Ready",
+            "string",
+            "{.status.readyReplicas}/{.spec.replicas}",
+        )],
+        ("batch", "jobs") => vec![c(
+            "Completions",
+            "string",
+            "{.status.succeeded}/{.spec.completions}",
+        )],
+        ("", "pods") => vec![
+            c("Ready", "string", READY_CONTAINERS),
+            c("Status", "string", ".status.phase"),
+        ],
+        ("", "services") => vec![
+            c("Type", "string", ".spec.type"),
+            c("Cluster-IP", "string", ".spec.clusterIP"),
+        ],
+        ("", "events") => vec![
+            c("Type", "string", ".type"),
+            c("Reason", "string", ".reason"),
+            c(
                 "Object",
                 "string",
                 "{.involvedObject.kind}/{.involvedObject.name}",
             ),
-            column("Message", "string", ".message"),
-        ]),
-        ("", "namespaces") => out.push(column("Status", "string", ".status.phase")),
-        ("autoscaling", "horizontalpodautoscalers") => out.extend([
-            column(
+            c("Message", "string", ".message"),
+        ],
+        ("", "namespaces") => vec![c("Status", "string", ".status.phase")],
+        ("autoscaling", "horizontalpodautoscalers") => vec![
+            c(
                 "Reference",
                 "string",
                 "{.spec.scaleTargetRef.kind}/{.spec.scaleTargetRef.name}",
             ),
-            column("MinPods", "integer", ".spec.minReplicas"),
-            column("MaxPods", "integer", ".spec.maxReplicas"),
-            column("Replicas", "integer", ".status.currentReplicas"),
-        ]),
-        _ => {}
+            c("MinPods", "integer", ".spec.minReplicas"),
+            c("MaxPods", "integer", ".spec.maxReplicas"),
+            c("Replicas", "integer", ".status.currentReplicas"),
+        ],
+        ("apiregistration.k8s.io", "apiservices") => vec![
+            c(
+                "Service",
+                "string",
+                "{.spec.service.namespace}/{.spec.service.name}",
+            ),
+            c(
+                "Available",
+                "string",
+                ".status.conditions[?(@.type==\"Available\")].status",
+            ),
+        ],
+        _ => vec![],
     }
-    out.push(age);
-    out
+}
+
+/// Pseudo-path of the pods' READY column: ready containers / all containers.
+const READY_CONTAINERS: &str = "#ready-containers";
+
+fn ready_containers(pod: &Value) -> String {
+    let total = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let statuses = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array);
+    let ready = statuses.map_or(0, |s| {
+        s.iter().filter(|c| c["ready"] == json!(true)).count()
+    });
+    format!("{ready}/{total}")
 }
 
 fn cell(col: &Value, item: &Value, now: Timestamp) -> Value {
     let path = col["jsonPath"].as_str().unwrap_or_default();
     let kind = col["type"].as_str().unwrap_or("string");
+    if path == READY_CONTAINERS {
+        return json!(ready_containers(item));
+    }
     if path.starts_with('{') {
         // A template of several `{path}` parts (built-in columns only).
         let text: String = path
@@ -229,6 +289,28 @@ mod tests {
             vec![json!("False")]
         );
         assert!(jsonpath(&obj, ".spec.missing").is_empty());
+    }
+
+    #[test]
+    fn pods_show_ready_containers_and_phase() {
+        let registry = crate::store::Registry::default();
+        let info = registry
+            .get(&crate::store::GroupResource::new("", "pods"))
+            .unwrap();
+        let pod = json!({"metadata": {"name": "p", "creationTimestamp": "2024-05-01T12:00:00Z"},
+            "spec": {"containers": [{"name": "a"}, {"name": "b"}]},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "a", "ready": true}, {"name": "b", "ready": false}]}});
+        let now: Timestamp = "2024-05-01T12:00:30Z".parse().unwrap();
+        let t = render(&info, "v1", &[pod], "1", None, now);
+        let names: Vec<&str> = t["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["Name", "Ready", "Status", "Age"]);
+        assert_eq!(t["rows"][0]["cells"], json!(["p", "1/2", "Running", "30s"]));
+        assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
     }
 
     #[test]

@@ -50,6 +50,24 @@ impl PatchKind {
     }
 }
 
+/// kube-apiserver's JSON patch (evanphx/json-patch) treats `test` of `null` on an absent path
+/// as passing; clients rely on it (kube-runtime's finalizer helper tests
+/// `/metadata/finalizers == null` before adding the first one). The `json-patch` crate fails
+/// such a test, so those operations are dropped before applying.
+fn without_null_tests_of_absent_paths(ops: json_patch::Patch, current: &Value) -> json_patch::Patch {
+    let kept = ops
+        .0
+        .into_iter()
+        .filter(|op| match op {
+            json_patch::PatchOperation::Test(test) => {
+                !(test.value.is_null() && current.pointer(test.path.as_str()).is_none())
+            }
+            _ => true,
+        })
+        .collect();
+    json_patch::Patch(kept)
+}
+
 /// Computes the patched object (not for apply, which needs field ownership).
 pub fn apply_patch(
     kind: PatchKind,
@@ -61,6 +79,7 @@ pub fn apply_patch(
         PatchKind::Json => {
             let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            let ops = without_null_tests_of_absent_paths(ops, current);
             let mut doc = current.clone();
             json_patch::patch(&mut doc, &ops).map_err(|e| {
                 ApiError::invalid_patch(format!(
@@ -177,5 +196,32 @@ impl Store {
             }
         }
         Err(ApiError::conflict(gr, name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn testing_null_on_an_absent_path_passes_as_in_kube_apiserver() {
+        let current = json!({"metadata": {"name": "x"}});
+        let patch = json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": ["finalizer.keda.sh"]}
+        ]);
+        let patched = apply_patch(PatchKind::Json, true, &current, &patch).expect("patch applies");
+        assert_eq!(patched["metadata"]["finalizers"], json!(["finalizer.keda.sh"]));
+    }
+
+    #[test]
+    fn other_failed_tests_still_fail() {
+        let current = json!({"metadata": {"finalizers": ["a"]}});
+        let patch = json!([{"op": "test", "path": "/metadata/finalizers", "value": null}]);
+        assert!(apply_patch(PatchKind::Json, true, &current, &patch).is_err());
+        let patch = json!([{"op": "test", "path": "/metadata/name", "value": "y"}]);
+        assert!(apply_patch(PatchKind::Json, true, &current, &patch).is_err());
     }
 }

@@ -144,6 +144,9 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
 }
 
+/// Namespaces kube-apiserver refuses to delete.
+const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+
 /// Finalizer the store adds for foreground deletion (served by the garbage collector).
 pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
 /// Finalizer the store adds for orphan deletion (served by the garbage collector).
@@ -340,6 +343,15 @@ impl Store {
         let old = st.objects.get(gr).and_then(|m| m.get(&k)).cloned();
         let old = old.ok_or_else(|| ApiError::not_found(gr, name))?;
         check_delete_preconditions(gr, name, &old, opts)?;
+        if gr.group.is_empty()
+            && gr.resource == "namespaces"
+            && PROTECTED_NAMESPACES.contains(&name)
+        {
+            return Err(ApiError::forbidden(format!(
+                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+            ))
+            .with_details(json!({"name": name, "kind": "namespaces"})));
+        }
         if meta::is_deleting(&old) {
             return Ok(old);
         }

@@ -162,3 +162,19 @@ fn watching_from_a_future_version_is_a_timeout() {
         "ResourceVersionTooLarge"
     );
 }
+
+#[test]
+fn system_namespaces_cannot_be_deleted() {
+    let s = store();
+    let namespaces = GroupResource::new("", "namespaces");
+    let err = s
+        .delete(&namespaces, None, "kube-system", &DeleteOptions::default())
+        .unwrap_err();
+    assert_eq!(
+        (err.code, err.message.as_str()),
+        (
+            403,
+            "namespaces \"kube-system\" is forbidden: this namespace may not be deleted"
+        )
+    );
+}

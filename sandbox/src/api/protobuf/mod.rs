@@ -319,6 +319,24 @@ mod tests {
         );
     }
 
+    fn ok_or_bad_request(result: &Result<Value, ApiError>) -> bool {
+        result
+            .as_ref()
+            .map_or_else(|e| (e.code, e.reason) == (400, "BadRequest"), |_| true)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_payloads_never_panic(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let type_meta = [field(1, b"apps/v1"), field(2, b"Deployment")].concat();
+            let len = u8::try_from(raw.len().min(120)).unwrap();
+            let body = [MAGIC.to_vec(), field(1, &type_meta), vec![0x12, len], raw[..usize::from(len)].to_vec()].concat();
+            for result in [decode(&body), decode(&[MAGIC.to_vec(), raw].concat())] {
+                proptest::prop_assert!(ok_or_bad_request(&result));
+            }
+        }
+    }
+
     #[test]
     fn int_or_string_and_truncated_input() {
         let port = [varint_field(1, 1), field(3, b"http")].concat();

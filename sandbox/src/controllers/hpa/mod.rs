@@ -14,7 +14,7 @@
 //! - [`metrics`]: dispatch per metric type, status entries, combination (§3.5);
 //! - [`normalize`]: stabilization, rate limits, bounds (§3.6, §3.7);
 //! - [`conditions`]: condition list with upstream reasons/messages (§3.8);
-//! - [`decide`]: one reconcile, tying it together (§3.2).
+//! - [`mod@decide`]: one reconcile, tying it together (§3.2).
 //!
 //! The controller that does the I/O around these functions is [`crate::controllers::hpa_sync`].
 

@@ -1,0 +1,307 @@
+//! Reconciling a ScaledObject (`reference/keda.md` §2.2): finalizer, the
+//! `scaledobject.keda.sh/name` label, validation, the scale target, the scalers, the owned
+//! HPA, status, and (re)registration with the scheduler when the spec changed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::reflector::Store;
+use tracing::{info, warn};
+
+use super::hpa::{TargetRef, desired_hpa};
+use super::status::{initial_conditions, set_condition, set_condition_to, write_if_changed};
+use super::target::{API_TIMEOUT, Target};
+use super::triggers::build_triggers;
+use crate::check::{NoTriggerValidation, rules};
+use crate::crd::ScaledObject;
+use crate::crd::names::{FIELD_MANAGER, FINALIZER, LABEL_SCALED_OBJECT_NAME, condition, reason};
+use crate::scaling::decision::ConditionChange;
+use crate::scaling::poll::PolledObject;
+use crate::scaling::scheduler::{ObjectKey, Scheduler};
+
+/// What every reconcile shares.
+pub struct Context {
+    /// API client.
+    pub client: kube::Client,
+    /// The controller's cache of ScaledObjects, read by polls for the latest status.
+    pub objects: Store<ScaledObject>,
+    /// The one scheduler of all polls.
+    pub scheduler: Scheduler<PolledObject>,
+    /// Namespace of the Secrets ClusterTriggerAuthentications name.
+    pub cluster_object_namespace: String,
+    /// Upper bound of one scaler query.
+    pub scaler_timeout: Duration,
+    /// The generation each object is polled with.
+    pub registered: Mutex<HashMap<ObjectKey, (i64, Arc<PolledObject>)>>,
+}
+
+/// A reconcile that failed; retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call failed.
+    #[error("{action}: {source}")]
+    Api {
+        /// What was attempted.
+        action: &'static str,
+        /// Why it failed.
+        #[source]
+        source: kube::Error,
+    },
+    /// The finalizer machinery failed.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+/// Reconcile one ScaledObject.
+pub async fn reconcile(so: Arc<ScaledObject>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = so.metadata.namespace.clone().unwrap_or_default();
+    let api: Api<ScaledObject> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, so, |event| async {
+        match event {
+            Event::Apply(so) => apply(&so, &ctx).await,
+            Event::Cleanup(so) => cleanup(&so, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Retry failed reconciles after a few seconds.
+pub fn error_policy(so: Arc<ScaledObject>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(namespace = so.metadata.namespace.as_deref().unwrap_or_default(), scaled_object = so.metadata.name.as_deref().unwrap_or_default(), error = %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+fn key_of(so: &ScaledObject) -> ObjectKey {
+    (
+        so.metadata.namespace.clone().unwrap_or_default(),
+        so.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
+    ensure_label(so, ctx).await?;
+    let generation = so.metadata.generation.unwrap_or_default();
+    let key = key_of(so);
+    let current = ctx
+        .registered
+        .lock()
+        .map(|r| r.get(&key).map(|(g, _)| *g))
+        .unwrap_or(None);
+    if current == Some(generation) {
+        return Ok(Action::requeue(Duration::from_secs(300)));
+    }
+    let mut problems = crate::check::Problems::default();
+    rules::scaled_object(so, &NoTriggerValidation, &mut problems);
+    if let Some(problem) = problems.into_vec().into_iter().next() {
+        return not_ready(so, ctx, format!("{problem}")).await;
+    }
+    let (namespace, name) = key.clone();
+    let target = match Target::resolve(&ctx.client, &namespace, &so.spec.scale_target_ref).await {
+        Ok(target) => target,
+        Err(e) => return not_ready(so, ctx, e.to_string()).await,
+    };
+    let replicas = match target.replicas(&ctx.client).await {
+        Ok(replicas) => replicas,
+        Err(e) => return not_ready(so, ctx, e.to_string()).await,
+    };
+    let triggers = match build_triggers(
+        &ctx.client,
+        so,
+        &target,
+        &ctx.cluster_object_namespace,
+        ctx.scaler_timeout,
+    )
+    .await
+    {
+        Ok(triggers) => triggers,
+        Err(e) => return not_ready(so, ctx, e.to_string()).await,
+    };
+    let specs: Vec<_> = triggers.iter().flat_map(|t| t.specs.clone()).collect();
+    apply_hpa(so, ctx, &target, &specs).await?;
+    write_ready_status(so, ctx, &target, replicas, &specs).await?;
+    let interval = Duration::from_secs(so.spec.polling_interval.max(1) as u64);
+    let polled = Arc::new(PolledObject {
+        client: ctx.client.clone(),
+        objects: ctx.objects.clone(),
+        namespace,
+        name,
+        interval,
+        target,
+        triggers,
+        timeout: ctx.scaler_timeout,
+    });
+    register(ctx, key, generation, polled);
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// Poll `polled` from now on, closing the scalers of what it replaces.
+fn register(ctx: &Context, key: ObjectKey, generation: i64, polled: Arc<PolledObject>) {
+    ctx.scheduler.upsert(key.clone(), Arc::clone(&polled));
+    let previous = ctx
+        .registered
+        .lock()
+        .ok()
+        .and_then(|mut r| r.insert(key.clone(), (generation, polled)));
+    info!(namespace = %key.0, scaled_object = %key.1, generation, "scale loop started");
+    if let Some((_, old)) = previous {
+        tokio::spawn(close_scalers(old));
+    }
+}
+
+async fn close_scalers(polled: Arc<PolledObject>) {
+    for trigger in &polled.triggers {
+        let _ = trigger.scaler.close().await;
+    }
+}
+
+async fn cleanup(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
+    let key = key_of(so);
+    ctx.scheduler.remove(key.clone());
+    if let Some((_, old)) = ctx.registered.lock().ok().and_then(|mut r| r.remove(&key)) {
+        close_scalers(old).await;
+    }
+    info!(namespace = %key.0, scaled_object = %key.1, "scale loop stopped");
+    Ok(Action::await_change())
+}
+
+async fn ensure_label(so: &ScaledObject, ctx: &Context) -> Result<(), Error> {
+    let name = so.metadata.name.clone().unwrap_or_default();
+    if so
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_SCALED_OBJECT_NAME))
+        == Some(&name)
+    {
+        return Ok(());
+    }
+    let api: Api<ScaledObject> = Api::namespaced(
+        ctx.client.clone(),
+        so.metadata.namespace.as_deref().unwrap_or_default(),
+    );
+    let patch =
+        Patch::Merge(serde_json::json!({"metadata": {"labels": {LABEL_SCALED_OBJECT_NAME: name}}}));
+    bounded(
+        "label the ScaledObject",
+        api.patch(&name, &PatchParams::default(), &patch),
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn apply_hpa(
+    so: &ScaledObject,
+    ctx: &Context,
+    target: &Target,
+    specs: &[tidescale_scalers::MetricSpec],
+) -> Result<(), Error> {
+    let target_ref = TargetRef {
+        api_version: target.resource.api_version.clone(),
+        kind: target.resource.kind.clone(),
+        name: target.name.clone(),
+    };
+    let mut hpa = desired_hpa(so, &target_ref, specs, env!("CARGO_PKG_VERSION"));
+    hpa.metadata.managed_fields = None;
+    let value = serde_json::json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": hpa.metadata, "spec": hpa.spec});
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), &target.namespace);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    bounded(
+        "apply the HPA",
+        api.patch(&so.hpa_name(), &params, &Patch::Apply(&value)),
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn write_ready_status(
+    so: &ScaledObject,
+    ctx: &Context,
+    target: &Target,
+    replicas: i32,
+    specs: &[tidescale_scalers::MetricSpec],
+) -> Result<(), Error> {
+    let mut status = so.status.clone().unwrap_or_default();
+    if status.conditions.is_empty() {
+        status.conditions = initial_conditions();
+    }
+    status.scale_target_kind = Some(target.kind_label());
+    status.scale_target_gvkr = Some(target.gvkr());
+    status.original_replica_count.get_or_insert(replicas);
+    status.hpa_name = Some(so.hpa_name());
+    status.external_metric_names = specs.iter().map(|s| s.metric_name.clone()).collect();
+    status.triggers_types = Some(
+        so.spec
+            .triggers
+            .iter()
+            .map(|t| t.type_.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    let auths: Vec<&str> = so
+        .spec
+        .triggers
+        .iter()
+        .filter_map(|t| t.authentication_ref.as_ref())
+        .map(|a| a.name.as_str())
+        .collect();
+    status.authentications_types = (!auths.is_empty()).then(|| auths.join(","));
+    let ready = ConditionChange {
+        status: "True",
+        reason: reason::SCALED_OBJECT_READY,
+        message: "ScaledObject is defined correctly and is ready for scaling",
+    };
+    set_condition(&mut status.conditions, condition::READY, &ready);
+    bounded_write(so, ctx, &status).await
+}
+
+/// Ready=False with the problem, Active=Unknown; nothing is scaled. Retried periodically and
+/// on every spec change.
+async fn not_ready(so: &ScaledObject, ctx: &Context, message: String) -> Result<Action, Error> {
+    warn!(namespace = so.metadata.namespace.as_deref().unwrap_or_default(), scaled_object = so.metadata.name.as_deref().unwrap_or_default(), problem = %message, "ScaledObject is not ready");
+    let mut status = so.status.clone().unwrap_or_default();
+    if status.conditions.is_empty() {
+        status.conditions = initial_conditions();
+    }
+    set_condition_to(
+        &mut status.conditions,
+        condition::READY,
+        "False",
+        reason::SCALED_OBJECT_CHECK_FAILED,
+        &message,
+    );
+    bounded_write(so, ctx, &status).await?;
+    Ok(Action::requeue(Duration::from_secs(30)))
+}
+
+async fn bounded_write(
+    so: &ScaledObject,
+    ctx: &Context,
+    status: &crate::crd::ScaledObjectStatus,
+) -> Result<(), Error> {
+    write_if_changed(&ctx.client, so, status)
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::Api {
+            action: "write the status",
+            source,
+        })
+}
+
+async fn bounded<T>(
+    action: &'static str,
+    call: impl Future<Output = kube::Result<T>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(API_TIMEOUT, call).await {
+        Ok(result) => result.map_err(|source| Error::Api { action, source }),
+        Err(_) => Err(Error::Api {
+            action,
+            source: kube::Error::Service(format!("no answer within {API_TIMEOUT:?}").into()),
+        }),
+    }
+}

@@ -1,0 +1,180 @@
+//! The scale target: whatever `scaleTargetRef` names, as long as it has a `/scale`
+//! subresource (Deployments, StatefulSets, custom resources) — `spec/kubernetes.md` §4.
+//! Discovery maps the kind to its resource once; reads and writes go through `/scale`.
+
+use std::time::Duration;
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::pinned_kind;
+
+use crate::crd::{GroupVersionKindResource, ScaleTarget};
+
+/// Upper bound of every API call the operator makes.
+pub const API_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a scale target cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// `apiVersion` is not `group/version` or `version`.
+    #[error("scaleTargetRef.apiVersion {0:?} is not a valid API version")]
+    ApiVersion(String),
+    /// Discovery does not know the kind.
+    #[error("scaleTargetRef kind {kind:?} in {api_version:?} is not served by the API server")]
+    UnknownKind {
+        /// The kind asked for.
+        kind: String,
+        /// Its API version.
+        api_version: String,
+    },
+    /// The kind has no `/scale` subresource.
+    #[error("{kind} has no /scale subresource, so it cannot be scaled")]
+    NotScalable {
+        /// The kind.
+        kind: String,
+    },
+    /// An API call failed.
+    #[error("{action} {kind}/{name}: {source}")]
+    Api {
+        /// What was attempted.
+        action: &'static str,
+        /// The kind.
+        kind: String,
+        /// The object.
+        name: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// An API call did not answer in time.
+    #[error("{action} {kind}/{name}: no answer within {API_TIMEOUT:?}")]
+    Timeout {
+        /// What was attempted.
+        action: &'static str,
+        /// The kind.
+        kind: String,
+        /// The object.
+        name: String,
+    },
+}
+
+/// A resolved, scalable target.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The resource (plural, group, version) discovery found.
+    pub resource: ApiResource,
+    /// Object name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+}
+
+impl Target {
+    /// Resolve `reference` in `namespace` through discovery, checking it can be scaled.
+    pub async fn resolve(
+        client: &kube::Client,
+        namespace: &str,
+        reference: &ScaleTarget,
+    ) -> Result<Self, TargetError> {
+        let api_version = reference.api_version_or_default();
+        let kind = reference.kind_or_default();
+        let (group, version) = match api_version.split_once('/') {
+            Some((group, version)) => (group, version),
+            None => ("", api_version),
+        };
+        if version.is_empty() || api_version.split('/').count() > 2 {
+            return Err(TargetError::ApiVersion(api_version.to_owned()));
+        }
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let discovered = tokio::time::timeout(API_TIMEOUT, pinned_kind(client, &gvk)).await;
+        let (resource, capabilities) = match discovered {
+            Ok(Ok(found)) => found,
+            _ => {
+                return Err(TargetError::UnknownKind {
+                    kind: kind.to_owned(),
+                    api_version: api_version.to_owned(),
+                });
+            }
+        };
+        if !capabilities
+            .subresources
+            .iter()
+            .any(|(sub, _)| sub.plural == "scale")
+        {
+            return Err(TargetError::NotScalable {
+                kind: kind.to_owned(),
+            });
+        }
+        Ok(Target {
+            resource,
+            name: reference.name.clone(),
+            namespace: namespace.to_owned(),
+        })
+    }
+
+    /// `status.scaleTargetKind`, e.g. `apps/v1.Deployment`.
+    pub fn kind_label(&self) -> String {
+        format!("{}.{}", self.resource.api_version, self.resource.kind)
+    }
+
+    /// `status.scaleTargetGVKR`.
+    pub fn gvkr(&self) -> GroupVersionKindResource {
+        GroupVersionKindResource {
+            group: self.resource.group.clone(),
+            version: self.resource.version.clone(),
+            kind: self.resource.kind.clone(),
+            resource: self.resource.plural.clone(),
+        }
+    }
+
+    fn api(&self, client: &kube::Client) -> Api<DynamicObject> {
+        Api::namespaced_with(client.clone(), &self.namespace, &self.resource)
+    }
+
+    /// Current `spec.replicas`, read through `/scale`.
+    pub async fn replicas(&self, client: &kube::Client) -> Result<i32, TargetError> {
+        let api = self.api(client);
+        let scale = self
+            .bounded("read the scale of", api.get_scale(&self.name))
+            .await?;
+        Ok(scale.spec.and_then(|s| s.replicas).unwrap_or(0))
+    }
+
+    /// Set `spec.replicas` through `/scale`.
+    pub async fn scale_to(&self, client: &kube::Client, replicas: i32) -> Result<(), TargetError> {
+        let api = self.api(client);
+        let patch = serde_json::json!({"spec": {"replicas": replicas}});
+        let params = PatchParams::default();
+        self.bounded(
+            "scale",
+            api.patch_scale(&self.name, &params, &Patch::Merge(&patch)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The object itself (for its pod template).
+    pub async fn object(&self, client: &kube::Client) -> Result<DynamicObject, TargetError> {
+        let api = self.api(client);
+        self.bounded("read", api.get(&self.name)).await
+    }
+
+    async fn bounded<T>(
+        &self,
+        action: &'static str,
+        call: impl Future<Output = kube::Result<T>>,
+    ) -> Result<T, TargetError> {
+        let kind = self.resource.kind.clone();
+        let name = self.name.clone();
+        match tokio::time::timeout(API_TIMEOUT, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(source)) => Err(TargetError::Api {
+                action,
+                kind,
+                name,
+                source,
+            }),
+            Err(_) => Err(TargetError::Timeout { action, kind, name }),
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! One poll of one ScaledObject: read the target's replicas, query every trigger in parallel
+//! (each bounded by its timeout), decide (`decision`), write `/scale` when a transition is due,
+//! and patch status only when it changed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::{BoxFuture, join_all};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::reflector::{ObjectRef, Store};
+use tracing::{debug, info, warn};
+
+use super::decision::{Decision, ObjectState, PollOutcome, decide};
+use super::scheduler::Pollable;
+use crate::controller::status::{set_condition, write_if_changed};
+use crate::controller::target::Target;
+use crate::controller::triggers::BuiltTrigger;
+use crate::crd::names::{
+    ANNOTATION_FORCE_ACTIVATION, ANNOTATION_PAUSED_SCALE_IN, ANNOTATION_PAUSED_SCALE_OUT, condition,
+};
+use crate::crd::{ScaledObject, ScaledObjectStatus, TriggerActivityStatus};
+
+/// A ScaledObject as the scheduler polls it: the spec it was registered with, its resolved
+/// target and built scalers, and where to find its latest status.
+pub struct PolledObject {
+    /// API client.
+    pub client: kube::Client,
+    /// The controller's cache of ScaledObjects (latest status).
+    pub objects: Store<ScaledObject>,
+    /// Namespace and name.
+    pub namespace: String,
+    /// Object name.
+    pub name: String,
+    /// Time between polls (`spec.pollingInterval`).
+    pub interval: Duration,
+    /// The resolved scale target.
+    pub target: Target,
+    /// Built scalers, in trigger order.
+    pub triggers: Vec<BuiltTrigger>,
+    /// Upper bound of one scaler query.
+    pub timeout: Duration,
+}
+
+impl Pollable for PolledObject {
+    fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    fn poll(self: Arc<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move { self.poll_once().await })
+    }
+}
+
+/// What the triggers said in one poll.
+struct TriggerResults {
+    outcome: PollOutcome,
+    activity: BTreeMap<String, TriggerActivityStatus>,
+}
+
+impl PolledObject {
+    async fn poll_once(&self) {
+        let reference = ObjectRef::new(&self.name).within(&self.namespace);
+        let Some(latest) = self.objects.get(&reference) else {
+            return;
+        };
+        let current = match self.target.replicas(&self.client).await {
+            Ok(replicas) => replicas,
+            Err(error) => {
+                warn!(namespace = %self.namespace, scaled_object = %self.name, error = %error, "cannot read the scale target");
+                return;
+            }
+        };
+        let results = self.query_triggers().await;
+        let now = Timestamp::now();
+        let decision = decide(&object_state(&latest, current), results.outcome, now);
+        debug!(namespace = %self.namespace, scaled_object = %self.name, current, active = results.outcome.active, "polled");
+        if let Some(change) = decision.scale {
+            match self.target.scale_to(&self.client, change.to).await {
+                Ok(()) => {
+                    info!(namespace = %self.namespace, scaled_object = %self.name, from = current, to = change.to, reason = ?change.reason, "scaled the target")
+                }
+                Err(error) => {
+                    warn!(namespace = %self.namespace, scaled_object = %self.name, error = %error, "cannot scale the target")
+                }
+            }
+        }
+        let status = next_status(&latest, &decision, results.activity, now);
+        if let Err(error) = write_if_changed(&self.client, &latest, &status).await {
+            warn!(namespace = %self.namespace, scaled_object = %self.name, error = %error, "cannot write the status");
+        }
+    }
+
+    /// Query every metric of every trigger at once, each bounded by the timeout.
+    async fn query_triggers(&self) -> TriggerResults {
+        let queries = self.triggers.iter().flat_map(|trigger| {
+            trigger.specs.iter().map(move |spec| async move {
+                let call = trigger.scaler.metrics_and_activity(&spec.metric_name);
+                let result = tokio::time::timeout(self.timeout, call).await;
+                (trigger, spec.metric_name.clone(), result)
+            })
+        });
+        let mut results = TriggerResults {
+            outcome: PollOutcome {
+                active: false,
+                error: false,
+            },
+            activity: BTreeMap::new(),
+        };
+        for (trigger, metric, result) in join_all(queries).await {
+            match result {
+                Ok(Ok(values)) => {
+                    results.outcome.active |= values.active;
+                    results.activity.insert(
+                        metric,
+                        TriggerActivityStatus {
+                            is_active: values.active,
+                        },
+                    );
+                }
+                Ok(Err(error)) => {
+                    results.outcome.error = true;
+                    warn!(namespace = %self.namespace, scaled_object = %self.name, trigger_index = trigger.index, scaler = trigger.trigger_type, error = %error, "trigger failed");
+                }
+                Err(_) => {
+                    results.outcome.error = true;
+                    warn!(namespace = %self.namespace, scaled_object = %self.name, trigger_index = trigger.index, scaler = trigger.trigger_type, timeout = ?self.timeout, "trigger timed out");
+                }
+            }
+        }
+        results
+    }
+}
+
+fn annotation(so: &ScaledObject, key: &str) -> Option<String> {
+    so.metadata.annotations.as_ref()?.get(key).cloned()
+}
+
+/// The decision's inputs from the object's spec, status and annotations.
+fn object_state(so: &ScaledObject, current_replicas: i32) -> ObjectState {
+    let spec = &so.spec;
+    let set = |key: &str| annotation(so, key).is_some_and(|v| v != "false");
+    ObjectState {
+        current_replicas,
+        min_replicas: spec.min_replica_count,
+        idle_replicas: spec.idle_replica_count,
+        cooldown: Duration::from_secs(spec.cooldown_period.max(0) as u64),
+        initial_cooldown: Duration::from_secs(spec.initial_cooldown_period.max(0) as u64),
+        created: so
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(Timestamp::UNIX_EPOCH, |t| t.0),
+        last_active: so
+            .status
+            .as_ref()
+            .and_then(|s| s.last_active_time.as_ref())
+            .map(|t| t.0),
+        paused_scale_in: set(ANNOTATION_PAUSED_SCALE_IN),
+        paused_scale_out: set(ANNOTATION_PAUSED_SCALE_OUT),
+        force_activation: annotation(so, ANNOTATION_FORCE_ACTIVATION).as_deref() == Some("true"),
+        fallback_replicas: None,
+        has_fallback: spec.fallback.is_some(),
+    }
+}
+
+/// The status after this poll: conditions, activity and last active time.
+fn next_status(
+    so: &ScaledObject,
+    decision: &Decision,
+    activity: BTreeMap<String, TriggerActivityStatus>,
+    now: Timestamp,
+) -> ScaledObjectStatus {
+    let mut status = so.status.clone().unwrap_or_default();
+    if let Some(active) = &decision.active {
+        set_condition(&mut status.conditions, condition::ACTIVE, active);
+    }
+    if let Some(ready) = &decision.ready {
+        set_condition(&mut status.conditions, condition::READY, ready);
+    }
+    if decision.touch_last_active {
+        status.last_active_time = Some(Time(now));
+    }
+    if !activity.is_empty() {
+        status.triggers_activity = activity;
+    }
+    status
+}

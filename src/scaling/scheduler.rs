@@ -1,0 +1,190 @@
+//! One scheduler for every ScaledObject (design.md §4.3): a single timer queue instead of a
+//! task per object, polls spread by jitter so thousands of objects with the same interval do
+//! not all fire in the same millisecond, and a bound on polls in flight.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use rand::Rng;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::time::{DelayQueue, delay_queue};
+
+/// `namespace/name` of a scheduled object.
+pub type ObjectKey = (String, String);
+
+/// Something the scheduler polls on an interval.
+pub trait Pollable: Send + Sync + 'static {
+    /// Time between two polls.
+    fn interval(&self) -> Duration;
+    /// Run one poll.
+    fn poll(self: Arc<Self>) -> futures::future::BoxFuture<'static, ()>;
+}
+
+enum Command<P> {
+    Upsert(ObjectKey, Arc<P>),
+    Remove(ObjectKey),
+}
+
+/// Handle to add, replace and remove objects; cheap to clone.
+pub struct Scheduler<P> {
+    commands: mpsc::UnboundedSender<Command<P>>,
+}
+
+impl<P> Clone for Scheduler<P> {
+    fn clone(&self) -> Self {
+        Self {
+            commands: self.commands.clone(),
+        }
+    }
+}
+
+impl<P: Pollable> Scheduler<P> {
+    /// Start the scheduler; it stops when `cancel` fires. At most `max_in_flight` polls run at
+    /// once.
+    pub fn start(max_in_flight: usize, cancel: CancellationToken) -> Self {
+        let (commands, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(
+            rx,
+            Arc::new(Semaphore::new(max_in_flight.max(1))),
+            cancel,
+        ));
+        Self { commands }
+    }
+
+    /// Poll `object` now and then every interval, replacing what `key` had.
+    pub fn upsert(&self, key: ObjectKey, object: Arc<P>) {
+        // The scheduler only stops on cancellation, when nobody needs it anymore.
+        let _ = self.commands.send(Command::Upsert(key, object));
+    }
+
+    /// Stop polling `key`.
+    pub fn remove(&self, key: ObjectKey) {
+        let _ = self.commands.send(Command::Remove(key));
+    }
+}
+
+async fn run<P: Pollable>(
+    mut rx: mpsc::UnboundedReceiver<Command<P>>,
+    permits: Arc<Semaphore>,
+    cancel: CancellationToken,
+) {
+    let mut queue: DelayQueue<ObjectKey> = DelayQueue::new();
+    let mut entries: HashMap<ObjectKey, (Arc<P>, delay_queue::Key)> = HashMap::new();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            command = rx.recv() => match command {
+                None => return,
+                Some(Command::Upsert(key, object)) => {
+                    if let Some((_, timer)) = entries.remove(&key) {
+                        queue.remove(&timer);
+                    }
+                    let timer = queue.insert(key.clone(), Duration::ZERO);
+                    entries.insert(key, (object, timer));
+                }
+                Some(Command::Remove(key)) => {
+                    if let Some((_, timer)) = entries.remove(&key) {
+                        queue.remove(&timer);
+                    }
+                }
+            },
+            Some(expired) = queue.next(), if !queue.is_empty() => {
+                let key = expired.into_inner();
+                let Some((object, timer)) = entries.get_mut(&key) else { continue };
+                *timer = queue.insert(key.clone(), jittered(object.interval()));
+                let object = Arc::clone(object);
+                let permits = Arc::clone(&permits);
+                tokio::spawn(async move {
+                    let Ok(_permit) = permits.acquire_owned().await else { return };
+                    object.poll().await;
+                });
+            }
+        }
+    }
+}
+
+/// `interval` ± 10 %, so objects created together drift apart.
+fn jittered(interval: Duration) -> Duration {
+    let spread = interval.as_secs_f64() * 0.1;
+    let offset = rand::rng().random_range(-spread..=spread);
+    Duration::from_secs_f64((interval.as_secs_f64() + offset).max(0.001))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    struct Counter {
+        polls: AtomicUsize,
+        interval: Duration,
+    }
+
+    impl Pollable for Counter {
+        fn interval(&self) -> Duration {
+            self.interval
+        }
+        fn poll(self: Arc<Self>) -> futures::future::BoxFuture<'static, ()> {
+            Box::pin(async move {
+                self.polls.fetch_add(1, Ordering::SeqCst);
+            })
+        }
+    }
+
+    fn counter(ms: u64) -> Arc<Counter> {
+        Arc::new(Counter {
+            polls: AtomicUsize::new(0),
+            interval: Duration::from_millis(ms),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polls_at_once_then_every_interval_until_removed() {
+        let cancel = CancellationToken::new();
+        let scheduler = Scheduler::start(8, cancel.clone());
+        let object = counter(1000);
+        scheduler.upsert(("ns".into(), "a".into()), Arc::clone(&object));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(
+            object.polls.load(Ordering::SeqCst),
+            1,
+            "first poll is immediate"
+        );
+        tokio::time::sleep(Duration::from_millis(5_500)).await;
+        let polls = object.polls.load(Ordering::SeqCst);
+        assert!((5..=7).contains(&polls), "about one poll a second: {polls}");
+        scheduler.remove(("ns".into(), "a".into()));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let after_remove = object.polls.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(object.polls.load(Ordering::SeqCst), after_remove);
+        cancel.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn upsert_replaces_the_previous_object() {
+        let scheduler = Scheduler::start(8, CancellationToken::new());
+        let (old, new) = (counter(1000), counter(1000));
+        scheduler.upsert(("ns".into(), "a".into()), Arc::clone(&old));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        scheduler.upsert(("ns".into(), "a".into()), Arc::clone(&new));
+        tokio::time::sleep(Duration::from_millis(3_500)).await;
+        assert_eq!(old.polls.load(Ordering::SeqCst), 1);
+        assert!(new.polls.load(Ordering::SeqCst) >= 3);
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        for _ in 0..1000 {
+            let d = jittered(Duration::from_secs(30));
+            assert!(
+                d >= Duration::from_secs(27) && d <= Duration::from_secs(33),
+                "{d:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! End to end on the sandbox with the real RabbitMQ: a ScaledObject on a Deployment at zero;
+//! messages arrive → the operator scales the target to one within a polling interval and the
+//! HPA exists with KEDA's spec; the queue drains → after the cooldown the target returns to
+//! zero.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::{self, eventually};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, PostParams};
+use tidescale::crd::{ScaledObject, TriggerAuthentication};
+
+fn amqp_url() -> String {
+    std::env::var("TIDESCALE_TEST_RABBITMQ_AMQP")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+fn management_url() -> String {
+    std::env::var("TIDESCALE_TEST_RABBITMQ_HTTP")
+        .unwrap_or_else(|_| "http://guest:guest@127.0.0.1:15672".into())
+}
+
+/// RabbitMQ's management API, to declare, fill and purge the test's queue.
+struct Broker {
+    http: reqwest::Client,
+    base: reqwest::Url,
+    queue: String,
+}
+
+impl Broker {
+    async fn new(queue: &str) -> Self {
+        let base =
+            reqwest::Url::parse(&management_url()).expect("TIDESCALE_TEST_RABBITMQ_HTTP is a URL");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let broker = Broker {
+            http,
+            base,
+            queue: queue.to_owned(),
+        };
+        broker
+            .call(
+                reqwest::Method::PUT,
+                &format!("queues/%2f/{queue}"),
+                Some(serde_json::json!({"durable": false})),
+            )
+            .await;
+        broker
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) {
+        // Credentials go in the header only: userinfo in the URL as well makes a bad request.
+        let mut bare = self.base.clone();
+        let _ = bare.set_username("");
+        let _ = bare.set_password(None);
+        let url = format!("{}/api/{path}", bare.as_str().trim_end_matches('/'));
+        let mut request = self
+            .http
+            .request(method, &url)
+            .basic_auth(self.base.username(), self.base.password());
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap_or_else(|e| {
+            panic!("RabbitMQ management API at {} is unreachable ({e}); set TIDESCALE_TEST_RABBITMQ_HTTP or run scripts/test", self.base)
+        });
+        assert!(
+            response.status().is_success(),
+            "{url}: {}",
+            response.status()
+        );
+    }
+
+    async fn publish(&self, count: usize) {
+        for _ in 0..count {
+            let body = serde_json::json!({"properties": {}, "routing_key": self.queue, "payload": "job", "payload_encoding": "string"});
+            self.call(
+                reqwest::Method::POST,
+                "exchanges/%2f/amq.default/publish",
+                Some(body),
+            )
+            .await;
+        }
+    }
+
+    async fn purge(&self) {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("queues/%2f/{}/contents", self.queue),
+            None,
+        )
+        .await;
+    }
+
+    async fn delete(&self) {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("queues/%2f/{}", self.queue),
+            None,
+        )
+        .await;
+    }
+}
+
+async fn replicas(client: &kube::Client, namespace: &str, name: &str) -> i32 {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    api.get(name)
+        .await
+        .ok()
+        .and_then(|d| d.spec.and_then(|s| s.replicas))
+        .unwrap_or(-1)
+}
+
+fn condition(so: &ScaledObject, type_: &str) -> Option<String> {
+    so.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_queue_scales_a_deployment_from_zero_and_back() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let queue = format!("tidescale-e2e-{}", std::process::id());
+    let broker = Broker::new(&queue).await;
+    let cluster = cluster::start().await;
+    let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_yaml_ng::from_str("metadata: {name: shop}").unwrap(),
+        )
+        .await
+        .unwrap();
+    cluster.create::<Deployment>("metadata: {name: orders, namespace: shop}\nspec:\n  replicas: 0\n  selector: {matchLabels: {app: orders}}\n  template:\n    metadata: {labels: {app: orders}}\n    spec: {containers: [{name: worker, image: worker:1}]}\n").await;
+    cluster
+        .create::<Secret>(&format!(
+            "metadata: {{name: rabbit, namespace: shop}}\nstringData: {{host: '{}'}}\n",
+            amqp_url()
+        ))
+        .await;
+    cluster.create::<TriggerAuthentication>("apiVersion: keda.sh/v1alpha1\nkind: TriggerAuthentication\nmetadata: {name: rabbit, namespace: shop}\nspec:\n  secretTargetRef: [{parameter: host, name: rabbit, key: host}]\n").await;
+    cluster.create::<ScaledObject>(&format!("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {{name: orders, namespace: shop}}\nspec:\n  scaleTargetRef: {{name: orders}}\n  pollingInterval: 1\n  cooldownPeriod: 3\n  maxReplicaCount: 7\n  triggers:\n    - type: rabbitmq\n      metadata: {{queueName: {queue}, mode: QueueLength, value: '5'}}\n      authenticationRef: {{name: rabbit}}\n")).await;
+
+    let scaled_objects: Api<ScaledObject> = Api::namespaced(cluster.client.clone(), "shop");
+    let ready = eventually(
+        "the ScaledObject to be Ready",
+        Duration::from_secs(20),
+        || async {
+            let so = scaled_objects.get("orders").await.ok()?;
+            (condition(&so, "Ready").as_deref() == Some("True")).then_some(so)
+        },
+    )
+    .await;
+    let status = ready.status.clone().unwrap();
+    assert_eq!(status.hpa_name.as_deref(), Some("keda-hpa-orders"));
+    assert_eq!(
+        status.scale_target_kind.as_deref(),
+        Some("apps/v1.Deployment")
+    );
+    assert_eq!(status.original_replica_count, Some(0));
+    assert_eq!(
+        status.external_metric_names,
+        [format!("s0-rabbitmq-{queue}")]
+    );
+    assert_eq!(
+        ready.metadata.labels.as_ref().unwrap()["scaledobject.keda.sh/name"],
+        "orders"
+    );
+    assert!(
+        ready
+            .metadata
+            .finalizers
+            .as_ref()
+            .unwrap()
+            .contains(&"finalizer.keda.sh".to_owned())
+    );
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(cluster.client.clone(), "shop");
+    let hpa = hpas
+        .get("keda-hpa-orders")
+        .await
+        .expect("the owned HPA exists");
+    let spec = hpa.spec.unwrap();
+    assert_eq!((spec.min_replicas, spec.max_replicas), (Some(1), 7));
+    let metric = &spec.metrics.unwrap()[0];
+    assert_eq!(
+        metric.external.as_ref().unwrap().metric.name,
+        format!("s0-rabbitmq-{queue}")
+    );
+    assert_eq!(
+        replicas(&cluster.client, "shop", "orders").await,
+        0,
+        "nothing to do yet"
+    );
+
+    broker.publish(12).await;
+    let started = std::time::Instant::now();
+    eventually(
+        "the target to scale to 1",
+        Duration::from_secs(10),
+        || async { (replicas(&cluster.client, "shop", "orders").await == 1).then_some(()) },
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "activation took {:?}",
+        started.elapsed()
+    );
+    let active = eventually("Active=True", Duration::from_secs(10), || async {
+        let so = scaled_objects.get("orders").await.ok()?;
+        (condition(&so, "Active").as_deref() == Some("True")).then_some(so)
+    })
+    .await;
+    assert!(active.status.unwrap().last_active_time.is_some());
+
+    broker.purge().await;
+    let drained = std::time::Instant::now();
+    eventually(
+        "the target to return to 0 after the cooldown",
+        Duration::from_secs(20),
+        || async { (replicas(&cluster.client, "shop", "orders").await == 0).then_some(()) },
+    )
+    .await;
+    assert!(
+        drained.elapsed() >= Duration::from_secs(2),
+        "scaled in before the 3 s cooldown: {:?}",
+        drained.elapsed()
+    );
+    broker.delete().await;
+}
