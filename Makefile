@@ -30,8 +30,8 @@ services-stop: ## stop the services `make services` started
 generate: ## regenerate the committed CRDs (manifests/crds/) from the Rust types
 	scripts/generate
 
-bench: ## run the benchmarks
-	$(CARGO) bench --workspace --locked
+bench: ## run the benchmarks (starts the services they need)
+	scripts/bench
 
 dev: ## run the embedded sandbox control plane (tidescale dev) for kubectl
 	$(CARGO) run --locked -- dev

@@ -1,10 +1,10 @@
-//! `tidescale dev`: a local control plane to play with tidescale.
+//! `tidescale dev`: tidescale on one machine, for trying it and for its own tests.
 //!
 //! Starts the sandbox API server (`tidescale-sandbox`) with its simulated controllers
 //! (Deployments get ReplicaSets and Pods that become Ready, Jobs complete, HPAs scale), installs
-//! tidescale's CRDs into it, writes an admin kubeconfig so `kubectl` works at once, and serves
-//! until Ctrl-C or SIGTERM.
-//! Nothing persists: every run starts from an empty cluster with fresh certificates.
+//! tidescale's CRDs into it, runs the operator against it in the same process, writes an admin
+//! kubeconfig so `kubectl` works at once, and serves until Ctrl-C or SIGTERM. Nothing persists:
+//! every run starts from an empty cluster with fresh certificates.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -13,8 +13,13 @@ use std::time::Duration;
 use anyhow::Context;
 use tidescale_sandbox::clock::ClockHandle;
 use tidescale_sandbox::controllers::{ControllerConfig, Controllers};
-use tidescale_sandbox::{Credentials, GroupResource, Sandbox, SandboxConfig, WriteOptions};
+use tidescale_sandbox::{
+    Credentials, GroupResource, Sandbox, SandboxConfig, SandboxHandle, WriteOptions,
+};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::operator::{self, OperatorArgs};
 
 /// How long to wait for the freshly started API server to accept a connection.
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,47 +40,127 @@ pub struct DevArgs {
     /// Address the sandbox API server listens on.
     #[arg(long, env = "TIDESCALE_DEV_BIND", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub bind: IpAddr,
+    /// Serve the API only: do not run the operator against it.
+    #[arg(long, env = "TIDESCALE_DEV_NO_OPERATOR")]
+    pub no_operator: bool,
 }
 
-/// Runs the sandbox until Ctrl-C or SIGTERM.
+/// The sandbox with tidescale's CRDs and the simulated controllers; `tidescale dev` and the
+/// operator's end-to-end tests run on it.
+pub struct DevCluster {
+    /// The API server.
+    pub sandbox: SandboxHandle,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl DevCluster {
+    /// Start the sandbox as `config` says, install the CRDs and start the controllers.
+    pub async fn start(
+        config: SandboxConfig,
+        controllers: ControllerConfig,
+    ) -> anyhow::Result<Self> {
+        let sandbox = Sandbox::start(config)
+            .await
+            .context("starting the sandbox API server")?;
+        install_crds(&sandbox)?;
+        let stop = CancellationToken::new();
+        let controllers = Controllers::for_sandbox(&sandbox, controllers)
+            .context("starting the simulated controllers")?
+            .spawn(&ClockHandle::real(), stop.clone());
+        wait_until_serving(sandbox.addr()).await?;
+        Ok(Self {
+            sandbox,
+            stop,
+            tasks: vec![controllers],
+        })
+    }
+
+    /// The admin kubeconfig, as YAML.
+    pub fn admin_kubeconfig(&self) -> String {
+        self.sandbox
+            .kubeconfig(&Credentials::Token(self.sandbox.admin_token().to_owned()))
+    }
+
+    /// A kube client with admin rights.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(&self.admin_kubeconfig())
+            .context("reading the sandbox kubeconfig")?;
+        let options = kube::config::KubeConfigOptions::default();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .context("configuring the client")?;
+        kube::Client::try_from(config).context("building the client")
+    }
+
+    /// Run the operator against this cluster until it shuts down.
+    pub async fn spawn_operator(&mut self, args: OperatorArgs) -> anyhow::Result<()> {
+        let client = self.client().await?;
+        let task = tokio::spawn(operator::run_with_client(client, args, self.stop.clone()));
+        self.tasks.push(task);
+        Ok(())
+    }
+
+    /// Stop the operator and the controllers, then the API server.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        self.sandbox.shutdown().await;
+    }
+}
+
+/// The operator's settings in `tidescale dev`: all namespaces, KEDA's defaults.
+pub fn dev_operator_args() -> OperatorArgs {
+    OperatorArgs {
+        watch_namespace: None,
+        cluster_object_namespace: "keda".to_owned(),
+        scaler_timeout_ms: 3000,
+    }
+}
+
+/// Runs the sandbox (and the operator) until Ctrl-C or SIGTERM.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let DevArgs {
         kubeconfig,
         port,
         bind,
+        no_operator,
     } = args;
-    let mut sandbox = Sandbox::start(SandboxConfig {
+    let config = SandboxConfig {
         bind,
         port,
         ..SandboxConfig::default()
-    })
-    .await
-    .context("starting the sandbox API server")?;
-    install_crds(&sandbox)?;
-    let stop_controllers = CancellationToken::new();
-    let controllers = Controllers::for_sandbox(&sandbox, ControllerConfig::default())
-        .context("starting the simulated controllers")?
-        .spawn(&ClockHandle::real(), stop_controllers.clone());
-    let credentials = Credentials::Token(sandbox.admin_token().to_owned());
-    sandbox
+    };
+    let mut cluster = DevCluster::start(config, ControllerConfig::default()).await?;
+    let credentials = Credentials::Token(cluster.sandbox.admin_token().to_owned());
+    cluster
+        .sandbox
         .write_kubeconfig(&kubeconfig, &credentials)
         .with_context(|| format!("writing {}", kubeconfig.display()))?;
     println!("kubeconfig: {}", kubeconfig.display());
-    wait_until_serving(sandbox.addr()).await?;
+    if !no_operator {
+        cluster.spawn_operator(dev_operator_args()).await?;
+    }
+    let operator = if no_operator {
+        "without the operator"
+    } else {
+        "with the operator"
+    };
     println!(
-        "ready: sandbox API server at {} (export KUBECONFIG={})",
-        sandbox.base_url(),
+        "ready: sandbox API server at {} {operator} (export KUBECONFIG={})",
+        cluster.sandbox.base_url(),
         kubeconfig.display()
     );
     shutdown_signal().await?;
-    stop_controllers.cancel();
-    let _ = controllers.await;
-    sandbox.shutdown().await;
+    cluster.shutdown().await;
     Ok(())
 }
 
 /// Creates every tidescale CRD in the sandbox's store.
-fn install_crds(sandbox: &tidescale_sandbox::SandboxHandle) -> anyhow::Result<()> {
+fn install_crds(sandbox: &SandboxHandle) -> anyhow::Result<()> {
     let crds = GroupResource::new("apiextensions.k8s.io", "customresourcedefinitions");
     for crd in crate::crd::all_crds() {
         let name = crd.metadata.name.clone().unwrap_or_default();
@@ -111,52 +196,5 @@ pub(crate) async fn shutdown_signal() -> anyhow::Result<()> {
     tokio::select! {
         result = tokio::signal::ctrl_c() => result.context("waiting for Ctrl-C"),
         _ = term.recv() => Ok(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn dev_serves_the_crds_and_writes_a_working_kubeconfig() {
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("nested").join("kubeconfig");
-        let args = DevArgs {
-            kubeconfig: kubeconfig.clone(),
-            port: 0,
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        };
-        let task = tokio::spawn(run(args));
-        for _ in 0..200 {
-            if kubeconfig.exists() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        let out = tokio::process::Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .arg("--cache-dir")
-            .arg(dir.path().join("cache"))
-            .args([
-                "get",
-                "crd",
-                "scaledobjects.keda.sh",
-                "-o",
-                "jsonpath={.spec.names.kind}",
-            ])
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(30), out)
-            .await
-            .unwrap()
-            .unwrap();
-        task.abort();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "ScaledObject");
     }
 }

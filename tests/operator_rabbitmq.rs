@@ -235,4 +235,5 @@ async fn rabbitmq_queue_scales_a_deployment_from_zero_and_back() {
         drained.elapsed()
     );
     broker.delete().await;
+    cluster.shutdown().await;
 }

@@ -24,7 +24,8 @@
 //! Output: markdown tables on stdout, JSON in `target/bench-results/sandbox_api.json`.
 //! Run: `cargo bench -p tidescale-sandbox --bench api_throughput`. Knobs (env):
 //! `TIDESCALE_BENCH_OBJECTS` (10000), `TIDESCALE_BENCH_UPDATES` (1000),
-//! `TIDESCALE_BENCH_WATCHERS` (`1,10,100`). Every request and wait is bounded by a timeout.
+//! `TIDESCALE_BENCH_WATCHERS` (`1,10,100`); scenario names after `--` (`in-process`, `create`,
+//! `patch`, `list`, `watch`) run only those. Every request and wait is bounded by a timeout.
 //! Exit status is non-zero only when setup fails (sandbox, client, a request erroring or a
 //! list returning the wrong count, which would make the figures meaningless) or when a watcher
 //! lost events — a correctness bug of the sandbox.
@@ -71,6 +72,8 @@ pub struct Plan {
     pub objects: usize,
     pub updates: usize,
     pub watchers: Vec<usize>,
+    /// Scenario names from the command line (`in-process create patch list watch`); empty = all.
+    pub only: Vec<String>,
 }
 
 impl Plan {
@@ -88,11 +91,21 @@ impl Plan {
             objects: env_usize("TIDESCALE_BENCH_OBJECTS", 10_000)?.max(1),
             updates: env_usize("TIDESCALE_BENCH_UPDATES", 1_000)?.max(1),
             watchers,
+            // cargo bench passes `--bench`; anything else not starting with `-` selects.
+            only: std::env::args()
+                .skip(1)
+                .filter(|a| !a.starts_with('-'))
+                .collect(),
         })
+    }
+
+    fn wants(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
     }
 
     pub fn json(&self) -> Value {
         json!({"objects": self.objects, "updates": self.updates, "watchers": self.watchers,
+            "only": self.only,
             "concurrency": fixture::CONCURRENCY, "list_rounds": LIST_ROUNDS,
             "page_walks": PAGE_WALKS, "page_limit": PAGE_LIMIT})
     }
@@ -125,12 +138,21 @@ async fn main() -> ExitCode {
 async fn run() -> Result<usize> {
     let plan = Plan::from_env()?;
     let start = Instant::now();
-    let mut rows = bounded("in-process", in_process(&plan)).await?;
-    rows.push(bounded("create", http_create(&plan)).await?);
-    rows.push(bounded("patch", http_patch(&plan)).await?);
-    rows.extend(bounded("list", http_list(&plan)).await?);
+    let mut rows = Vec::new();
+    if plan.wants("in-process") {
+        rows.extend(bounded("in-process", in_process(&plan)).await?);
+    }
+    if plan.wants("create") {
+        rows.push(bounded("create", http_create(&plan)).await?);
+    }
+    if plan.wants("patch") {
+        rows.push(bounded("patch", http_patch(&plan)).await?);
+    }
+    if plan.wants("list") {
+        rows.extend(bounded("list", http_list(&plan)).await?);
+    }
     let mut fanouts = Vec::new();
-    for &watchers in &plan.watchers {
+    for &watchers in plan.watchers.iter().filter(|_| plan.wants("watch")) {
         fanouts.push(bounded("watch fan-out", fan_out(&plan, watchers)).await?);
     }
     let results = Results {

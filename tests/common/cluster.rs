@@ -1,92 +1,52 @@
-//! A sandbox control plane with tidescale's CRDs and the simulated controllers, plus the
-//! operator running in-process against it: the harness of the operator's end-to-end tests.
+//! The operator's end-to-end harness: `tidescale dev`'s cluster (sandbox, CRDs, simulated
+//! controllers with fast pod timings) and the operator running in-process against it.
 
 use std::time::Duration;
 
 use kube::api::{Api, PostParams};
 use serde::de::DeserializeOwned;
-use tidescale_sandbox::clock::ClockHandle;
-use tidescale_sandbox::controllers::{ControllerConfig, Controllers, PodTimings};
-use tidescale_sandbox::{
-    Credentials, GroupResource, Sandbox, SandboxConfig, SandboxHandle, WriteOptions,
-};
-use tokio_util::sync::CancellationToken;
+use tidescale::dev::{DevCluster, dev_operator_args};
+use tidescale_sandbox::SandboxConfig;
+use tidescale_sandbox::controllers::{ControllerConfig, PodTimings};
 
-/// A running cluster; everything stops when it is dropped.
+/// A running cluster with the operator.
 pub struct Cluster {
-    pub sandbox: SandboxHandle,
+    pub dev: DevCluster,
     pub client: kube::Client,
-    stop: CancellationToken,
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-/// Start the sandbox, install the CRDs, start pods-become-ready controllers (fast timings) and
-/// the operator.
+/// Start the cluster and the operator.
 pub async fn start() -> Cluster {
     let _ = rustls::crypto::ring::default_provider().install_default();
     // The operator's own log lines, shown when a test fails.
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info,kube=warn,tidescale_sandbox=warn"))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "info,kube=warn,tidescale_sandbox=warn",
+        ))
         .with_test_writer()
         .try_init();
-    let sandbox = Sandbox::start(SandboxConfig::default())
-        .await
-        .expect("sandbox starts");
-    let crds = GroupResource::new("apiextensions.k8s.io", "customresourcedefinitions");
-    for crd in tidescale::crd::all_crds() {
-        let value = serde_json::to_value(crd).unwrap();
-        sandbox
-            .store()
-            .create(&crds, value, &WriteOptions::default())
-            .expect("install CRD");
-    }
-    let stop = CancellationToken::new();
     let pods = PodTimings {
         start_delay: Duration::from_millis(100),
         ready_delay: Duration::from_millis(100),
         ..PodTimings::default()
     };
-    let config = ControllerConfig {
+    let controllers = ControllerConfig {
         tick: Duration::from_millis(100),
         pods,
         ..ControllerConfig::default()
     };
-    Controllers::for_sandbox(&sandbox, config)
-        .expect("controllers")
-        .spawn(&ClockHandle::real(), stop.clone());
-    let yaml = sandbox.kubeconfig(&Credentials::Token(sandbox.admin_token().to_owned()));
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml).expect("kubeconfig parses");
-    let config = kube::Config::from_custom_kubeconfig(
-        kubeconfig,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .expect("kube config");
-    let client = kube::Client::try_from(config).expect("kube client");
-    let args = tidescale::operator::OperatorArgs {
-        watch_namespace: None,
-        cluster_object_namespace: "keda".into(),
-        scaler_timeout_ms: 3000,
-    };
-    tokio::spawn(tidescale::operator::run_with_client(
-        client.clone(),
-        args,
-        stop.clone(),
-    ));
-    Cluster {
-        sandbox,
-        client,
-        stop,
-    }
+    let mut dev = DevCluster::start(SandboxConfig::default(), controllers)
+        .await
+        .expect("cluster starts");
+    dev.spawn_operator(dev_operator_args())
+        .await
+        .expect("operator starts");
+    let client = dev.client().await.expect("client");
+    Cluster { dev, client }
 }
 
 impl Cluster {
-    /// Create `yaml` (one object) in its namespace.
+    /// Create `yaml` (one namespaced object).
     pub async fn create<K>(&self, yaml: &str) -> K
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -106,6 +66,11 @@ impl Cluster {
         api.create(&PostParams::default(), &object)
             .await
             .expect("create")
+    }
+
+    /// Stop the operator, the controllers and the API server.
+    pub async fn shutdown(self) {
+        self.dev.shutdown().await;
     }
 }
 
