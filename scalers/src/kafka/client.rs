@@ -163,7 +163,17 @@ pub(crate) struct Lease {
     group: String,
     client: Shared<ClientKey, Handle>,
     group_handle: Shared<GroupKey, Handle>,
+    /// The topic's partitions (after `partitionLimitation`) and when they were read.
+    partitions: std::sync::Mutex<Option<CachedPartitions>>,
 }
+
+/// A topic's partitions and when they were read.
+type CachedPartitions = (Instant, Vec<(String, i32)>);
+
+/// How long a topic's partition list is reused before it is described again. Describing it on
+/// every poll doubles the cost of a poll (benches/scaler_overhead); partitions are added
+/// rarely, and any failed poll forgets the list, as Sarama's metadata cache does.
+const PARTITIONS_TTL: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -204,6 +214,7 @@ pub(crate) fn acquire(
         group: group.to_owned(),
         client,
         group_handle,
+        partitions: std::sync::Mutex::new(None),
     })
 }
 
@@ -264,6 +275,9 @@ impl Lease {
     }
 
     /// Read committed offsets and high watermarks of the partitions to evaluate (§3.4 steps 1–2).
+    ///
+    /// The whole poll runs in one blocking task: a hand-off per request costs more than the
+    /// request itself on a nearby broker.
     pub(crate) async fn fetch_offsets(
         &self,
         topic: Option<&str>,
@@ -273,24 +287,60 @@ impl Lease {
         let deadline = Instant::now() + timeout;
         let client = Arc::clone(&self.client.client().consumer);
         let group = Arc::clone(&self.group_handle.client().consumer);
-        let (topic, limitation) = (topic.map(str::to_owned), limitation.clone());
-        let (c, g) = (Arc::clone(&client), Arc::clone(&group));
-        let tpl = self
-            .guarded(timeout, move || match topic {
-                Some(t) => topic_partitions(&c, &t, &limitation, deadline),
-                None => group_topics(&c, &g, deadline),
+        let cached = topic.and_then(|_| self.cached_partitions());
+        let (topic_name, limitation) = (topic.map(str::to_owned), limitation.clone());
+        let read = self
+            .guarded(timeout, move || {
+                let tpl = match (cached, topic_name) {
+                    (Some(partitions), _) => partition_list(&partitions),
+                    (None, Some(t)) => topic_partitions(&client, &t, &limitation, deadline)?,
+                    (None, None) => group_topics(&client, &group, deadline)?,
+                };
+                let committed = read_committed(&group, tpl.clone(), deadline)?;
+                let watermarks = read_watermarks(&client, tpl.clone(), deadline)?;
+                Ok((tpl, committed, watermarks))
             })
-            .await?;
-        let (committed_tpl, hw_tpl) = (tpl.clone(), tpl.clone());
-        // Both reads share what is left of the poll's deadline.
-        let left = remaining(deadline);
-        let committed = self.guarded(left, move || {
-            read_committed(&group, committed_tpl, deadline)
-        });
-        let watermarks = self.guarded(left, move || read_watermarks(&client, hw_tpl, deadline));
-        let (committed, watermarks) = tokio::try_join!(committed, watermarks)?;
-        join_offsets(&tpl, &committed, &watermarks)
+            .await;
+        match read {
+            Ok((tpl, committed, watermarks)) => {
+                if topic.is_some() {
+                    self.remember_partitions(&tpl);
+                }
+                join_offsets(&tpl, &committed, &watermarks)
+            }
+            Err(e) => {
+                self.remember_partitions(&TopicPartitionList::new());
+                Err(e)
+            }
+        }
     }
+
+    /// The cached partition list, if it is still fresh.
+    fn cached_partitions(&self) -> Option<Vec<(String, i32)>> {
+        let cache = self.partitions.lock().ok()?;
+        let (read_at, partitions) = cache.as_ref()?;
+        (read_at.elapsed() < PARTITIONS_TTL).then(|| partitions.clone())
+    }
+
+    /// Cache `tpl` as the topic's partitions; an empty list clears the cache.
+    fn remember_partitions(&self, tpl: &TopicPartitionList) {
+        let partitions: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        if let Ok(mut cache) = self.partitions.lock() {
+            *cache = (!partitions.is_empty()).then(|| (Instant::now(), partitions));
+        }
+    }
+}
+
+fn partition_list(partitions: &[(String, i32)]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        tpl.add_partition(topic, *partition);
+    }
+    tpl
 }
 
 fn backend(message: String) -> ScalerError {
