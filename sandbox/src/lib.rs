@@ -13,7 +13,7 @@
 //!
 //! # Quick start (tests)
 //!
-//! ```ignore
+//! ```text
 //! let sandbox = Sandbox::start(SandboxConfig::default()).await?;      // HTTPS on 127.0.0.1:0
 //! let yaml = sandbox.admin_kubeconfig();                              // system:masters token
 //! let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(

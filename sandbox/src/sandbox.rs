@@ -1,6 +1,6 @@
 //! The public entry point: start a sandbox, get kubeconfigs and tokens, stop or restart it.
 //!
-//! ```ignore
+//! ```text
 //! let sandbox = Sandbox::start(SandboxConfig::default()).await?;
 //! sandbox.write_kubeconfig(&path, &Credentials::Token(sandbox.admin_token().into()))?;
 //! let store = sandbox.store();          // in-process access for controllers (see crate::store)

@@ -261,29 +261,25 @@ fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
         call.query.get("labelSelector").map(String::as_str),
         call.query.get("fieldSelector").map(String::as_str),
     )?;
-    let (items, rv) = call.store.list(&call.gr(), call.ns());
-    let mut items: Vec<Value> = items.into_iter().filter(|o| filter.matches(o)).collect();
-    if let Some(token) = call.query.get("continue").filter(|t| !t.is_empty()) {
-        let after = decode_continue(call.store, token)?;
-        items.retain(|o| {
-            (
-                meta::namespace(o).unwrap_or_default().to_owned(),
-                meta::name(o).to_owned(),
-            ) > after
-        });
-    }
-    let mut metadata = json!({"resourceVersion": rv.to_string()});
-    if let Some(limit) = call
+    let after = match call.query.get("continue").filter(|t| !t.is_empty()) {
+        Some(token) => Some(decode_continue(call.store, token)?),
+        None => None,
+    };
+    let limit = call
         .query
         .get("limit")
         .and_then(|l| l.parse::<usize>().ok())
-        .filter(|l| *l > 0)
-        && items.len() > limit
+        .filter(|l| *l > 0);
+    let page = call
+        .store
+        .list_page(&call.gr(), call.ns(), after, limit, |o| filter.matches(o));
+    let (items, rv) = (page.items, page.rv);
+    let mut metadata = json!({"resourceVersion": rv.to_string()});
+    if page.remaining > 0
+        && let Some(last) = items.last()
     {
-        let remaining = items.len() - limit;
-        items.truncate(limit);
-        metadata["continue"] = json!(encode_continue(rv, &items[limit - 1]));
-        metadata["remainingItemCount"] = json!(remaining);
+        metadata["continue"] = json!(encode_continue(rv, last));
+        metadata["remainingItemCount"] = json!(page.remaining);
     }
     let items: Vec<Value> = items.into_iter().map(|o| call.present(o)).collect();
     if call.wants_table() {

@@ -10,7 +10,7 @@
 //! The HPA's decision logic is pure ([`hpa`]); the loops that read and write the store are the
 //! other modules here, run together by [`Controllers`]:
 //!
-//! ```ignore
+//! ```text
 //! let (clock, control) = ClockHandle::manual(start);          // or ClockHandle::real()
 //! let store = Store::new(clock.clone(), DEFAULT_HISTORY);
 //! // Metrics go through the sandbox's own router, hence through its aggregation proxy.

@@ -54,7 +54,10 @@ impl PatchKind {
 /// as passing; clients rely on it (kube-runtime's finalizer helper tests
 /// `/metadata/finalizers == null` before adding the first one). The `json-patch` crate fails
 /// such a test, so those operations are dropped before applying.
-fn without_null_tests_of_absent_paths(ops: json_patch::Patch, current: &Value) -> json_patch::Patch {
+fn without_null_tests_of_absent_paths(
+    ops: json_patch::Patch,
+    current: &Value,
+) -> json_patch::Patch {
     let kept = ops
         .0
         .into_iter()
@@ -213,7 +216,10 @@ mod tests {
             {"op": "add", "path": "/metadata/finalizers", "value": ["finalizer.keda.sh"]}
         ]);
         let patched = apply_patch(PatchKind::Json, true, &current, &patch).expect("patch applies");
-        assert_eq!(patched["metadata"]["finalizers"], json!(["finalizer.keda.sh"]));
+        assert_eq!(
+            patched["metadata"]["finalizers"],
+            json!(["finalizer.keda.sh"])
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! by its [`GroupResource`] (`GroupResource::new("apps", "deployments")`, core group `""`);
 //! versions share storage, so the store does not care which version wrote an object.
 //!
-//! ```ignore
+//! ```text
 //! let deploys = GroupResource::new("apps", "deployments");
 //! let d = store.get(&deploys, Some("default"), "web")?;               // 404 -> ApiError
 //! let (items, list_rv) = store.list(&deploys, Some("default"));        // None = all namespaces
@@ -152,7 +152,19 @@ pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
 /// Finalizer the store adds for orphan deletion (served by the garbage collector).
 pub const ORPHAN_FINALIZER: &str = "orphan";
 
-type ObjectKey = (String, String);
+/// Namespace (empty for cluster-scoped objects) and name.
+pub type ObjectKey = (String, String);
+
+/// One page of a list ([`Store::list_page`]).
+#[derive(Debug)]
+pub struct ListPage {
+    /// The objects of the page, ordered by namespace and name.
+    pub items: Vec<Value>,
+    /// How many more objects match after the page.
+    pub remaining: usize,
+    /// The resourceVersion of the snapshot.
+    pub rv: u64,
+}
 
 #[derive(Debug)]
 struct State {
@@ -262,6 +274,43 @@ impl Store {
             })
             .unwrap_or_default();
         (items, st.rv)
+    }
+
+    /// One page of a list: the objects after `after` (exclusive, by namespace and name) that
+    /// `keep` accepts, at most `limit` of them, and how many more `keep` accepts beyond the page.
+    /// Only the page is copied, so walking a large collection in pages costs what it returns.
+    pub fn list_page(
+        &self,
+        gr: &GroupResource,
+        ns: Option<&str>,
+        after: Option<ObjectKey>,
+        limit: Option<usize>,
+        keep: impl Fn(&Value) -> bool,
+    ) -> ListPage {
+        use std::ops::Bound;
+        let st = self.lock();
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut page = ListPage {
+            items: Vec::new(),
+            remaining: 0,
+            rv: st.rv,
+        };
+        let Some(objects) = st.objects.get(gr) else {
+            return page;
+        };
+        let matching = objects
+            .range((lower, Bound::Unbounded))
+            .filter(|((o_ns, _), _)| ns.is_none_or(|ns| ns == o_ns))
+            .map(|(_, v)| v)
+            .filter(|v| keep(v));
+        for object in matching {
+            if limit.is_some_and(|l| page.items.len() >= l) {
+                page.remaining += 1;
+            } else {
+                page.items.push(object.clone());
+            }
+        }
+        page
     }
 
     /// Events with a resourceVersion above this one are still available to watches.
