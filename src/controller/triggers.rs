@@ -76,7 +76,7 @@ pub async fn build_triggers(
     let pod = pod_template(client, target).await?;
     let mut built = Vec::with_capacity(so.spec.triggers.len());
     for (index, trigger) in so.spec.triggers.iter().enumerate() {
-        let auth = trigger_auth(client, namespace, trigger, cluster_object_namespace).await?;
+        let auth = trigger_auth(client, namespace, trigger).await?;
         let objects = fetch_objects(
             client,
             namespace,
@@ -189,7 +189,6 @@ async fn trigger_auth(
     client: &kube::Client,
     namespace: &str,
     trigger: &ScaleTriggers,
-    _cluster_object_namespace: &str,
 ) -> Result<Option<(TriggerAuthenticationSpec, bool)>, TriggerError> {
     let Some(reference) = &trigger.authentication_ref else {
         return Ok(None);
