@@ -48,11 +48,12 @@ pub enum Command {
     /// Print the manifests tidescale installs (the CRDs).
     #[command(subcommand)]
     Manifests(ManifestsCommand),
-    /// Run a local Kubernetes API (the sandbox control plane) with tidescale's CRDs installed.
+    /// Run tidescale on this machine: a local Kubernetes API (the sandbox) with the operator.
     ///
-    /// Writes a kubeconfig so kubectl works against it at once, prints `ready:` when it serves,
-    /// and runs until Ctrl-C or SIGTERM. The sandbox is a faithful stand-in for kube-apiserver
-    /// for trying tidescale on one machine; nothing persists between runs.
+    /// Starts the sandbox control plane (a faithful stand-in for kube-apiserver with simulated
+    /// Deployments, Jobs and HPAs), installs the keda.sh CRDs, runs the operator against it,
+    /// writes a kubeconfig so kubectl works at once, prints `ready:` when it serves, and runs
+    /// until Ctrl-C or SIGTERM. Nothing persists between runs.
     Dev(dev::DevArgs),
 }
 
