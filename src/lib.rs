@@ -12,3 +12,4 @@ pub mod modifiers;
 pub mod operator;
 pub mod resolve;
 pub mod scaling;
+pub mod telemetry;

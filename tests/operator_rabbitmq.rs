@@ -234,6 +234,43 @@ async fn rabbitmq_queue_scales_a_deployment_from_zero_and_back() {
         "scaled in before the 3 s cooldown: {:?}",
         drained.elapsed()
     );
+    let reasons = event_reasons(&cluster.client, "shop", "orders").await;
+    for expected in [
+        "KEDAScalersStarted",
+        "ScaledObjectReady",
+        "KEDAScaleTargetActivated",
+        "KEDAScaleTargetDeactivated",
+    ] {
+        assert!(
+            reasons.iter().any(|(r, _)| r == expected),
+            "no {expected} event in {reasons:?}"
+        );
+    }
+    let activated = reasons
+        .iter()
+        .find(|(r, _)| r == "KEDAScaleTargetActivated")
+        .unwrap();
+    assert_eq!(
+        activated.1,
+        "Scaled apps/v1.Deployment shop/orders from 0 to 1"
+    );
     broker.delete().await;
     cluster.shutdown().await;
+}
+
+/// Reasons and notes of the events.k8s.io Events about ScaledObject `name`.
+async fn event_reasons(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Vec<(String, String)> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), namespace);
+    let events = api.list(&Default::default()).await.expect("list events");
+    events
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("ScaledObject"))
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
 }

@@ -13,13 +13,16 @@ use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::Store;
 use tracing::{info, warn};
 
+use super::events::Events;
 use super::hpa::{TargetRef, desired_hpa};
 use super::status::{initial_conditions, set_condition, set_condition_to, write_if_changed};
 use super::target::{API_TIMEOUT, Target};
 use super::triggers::build_triggers;
 use crate::check::{NoTriggerValidation, rules};
 use crate::crd::ScaledObject;
-use crate::crd::names::{FIELD_MANAGER, FINALIZER, LABEL_SCALED_OBJECT_NAME, condition, reason};
+use crate::crd::names::{
+    FIELD_MANAGER, FINALIZER, LABEL_SCALED_OBJECT_NAME, condition, event, reason,
+};
 use crate::scaling::decision::ConditionChange;
 use crate::scaling::poll::PolledObject;
 use crate::scaling::scheduler::{ObjectKey, Scheduler};
@@ -38,6 +41,8 @@ pub struct Context {
     pub scaler_timeout: Duration,
     /// The generation each object is polled with.
     pub registered: Mutex<HashMap<ObjectKey, (i64, Arc<PolledObject>)>>,
+    /// Where Events are recorded.
+    pub events: Events,
 }
 
 /// A reconcile that failed; retried with backoff.
@@ -135,7 +140,29 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
         target,
         triggers,
         timeout: ctx.scaler_timeout,
+        events: ctx.events.clone(),
     });
+    let types = so
+        .spec
+        .triggers
+        .iter()
+        .map(|t| t.type_.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    ctx.events
+        .normal(
+            so,
+            event::SCALERS_STARTED,
+            format!("Started scalers watch: {types}"),
+        )
+        .await;
+    ctx.events
+        .normal(
+            so,
+            event::SCALED_OBJECT_READY,
+            "ScaledObject is ready for scaling".to_owned(),
+        )
+        .await;
     register(ctx, key, generation, polled);
     Ok(Action::requeue(Duration::from_secs(300)))
 }
@@ -167,6 +194,13 @@ async fn cleanup(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
         close_scalers(old).await;
     }
     info!(namespace = %key.0, scaled_object = %key.1, "scale loop stopped");
+    ctx.events
+        .normal(
+            so,
+            event::SCALED_OBJECT_DELETED,
+            "ScaledObject was deleted".to_owned(),
+        )
+        .await;
     Ok(Action::await_change())
 }
 
@@ -268,7 +302,7 @@ async fn not_ready(so: &ScaledObject, ctx: &Context, message: String) -> Result<
     if status.conditions.is_empty() {
         status.conditions = initial_conditions();
     }
-    set_condition_to(
+    let changed = set_condition_to(
         &mut status.conditions,
         condition::READY,
         "False",
@@ -276,6 +310,11 @@ async fn not_ready(so: &ScaledObject, ctx: &Context, message: String) -> Result<
         &message,
     );
     bounded_write(so, ctx, &status).await?;
+    if changed {
+        ctx.events
+            .warning(so, event::SCALED_OBJECT_CHECK_FAILED, message)
+            .await;
+    }
     Ok(Action::requeue(Duration::from_secs(30)))
 }
 

@@ -12,6 +12,7 @@ use kube::runtime::{Controller, watcher};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::controller::events::Events;
 use crate::controller::reconcile::{Context, error_policy, reconcile};
 use crate::crd::ScaledObject;
 use crate::scaling::scheduler::Scheduler;
@@ -73,12 +74,13 @@ pub async fn run_with_client(client: kube::Client, args: OperatorArgs, cancel: C
     let controller = Controller::new(scaled_objects, watcher::Config::default())
         .owns(hpas, watcher::Config::default());
     let context = Arc::new(Context {
-        client,
+        client: client.clone(),
         objects: controller.store(),
         scheduler: Scheduler::start(MAX_POLLS_IN_FLIGHT, cancel.clone()),
         cluster_object_namespace: args.cluster_object_namespace,
         scaler_timeout: Duration::from_millis(args.scaler_timeout_ms),
         registered: Mutex::default(),
+        events: Events::new(client.clone()),
     });
     info!(
         namespace = args.watch_namespace.as_deref().unwrap_or("<all>"),

@@ -12,13 +12,15 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tracing::{debug, info, warn};
 
-use super::decision::{Decision, ObjectState, PollOutcome, decide};
+use super::decision::{Decision, ObjectState, PollOutcome, ScaleChange, ScaleReason, decide};
 use super::scheduler::Pollable;
+use crate::controller::events::Events;
 use crate::controller::status::{set_condition, write_if_changed};
 use crate::controller::target::Target;
 use crate::controller::triggers::BuiltTrigger;
 use crate::crd::names::{
-    ANNOTATION_FORCE_ACTIVATION, ANNOTATION_PAUSED_SCALE_IN, ANNOTATION_PAUSED_SCALE_OUT, condition,
+    ANNOTATION_FORCE_ACTIVATION, ANNOTATION_PAUSED_SCALE_IN, ANNOTATION_PAUSED_SCALE_OUT,
+    condition, event,
 };
 use crate::crd::{ScaledObject, ScaledObjectStatus, TriggerActivityStatus};
 
@@ -41,6 +43,8 @@ pub struct PolledObject {
     pub triggers: Vec<BuiltTrigger>,
     /// Upper bound of one scaler query.
     pub timeout: Duration,
+    /// Where Events are recorded.
+    pub events: Events,
 }
 
 impl Pollable for PolledObject {
@@ -77,18 +81,40 @@ impl PolledObject {
         let decision = decide(&object_state(&latest, current), results.outcome, now);
         debug!(namespace = %self.namespace, scaled_object = %self.name, current, active = results.outcome.active, "polled");
         if let Some(change) = decision.scale {
-            match self.target.scale_to(&self.client, change.to).await {
-                Ok(()) => {
-                    info!(namespace = %self.namespace, scaled_object = %self.name, from = current, to = change.to, reason = ?change.reason, "scaled the target")
-                }
-                Err(error) => {
-                    warn!(namespace = %self.namespace, scaled_object = %self.name, error = %error, "cannot scale the target")
-                }
-            }
+            self.scale(&latest, current, change).await;
         }
         let status = next_status(&latest, &decision, results.activity, now);
         if let Err(error) = write_if_changed(&self.client, &latest, &status).await {
             warn!(namespace = %self.namespace, scaled_object = %self.name, error = %error, "cannot write the status");
+        }
+    }
+
+    /// Write `/scale` and record the transition as KEDA does: `KEDAScaleTargetActivated` /
+    /// `Deactivated`, or their `…Failed` warnings.
+    async fn scale(&self, so: &ScaledObject, current: i32, change: ScaleChange) {
+        let target = format!(
+            "{} {}/{}",
+            self.target.kind_label(),
+            self.namespace,
+            self.target.name
+        );
+        match self.target.scale_to(&self.client, change.to).await {
+            Ok(()) => {
+                info!(namespace = %self.namespace, scaled_object = %self.name, from = current, to = change.to, reason = ?change.reason, "scaled the target");
+                if let Some(reason) = change.reason.event_reason() {
+                    let note = format!("Scaled {target} from {current} to {}", change.to);
+                    self.events.normal(so, reason, note).await;
+                }
+            }
+            Err(error) => {
+                warn!(namespace = %self.namespace, scaled_object = %self.name, error = %error, "cannot scale the target");
+                let reason = match change.reason {
+                    ScaleReason::Deactivated => event::SCALE_TARGET_DEACTIVATION_FAILED,
+                    _ => event::SCALE_TARGET_ACTIVATION_FAILED,
+                };
+                let note = format!("Failed to scale {target} from {current} to {}", change.to);
+                self.events.warning(so, reason, note).await;
+            }
         }
     }
 

@@ -1,0 +1,15 @@
+//! Telemetry: the Prometheus registry, the HTTP endpoints that expose it next to the health
+//! probes, and the tracing subscriber.
+//!
+//! It lives apart from the controller and the scaling loop so those only call typed methods
+//! (`Metrics::record_poll`, `Readiness::set_ready`) and never touch label names: KEDA's family
+//! and label names are a contract with existing dashboards and alerts, and keeping them in one
+//! file is what keeps them exact.
+
+pub mod logging;
+pub mod metrics;
+pub mod server;
+
+pub use logging::{DEFAULT_LOG_FILTER, LogFormat, init_logging};
+pub use metrics::{Metrics, PollLabels, RegisteredResource, ResourceType};
+pub use server::{Readiness, TelemetryServer, router, serve};
