@@ -274,3 +274,87 @@ async fn event_reasons(
         .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_replicas_holds_the_target_and_removing_it_resumes() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let queue = format!("tidescale-e2e-pause-{}", std::process::id());
+    let broker = Broker::new(&queue).await;
+    let cluster = cluster::start().await;
+    let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_yaml_ng::from_str("metadata: {name: shop}").unwrap(),
+        )
+        .await
+        .unwrap();
+    cluster.create::<Deployment>("metadata: {name: orders, namespace: shop}\nspec:\n  replicas: 0\n  selector: {matchLabels: {app: orders}}\n  template:\n    metadata: {labels: {app: orders}}\n    spec: {containers: [{name: worker, image: worker:1}]}\n").await;
+    cluster.create::<ScaledObject>(&format!("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {{name: orders, namespace: shop}}\nspec:\n  scaleTargetRef: {{name: orders}}\n  pollingInterval: 1\n  cooldownPeriod: 1\n  triggers:\n    - type: rabbitmq\n      metadata: {{queueName: {queue}, mode: QueueLength, value: '5', host: '{}'}}\n", amqp_url())).await;
+    let scaled_objects: Api<ScaledObject> = Api::namespaced(cluster.client.clone(), "shop");
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(cluster.client.clone(), "shop");
+    eventually("the HPA", Duration::from_secs(20), || async {
+        hpas.get("keda-hpa-orders").await.ok()
+    })
+    .await;
+
+    let annotate = |value: serde_json::Value| {
+        let patch = kube::api::Patch::Merge(
+            serde_json::json!({"metadata": {"annotations": {"autoscaling.keda.sh/paused-replicas": value}}}),
+        );
+        let api = scaled_objects.clone();
+        async move {
+            api.patch("orders", &kube::api::PatchParams::default(), &patch)
+                .await
+                .expect("annotate")
+        }
+    };
+    annotate(serde_json::json!("2")).await;
+    eventually("the target held at 2", Duration::from_secs(10), || async {
+        (replicas(&cluster.client, "shop", "orders").await == 2).then_some(())
+    })
+    .await;
+    let paused = eventually("Paused=True", Duration::from_secs(10), || async {
+        let so = scaled_objects.get("orders").await.ok()?;
+        (condition(&so, "Paused").as_deref() == Some("True")).then_some(so)
+    })
+    .await;
+    assert_eq!(paused.status.unwrap().paused_replica_count, Some(2));
+    eventually("the HPA removed", Duration::from_secs(10), || async {
+        hpas.get_opt("keda-hpa-orders")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    // Paused: the empty queue must not scale the target in, even well past the 1 s cooldown.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(replicas(&cluster.client, "shop", "orders").await, 2);
+
+    annotate(serde_json::Value::Null).await;
+    eventually("the HPA back", Duration::from_secs(20), || async {
+        hpas.get("keda-hpa-orders").await.ok()
+    })
+    .await;
+    eventually("Paused=False", Duration::from_secs(10), || async {
+        let so = scaled_objects.get("orders").await.ok()?;
+        (condition(&so, "Paused").as_deref() == Some("False")).then_some(())
+    })
+    .await;
+    eventually(
+        "the idle target scaled in after the cooldown",
+        Duration::from_secs(15),
+        || async { (replicas(&cluster.client, "shop", "orders").await == 0).then_some(()) },
+    )
+    .await;
+    let reasons = event_reasons(&cluster.client, "shop", "orders").await;
+    for expected in ["ScaledObjectPaused", "ScaledObjectUnpaused"] {
+        assert!(
+            reasons.iter().any(|(r, _)| r == expected),
+            "no {expected} event in {reasons:?}"
+        );
+    }
+    broker.delete().await;
+    cluster.shutdown().await;
+}

@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod hpa;
+pub mod pause;
 pub mod reconcile;
 pub mod status;
 pub mod target;

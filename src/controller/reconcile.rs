@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use super::events::Events;
 use super::hpa::{TargetRef, desired_hpa};
+use super::pause::{self, Pause};
 use super::status::{initial_conditions, set_condition, set_condition_to, write_if_changed};
 use super::target::{API_TIMEOUT, Target};
 use super::triggers::build_triggers;
@@ -91,6 +92,9 @@ fn key_of(so: &ScaledObject) -> ObjectKey {
 
 async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
     ensure_label(so, ctx).await?;
+    if let Some(pause) = Pause::of(so) {
+        return pause_object(so, ctx, pause).await;
+    }
     let generation = so.metadata.generation.unwrap_or_default();
     let key = key_of(so);
     let current = ctx
@@ -189,11 +193,7 @@ async fn close_scalers(polled: Arc<PolledObject>) {
 
 async fn cleanup(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
     let key = key_of(so);
-    ctx.scheduler.remove(key.clone());
-    if let Some((_, old)) = ctx.registered.lock().ok().and_then(|mut r| r.remove(&key)) {
-        close_scalers(old).await;
-    }
-    info!(namespace = %key.0, scaled_object = %key.1, "scale loop stopped");
+    unregister(ctx, &key).await;
     ctx.events
         .normal(
             so,
@@ -202,6 +202,62 @@ async fn cleanup(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
         )
         .await;
     Ok(Action::await_change())
+}
+
+/// Stop polling `key` and close its scalers.
+async fn unregister(ctx: &Context, key: &ObjectKey) {
+    ctx.scheduler.remove(key.clone());
+    let removed = ctx.registered.lock().ok().and_then(|mut r| r.remove(key));
+    if let Some((_, old)) = removed {
+        close_scalers(old).await;
+        info!(namespace = %key.0, scaled_object = %key.1, "scale loop stopped");
+    }
+}
+
+/// A paused object: no loop, no HPA, the target held at `paused-replicas` when given.
+async fn pause_object(so: &ScaledObject, ctx: &Context, pause: Pause) -> Result<Action, Error> {
+    unregister(ctx, &key_of(so)).await;
+    pause::delete_hpa(&ctx.client, so)
+        .await
+        .map_err(|source| Error::Api {
+            action: "delete the HPA of a paused ScaledObject",
+            source,
+        })?;
+    if let Some(replicas) = pause.replicas() {
+        let namespace = so.metadata.namespace.as_deref().unwrap_or_default();
+        let held = match Target::resolve(&ctx.client, namespace, &so.spec.scale_target_ref).await {
+            Ok(target) => pause::hold(&ctx.client, &target, replicas)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(problem) = held {
+            warn!(namespace, scaled_object = so.metadata.name.as_deref().unwrap_or_default(), problem = %problem, "cannot hold the paused replicas");
+        }
+    }
+    let mut status = so.status.clone().unwrap_or_default();
+    if status.conditions.is_empty() {
+        status.conditions = initial_conditions();
+    }
+    let changed = set_condition_to(
+        &mut status.conditions,
+        condition::PAUSED,
+        "True",
+        reason::SCALED_OBJECT_PAUSED,
+        "ScaledObject is paused",
+    );
+    status.paused_replica_count = pause.replicas();
+    bounded_write(so, ctx, &status).await?;
+    if changed {
+        ctx.events
+            .normal(
+                so,
+                event::SCALED_OBJECT_PAUSED,
+                "ScaledObject was paused".to_owned(),
+            )
+            .await;
+    }
+    Ok(Action::requeue(Duration::from_secs(300)))
 }
 
 async fn ensure_label(so: &ScaledObject, ctx: &Context) -> Result<(), Error> {
@@ -291,7 +347,31 @@ async fn write_ready_status(
         message: "ScaledObject is defined correctly and is ready for scaling",
     };
     set_condition(&mut status.conditions, condition::READY, &ready);
-    bounded_write(so, ctx, &status).await
+    let resumed = set_condition_to(
+        &mut status.conditions,
+        condition::PAUSED,
+        "False",
+        reason::SCALED_OBJECT_UNPAUSED,
+        "ScaledObject is not paused",
+    );
+    status.paused_replica_count = None;
+    bounded_write(so, ctx, &status).await?;
+    if resumed
+        && so.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == condition::PAUSED && c.status == "True")
+        })
+    {
+        ctx.events
+            .normal(
+                so,
+                event::SCALED_OBJECT_UNPAUSED,
+                "ScaledObject was unpaused".to_owned(),
+            )
+            .await;
+    }
+    Ok(())
 }
 
 /// Ready=False with the problem, Active=Unknown; nothing is scaled. Retried periodically and

@@ -41,7 +41,9 @@ const LATENESS_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 /// Buckets of the reconcile duration histogram (API round-trips, so milliseconds to seconds).
-const RECONCILE_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const RECONCILE_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Which kind of scalable resource a series belongs to (KEDA's `type` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -195,7 +197,13 @@ impl Metrics {
 
     /// One successful trigger query: its value, whether it is active, and how long it took.
     /// Also creates the trigger's error counters at zero so rate() works from the first error.
-    pub fn record_poll(&self, labels: &PollLabels<'_>, value: f64, active: bool, latency: Duration) {
+    pub fn record_poll(
+        &self,
+        labels: &PollLabels<'_>,
+        value: f64,
+        active: bool,
+        latency: Duration,
+    ) {
         let index = labels.trigger_index.to_string();
         let values = labels.values(&index);
         let keda = &self.keda;
@@ -505,7 +513,7 @@ fn remove_object_series<T: MetricVecBuilder>(
             let labels: HashMap<&str, &str> = metric
                 .get_label()
                 .iter()
-                .map(|pair| (pair.get_name(), pair.get_value()))
+                .map(|pair| (pair.name(), pair.value()))
                 .collect();
             let matches = labels.get("namespace") == Some(&namespace)
                 && labels.get(object_label) == Some(&name);

@@ -151,7 +151,9 @@ fn telemetry_successful_poll_creates_error_counters_at_zero() {
     let text = metrics.render();
     assert!(text.contains(r#"keda_scaler_detail_errors_total{metric="s0-rabbitmq-orders",namespace="shop",scaledObject="orders",scaler="rabbitmq",triggerIndex="2",type="scaledobject"} 0"#));
     assert!(
-        text.contains(r#"keda_scaled_object_errors_total{namespace="shop",scaledObject="orders"} 0"#)
+        text.contains(
+            r#"keda_scaled_object_errors_total{namespace="shop",scaledObject="orders"} 0"#
+        )
     );
     assert!(text.contains(r#"keda_scaler_active{metric="s0-rabbitmq-orders",namespace="shop",scaledObject="orders",scaler="rabbitmq",triggerIndex="2",type="scaledobject"} 0"#));
 }

@@ -78,7 +78,10 @@ pub fn router(metrics: Arc<Metrics>, readiness: Readiness) -> Router {
 
 async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
     let content_type = state.metrics.content_type();
-    ([(header::CONTENT_TYPE, content_type)], state.metrics.render())
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        state.metrics.render(),
+    )
 }
 
 async fn healthz() -> &'static str {

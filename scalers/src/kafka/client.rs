@@ -1,34 +1,37 @@
-//! The librdkafka side of the Kafka scaler: shared clients and the offset reads of spec §3.4
-//! steps 1–2.
+//! The Kafka scaler's pooled clients and the offset reads of spec §3.4 steps 1–2.
 //!
-//! librdkafka binds the consumer group to the handle (`group.id`) and rdkafka 0.39 has no
-//! admin call for a group's offsets, so committed offsets need a handle configured with the
-//! group that never subscribes (it joins nothing, it only sends OffsetFetch). Everything else
-//! (metadata, watermarks) goes through one group-less handle per endpoint. The pool therefore
-//! holds, per (bootstrap servers, security settings): one shared client, plus one handle per
-//! distinct consumer group, both reference counted across all triggers.
+//! Per (bootstrap servers, security settings) the pool holds ONE shared entry: a group-less
+//! librdkafka client (metadata and high watermarks, see `reads.rs`) and, for plaintext, the
+//! shared broker connections of `conn.rs`, which read committed offsets of ANY consumer group
+//! with OffsetFetch. So 1,000 triggers with 1,000 distinct groups cost one librdkafka instance
+//! and one TCP connection per broker for offsets, not 1,001 instances.
+//!
+//! TLS and SASL triggers keep the older path: committed offsets through a librdkafka handle
+//! whose `group.id` is the group (it never subscribes, it only sends OffsetFetch), one per
+//! distinct group, reference counted in a second pool. librdkafka already implements every
+//! mechanism the spec lists; re-implementing SASL/TLS on the raw path is future work.
 //!
 //! librdkafka calls block: each runs on `spawn_blocking`, is given the remaining time of the
-//! poll's deadline, and is also wrapped in a tokio timeout.
+//! poll's deadline, and is also wrapped in a tokio timeout. Raw-protocol requests are async
+//! and bounded by the same deadline.
 
-use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::TYPE;
+use super::conn::Brokers;
 use super::lag::PartitionOffsets;
 use super::params::PartitionLimitation;
+use super::reads::{self, CallError, OffsetMap, Offsets, Parts, blocking, remaining};
+use super::wire::WireError;
 use crate::ScalerError;
 use crate::pool::{Pool, Shared};
-
-/// Extra time allowed on top of a librdkafka timeout before the tokio guard gives up.
-const GUARD_MARGIN: Duration = Duration::from_millis(250);
 
 /// librdkafka properties that identify a connection: servers plus security settings. Values may
 /// be secrets, so they are held as such and never printed.
@@ -72,6 +75,11 @@ impl ClientKey {
         cfg
     }
 
+    /// No TLS and no SASL: the raw-protocol offset path can serve this key.
+    fn is_plaintext(&self) -> bool {
+        matches!(self.props.as_slice(), [("security.protocol", v)] if v.expose_secret() == "plaintext")
+    }
+
     /// librdkafka echoes bad values in its errors; strip any secret before it reaches a message.
     fn redact(&self, message: String) -> String {
         self.props.iter().fold(message, |m, (_, v)| {
@@ -110,11 +118,14 @@ impl Hash for ClientKey {
     }
 }
 
-/// A pooled librdkafka handle. Destroying it blocks (it closes the group queue and joins
-/// librdkafka's threads), so that happens on a blocking thread.
+
+/// A pooled librdkafka handle, plus (on a plaintext group-less client) the shared broker
+/// connections for committed offsets. Destroying the librdkafka handle blocks (it closes the
+/// group queue and joins librdkafka's threads), so that happens on a blocking thread.
 pub(crate) struct Handle {
     consumer: Arc<BaseConsumer>,
     servers: String,
+    brokers: Option<Arc<Brokers>>,
 }
 
 impl Drop for Handle {
@@ -133,7 +144,7 @@ type GroupKey = (ClientKey, String);
 
 /// Group-less clients: one per (servers, security settings).
 static CLIENTS: LazyLock<Arc<Pool<ClientKey, Handle>>> = LazyLock::new(|| Arc::new(Pool::new()));
-/// Group-bound handles: one per (servers, security settings, consumer group).
+/// Group-bound handles of TLS/SASL triggers: one per (servers, security settings, group).
 static GROUPS: LazyLock<Arc<Pool<GroupKey, Handle>>> = LazyLock::new(|| Arc::new(Pool::new()));
 
 /// Counters of the Kafka pools for one `bootstrap.servers` string, for tests and telemetry.
@@ -141,34 +152,51 @@ static GROUPS: LazyLock<Arc<Pool<GroupKey, Handle>>> = LazyLock::new(|| Arc::new
 pub struct PoolStats {
     /// Shared group-less clients (one per distinct security setting).
     pub clients: usize,
-    /// Group-bound handles (one per distinct consumer group on those clients).
+    /// Group-bound librdkafka handles (TLS/SASL triggers only: one per distinct group).
     pub group_handles: usize,
+    /// Open TCP connections of the shared committed-offset path (plaintext).
+    pub connections: usize,
+    /// TCP connections that path has opened since its client was created.
+    pub connections_opened: u64,
 }
 
 /// Pool counters for the clients whose `bootstrap.servers` equals `servers` (as written in the
 /// trigger, comma-joined).
 pub fn pool_stats(servers: &str) -> PoolStats {
-    let matching =
-        |handles: Vec<Arc<Handle>>| handles.iter().filter(|h| h.servers == servers).count();
+    let matching = |handles: Vec<Arc<Handle>>| -> Vec<Arc<Handle>> {
+        handles.into_iter().filter(|h| h.servers == servers).collect()
+    };
+    let clients = matching(CLIENTS.clients());
+    let brokers = || clients.iter().filter_map(|h| h.brokers.as_ref());
     PoolStats {
-        clients: matching(CLIENTS.clients()),
-        group_handles: matching(GROUPS.clients()),
+        clients: clients.len(),
+        group_handles: matching(GROUPS.clients()).len(),
+        connections: brokers().map(|b| b.open_connections()).sum(),
+        connections_opened: brokers().map(|b| b.connections_opened()).sum(),
     }
 }
 
-/// One trigger's share of a pooled client and group handle. Released on [`Lease::release`] or
-/// drop, whichever comes first.
+/// Where a trigger's committed offsets come from.
+enum GroupReader {
+    /// Shared connections of the trigger's client (plaintext).
+    Shared(Arc<Brokers>),
+    /// A librdkafka handle bound to the group (TLS/SASL).
+    Handle(Shared<GroupKey, Handle>),
+}
+
+/// One trigger's share of a pooled client (and, for TLS/SASL, of a group handle). Released on
+/// [`Lease::release`] or drop, whichever comes first.
 pub(crate) struct Lease {
     key: ClientKey,
     group: String,
     client: Shared<ClientKey, Handle>,
-    group_handle: Shared<GroupKey, Handle>,
+    reader: GroupReader,
     /// The topic's partitions (after `partitionLimitation`) and when they were read.
     partitions: std::sync::Mutex<Option<CachedPartitions>>,
 }
 
 /// A topic's partitions and when they were read.
-type CachedPartitions = (Instant, Vec<(String, i32)>);
+type CachedPartitions = (Instant, Parts);
 
 /// How long a topic's partition list is reused before it is described again. Describing it on
 /// every poll doubles the cost of a poll (benches/scaler_overhead); partitions are added
@@ -180,6 +208,7 @@ impl std::fmt::Debug for Lease {
         f.debug_struct("Lease")
             .field("servers", &self.key.servers)
             .field("group", &self.group)
+            .field("shared_offsets", &matches!(self.reader, GroupReader::Shared(_)))
             .finish()
     }
 }
@@ -192,60 +221,82 @@ fn create(key: &ClientKey, group: Option<&str>, timeout: Duration) -> Result<Han
             scaler: TYPE,
             message: key.redact(format!("kafka client configuration rejected: {e}")),
         })?;
+    let brokers = (group.is_none() && key.is_plaintext()).then(|| Arc::new(Brokers::new(&key.servers)));
     Ok(Handle {
         consumer: Arc::new(consumer),
         servers: key.servers.clone(),
+        brokers,
     })
 }
 
-/// Take a share of the client for `key` and of the handle for `group`, creating them if needed.
-/// Creating a handle does no network I/O; reachability is checked by the caller.
+/// Take a share of the client for `key` (and, for TLS/SASL, of the handle for `group`),
+/// creating them if needed. No network I/O; reachability is checked by the caller.
 pub(crate) fn acquire(
     key: &ClientKey,
     group: &str,
     timeout: Duration,
 ) -> Result<Lease, ScalerError> {
     let client = CLIENTS.acquire(key, || create(key, None, timeout))?;
-    let group_key = (key.clone(), group.to_owned());
-    // On error `client` is dropped, which gives its share back.
-    let group_handle = GROUPS.acquire(&group_key, || create(key, Some(group), timeout))?;
+    let reader = match &client.client().brokers {
+        Some(brokers) => GroupReader::Shared(Arc::clone(brokers)),
+        None => {
+            let group_key = (key.clone(), group.to_owned());
+            // On error `client` is dropped, which gives its share back.
+            GroupReader::Handle(GROUPS.acquire(&group_key, || create(key, Some(group), timeout))?)
+        }
+    };
     Ok(Lease {
         key: key.clone(),
         group: group.to_owned(),
         client,
-        group_handle,
+        reader,
         partitions: std::sync::Mutex::new(None),
     })
 }
 
-/// Why a librdkafka read failed: the endpoint (counts towards its backoff) or the answer.
-enum CallError {
-    Transport(String),
-    Answer(String),
+/// A raw-protocol failure as a read failure (transport or answer, for the backoff).
+fn wire_error(e: WireError) -> CallError {
+    let message = format!("error listing consumer group offsets: {e}");
+    if e.is_transport() {
+        CallError::Transport(message)
+    } else if let WireError::Partition { .. } = e {
+        CallError::Answer(e.to_string())
+    } else {
+        CallError::Answer(message)
+    }
 }
 
 impl Lease {
-    /// Give this trigger's share back; the last share destroys the handles. Idempotent.
+    /// Give this trigger's share back; the last share destroys the handles (and closes the
+    /// shared connections). Idempotent.
     pub(crate) fn release(&self) {
-        self.group_handle.release();
+        if let GroupReader::Handle(h) = &self.reader {
+            h.release();
+        }
         self.client.release();
     }
 
-    /// Run `f` unless the endpoint backs off. Transport failures extend the endpoint's
+    /// Run `read` unless the endpoint backs off. Transport failures extend the endpoint's
     /// backoff (kept by the pool, so it outlives a scaler whose construction failed); any
     /// answer from the brokers, even an error, ends it.
-    async fn guarded<T, F>(&self, timeout: Duration, f: F) -> Result<T, ScalerError>
-    where
-        T: Send + 'static,
-        F: FnOnce() -> Result<T, CallError> + Send + 'static,
-    {
+    async fn guarded<T>(
+        &self,
+        timeout: Duration,
+        read: impl Future<Output = Result<T, CallError>>,
+    ) -> Result<T, ScalerError> {
         if let Err(left) = CLIENTS.check_backoff(&self.key) {
             return Err(backend(format!(
                 "kafka brokers {} are backing off after failures, next attempt in {left:?}",
                 self.key.servers
             )));
         }
-        let result = blocking(timeout, f).await;
+        // Every step has its own deadline; this is the safety net over the whole read.
+        let result = match tokio::time::timeout(timeout + Duration::from_millis(500), read).await {
+            Ok(r) => r,
+            Err(_) => Err(CallError::Transport(format!(
+                "kafka call timed out after {timeout:?}"
+            ))),
+        };
         CLIENTS.record(&self.key, !matches!(result, Err(CallError::Transport(_))));
         match result {
             Ok(v) => Ok(v),
@@ -263,21 +314,18 @@ impl Lease {
         let client = Arc::clone(&self.client.client().consumer);
         let topic = topic.map(str::to_owned);
         let servers = self.key.servers.clone();
-        self.guarded(timeout, move || {
+        let read = blocking(timeout, move || {
             client
                 .fetch_metadata(topic.as_deref(), timeout)
                 .map(|_| ())
                 .map_err(|e| {
                     CallError::Transport(format!("cannot reach kafka brokers {servers}: {e}"))
                 })
-        })
-        .await
+        });
+        self.guarded(timeout, read).await
     }
 
     /// Read committed offsets and high watermarks of the partitions to evaluate (§3.4 steps 1–2).
-    ///
-    /// The whole poll runs in one blocking task: a hand-off per request costs more than the
-    /// request itself on a nearby broker.
     pub(crate) async fn fetch_offsets(
         &self,
         topic: Option<&str>,
@@ -285,62 +333,93 @@ impl Lease {
         timeout: Duration,
     ) -> Result<Vec<PartitionOffsets>, ScalerError> {
         let deadline = Instant::now() + timeout;
-        let client = Arc::clone(&self.client.client().consumer);
-        let group = Arc::clone(&self.group_handle.client().consumer);
         let cached = topic.and_then(|_| self.cached_partitions());
-        let (topic_name, limitation) = (topic.map(str::to_owned), limitation.clone());
-        let read = self
-            .guarded(timeout, move || {
-                let tpl = match (cached, topic_name) {
-                    (Some(partitions), _) => partition_list(&partitions),
-                    (None, Some(t)) => topic_partitions(&client, &t, &limitation, deadline)?,
-                    (None, None) => group_topics(&client, &group, deadline)?,
-                };
-                let committed = read_committed(&group, tpl.clone(), deadline)?;
-                let watermarks = read_watermarks(&client, tpl.clone(), deadline)?;
-                Ok((tpl, committed, watermarks))
-            })
-            .await;
+        let read = match &self.reader {
+            GroupReader::Shared(brokers) => {
+                let read = self.read_shared(brokers, topic, limitation, cached, deadline);
+                self.guarded(timeout, read).await
+            }
+            GroupReader::Handle(group) => {
+                let client = Arc::clone(&self.client.client().consumer);
+                let group = Arc::clone(&group.client().consumer);
+                let (topic, limitation) = (topic.map(str::to_owned), limitation.clone());
+                let read = blocking(timeout, move || {
+                    let t = topic.as_deref();
+                    reads::read_with_handle(&client, &group, t, &limitation, cached, deadline)
+                });
+                self.guarded(timeout, read).await
+            }
+        };
         match read {
-            Ok((tpl, committed, watermarks)) => {
+            Ok((parts, committed, watermarks)) => {
                 if topic.is_some() {
-                    self.remember_partitions(&tpl);
+                    self.remember_partitions(&parts);
                 }
-                join_offsets(&tpl, &committed, &watermarks)
+                join_offsets(&parts, &committed, &watermarks)
             }
             Err(e) => {
-                self.remember_partitions(&TopicPartitionList::new());
+                self.remember_partitions(&[]);
                 Err(e)
             }
         }
     }
 
+    /// The plaintext path: partitions and watermarks through the shared librdkafka client,
+    /// committed offsets over the shared connections, the last two concurrently.
+    async fn read_shared(
+        &self,
+        brokers: &Brokers,
+        topic: Option<&str>,
+        limitation: &PartitionLimitation,
+        cached: Option<Parts>,
+        deadline: Instant,
+    ) -> Result<Offsets, CallError> {
+        let client = &self.client.client().consumer;
+        let wire_deadline = tokio::time::Instant::from_std(deadline);
+        let (parts, committed) = match (cached, topic) {
+            (Some(parts), _) => (parts, None),
+            (None, Some(t)) => {
+                let (c, t, l) = (Arc::clone(client), t.to_owned(), limitation.clone());
+                let read = move || reads::topic_partitions(&c, &t, &l, deadline);
+                (blocking(remaining(deadline), read).await?, None)
+            }
+            (None, None) => {
+                let c = Arc::clone(client);
+                let read = move || reads::all_partitions(&c, deadline);
+                let all = blocking(remaining(deadline), read).await?;
+                let committed = brokers.committed(&self.group, &all, wire_deadline).await;
+                let committed = committed.map_err(wire_error)?;
+                (reads::committed_topics(all, &committed), Some(committed))
+            }
+        };
+        let (c, p) = (Arc::clone(client), parts.clone());
+        let watermarks = blocking(remaining(deadline), move || {
+            reads::read_watermarks(&c, &p, deadline)
+        });
+        let (committed, watermarks) = match committed {
+            Some(committed) => (committed, watermarks.await?),
+            None => {
+                let committed = brokers.committed(&self.group, &parts, wire_deadline);
+                let (committed, watermarks) = tokio::join!(committed, watermarks);
+                (committed.map_err(wire_error)?, watermarks?)
+            }
+        };
+        Ok((parts, committed, watermarks))
+    }
+
     /// The cached partition list, if it is still fresh.
-    fn cached_partitions(&self) -> Option<Vec<(String, i32)>> {
+    fn cached_partitions(&self) -> Option<Parts> {
         let cache = self.partitions.lock().ok()?;
         let (read_at, partitions) = cache.as_ref()?;
         (read_at.elapsed() < PARTITIONS_TTL).then(|| partitions.clone())
     }
 
-    /// Cache `tpl` as the topic's partitions; an empty list clears the cache.
-    fn remember_partitions(&self, tpl: &TopicPartitionList) {
-        let partitions: Vec<(String, i32)> = tpl
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_owned(), e.partition()))
-            .collect();
+    /// Cache `parts` as the topic's partitions; an empty list clears the cache.
+    fn remember_partitions(&self, parts: &[(String, i32)]) {
         if let Ok(mut cache) = self.partitions.lock() {
-            *cache = (!partitions.is_empty()).then(|| (Instant::now(), partitions));
+            *cache = (!parts.is_empty()).then(|| (Instant::now(), parts.to_vec()));
         }
     }
-}
-
-fn partition_list(partitions: &[(String, i32)]) -> TopicPartitionList {
-    let mut tpl = TopicPartitionList::new();
-    for (topic, partition) in partitions {
-        tpl.add_partition(topic, *partition);
-    }
-    tpl
 }
 
 fn backend(message: String) -> ScalerError {
@@ -350,176 +429,14 @@ fn backend(message: String) -> ScalerError {
     }
 }
 
-fn remaining(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now())
-}
-
-/// Run a blocking librdkafka call, bounded by `timeout` (plus a margin so librdkafka's own
-/// timeout fires first and gives the better message).
-async fn blocking<T, F>(timeout: Duration, f: F) -> Result<T, CallError>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, CallError> + Send + 'static,
-{
-    match tokio::time::timeout(timeout + GUARD_MARGIN, tokio::task::spawn_blocking(f)).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(join)) => Err(CallError::Answer(format!("kafka call failed: {join}"))),
-        Err(_) => Err(CallError::Transport(format!(
-            "kafka call timed out after {timeout:?}"
-        ))),
-    }
-}
-
-/// Describe `topic` and keep the partitions allowed by `partitionLimitation`.
-fn topic_partitions(
-    client: &BaseConsumer,
-    topic: &str,
-    limitation: &PartitionLimitation,
-    deadline: Instant,
-) -> Result<TopicPartitionList, CallError> {
-    drain_events(client);
-    let md = client
-        .fetch_metadata(Some(topic), remaining(deadline))
-        .map_err(|e| CallError::Transport(format!("error describing topics: {e}")))?;
-    let [t] = md.topics() else {
-        let n = md.topics().len();
-        return Err(CallError::Answer(format!(
-            "expected only 1 topic metadata, got {n}"
-        )));
-    };
-    if let Some(err) = t.error() {
-        return Err(CallError::Answer(format!(
-            "error describing topic {topic}: {err:?}"
-        )));
-    }
-    let mut tpl = TopicPartitionList::new();
-    for p in t.partitions().iter().filter(|p| limitation.allows(p.id())) {
-        tpl.add_partition(topic, p.id());
-    }
-    if tpl.count() == 0 {
-        return Err(CallError::Answer(format!(
-            "expected at least one active partition within the topic '{topic}'"
-        )));
-    }
-    Ok(tpl)
-}
-
-/// With no `topic`: every partition of every topic the group has committed an offset for.
-fn group_topics(
-    client: &BaseConsumer,
-    group: &BaseConsumer,
-    deadline: Instant,
-) -> Result<TopicPartitionList, CallError> {
-    drain_events(client);
-    let md = client
-        .fetch_metadata(None, remaining(deadline))
-        .map_err(|e| CallError::Transport(format!("error listing topics: {e}")))?;
-    let mut all = TopicPartitionList::new();
-    for t in md.topics().iter().filter(|t| t.error().is_none()) {
-        for p in t.partitions() {
-            all.add_partition(t.name(), p.id());
-        }
-    }
-    if all.count() == 0 {
-        return Ok(all);
-    }
-    let committed = read_committed(group, all, deadline)?;
-    let topics: BTreeSet<&str> = committed
-        .iter()
-        .filter(|(_, c)| **c >= 0)
-        .map(|((t, _), _)| t.as_str())
-        .collect();
-    let mut tpl = TopicPartitionList::new();
-    for t in md.topics().iter().filter(|t| topics.contains(t.name())) {
-        for p in t.partitions() {
-            tpl.add_partition(t.name(), p.id());
-        }
-    }
-    Ok(tpl)
-}
-
-/// OffsetFetch for `tpl`; a partition with nothing committed reads as −1.
-fn read_committed(
-    group: &BaseConsumer,
-    tpl: TopicPartitionList,
-    deadline: Instant,
-) -> Result<HashMap<(String, i32), i64>, CallError> {
-    drain_events(group);
-    if tpl.count() == 0 {
-        return Ok(HashMap::new());
-    }
-    let reply = group
-        .committed_offsets(tpl, remaining(deadline))
-        .map_err(|e| CallError::Transport(format!("error listing consumer group offsets: {e}")))?;
-    let mut out = HashMap::new();
-    for e in reply.elements() {
-        if let Err(err) = e.error() {
-            return Err(CallError::Answer(format!(
-                "error listing consumer group offsets for partition {} of topic {}: {err}",
-                e.partition(),
-                e.topic()
-            )));
-        }
-        // Anything but a real offset (librdkafka's INVALID for "nothing committed") reads as -1.
-        let c = match e.offset() {
-            Offset::Offset(o) if o >= 0 => o,
-            _ => -1,
-        };
-        out.insert((e.topic().to_owned(), e.partition()), c);
-    }
-    Ok(out)
-}
-
-/// High watermarks in one librdkafka call: ListOffsets with timestamp −1, which librdkafka
-/// batches per partition leader and sends in parallel.
-fn read_watermarks(
-    client: &BaseConsumer,
-    mut tpl: TopicPartitionList,
-    deadline: Instant,
-) -> Result<HashMap<(String, i32), i64>, CallError> {
-    if tpl.count() == 0 {
-        return Ok(HashMap::new());
-    }
-    tpl.set_all_offsets(Offset::End)
-        .map_err(|e| CallError::Answer(format!("kafka offset request: {e}")))?;
-    let reply = client
-        .offsets_for_times(tpl, remaining(deadline))
-        .map_err(|e| CallError::Transport(format!("error listing offsets: {e}")))?;
-    let mut out = HashMap::new();
-    for e in reply.elements() {
-        if let Err(err) = e.error() {
-            return Err(CallError::Answer(format!(
-                "error listing offsets for partition {} of topic {}: {err}",
-                e.partition(),
-                e.topic()
-            )));
-        }
-        if let Offset::Offset(o) = e.offset() {
-            out.insert((e.topic().to_owned(), e.partition()), o);
-        }
-    }
-    Ok(out)
-}
-
-/// A handle that is never polled would queue error and log events forever (a broker that
-/// flaps produces one per reconnect); drain them on every use.
-fn drain_events(consumer: &BaseConsumer) {
-    for _ in 0..1000 {
-        if consumer.poll(Duration::ZERO).is_none() {
-            return;
-        }
-    }
-}
-
 fn join_offsets(
-    tpl: &TopicPartitionList,
-    committed: &HashMap<(String, i32), i64>,
-    watermarks: &HashMap<(String, i32), i64>,
+    parts: &[(String, i32)],
+    committed: &OffsetMap,
+    watermarks: &OffsetMap,
 ) -> Result<Vec<PartitionOffsets>, ScalerError> {
-    let mut out = Vec::with_capacity(tpl.count());
-    for e in tpl.elements() {
-        let k = (e.topic().to_owned(), e.partition());
-        let Some(&c) = committed.get(&k) else {
+    let mut out = Vec::with_capacity(parts.len());
+    for k in parts {
+        let Some(&c) = committed.get(k) else {
             return Err(backend(format!(
                 "error finding offset block for topic {} and partition {}",
                 k.0, k.1
@@ -529,7 +446,7 @@ fn join_offsets(
             topic: k.0.clone(),
             partition: k.1,
             committed: c,
-            high_watermark: watermarks.get(&k).copied(),
+            high_watermark: watermarks.get(k).copied(),
         });
     }
     Ok(out)

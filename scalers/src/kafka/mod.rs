@@ -24,8 +24,10 @@
 //! | `unsafeSsl`, `awsRegion` | M | no | false / – | |
 //! | `ca`, `cert`, `key`, `keyPassword`, `username`, `password`, `oauthTokenEndpointUri`, `scopes`, `oauthExtensions`, `keytab`, `realm`, `kerberosConfig`, `kerberosServiceName`, `kerberosDisableFAST` | A | – | – | auth-only |
 //!
-//! Protocol: librdkafka (`rdkafka`); committed offsets via OffsetFetch on a handle bound to the
-//! group that never subscribes, high watermarks via ListOffsets (timestamp −1). See
+//! Protocol: metadata and high watermarks (ListOffsets, timestamp −1) through one shared
+//! librdkafka client per (servers, security settings); committed offsets of any group with
+//! FindCoordinator + OffsetFetch over shared broker connections (`conn.rs`, plaintext), or on a
+//! librdkafka handle bound to the group for TLS/SASL triggers (`client.rs` explains why). See
 //! <https://keda.sh/docs/latest/scalers/apache-kafka/>.
 //!
 //! Security: `tls=enable`, SCRAM and `oauthbearer` need librdkafka built with OpenSSL and
@@ -35,8 +37,11 @@
 //! need signing and per-trigger Kerberos files librdkafka cannot do in-process.
 
 mod client;
+mod conn;
 pub mod lag;
 mod params;
+mod reads;
+mod wire;
 
 use std::sync::Mutex;
 

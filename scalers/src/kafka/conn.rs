@@ -1,0 +1,349 @@
+//! Shared broker connections for committed offsets: OffsetFetch for ANY consumer group over
+//! one TCP connection per broker per (bootstrap servers, security settings).
+//!
+//! Why: librdkafka binds a consumer group to a handle (`group.id`) and rdkafka 0.39 has no
+//! ListConsumerGroupOffsets, so reading a group's offsets through rdkafka costs one librdkafka
+//! instance (threads, buffers, a connection per broker) per distinct group — KEDA's per-trigger
+//! client problem again. OffsetFetch itself names the group in the request, so one connection
+//! to the group's coordinator serves every group. [`Brokers`] is that connection manager:
+//!
+//! * FindCoordinator (v2) on a bootstrap server, answer cached per group and forgotten on
+//!   NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE or a transport failure; then OffsetFetch (v4)
+//!   to the coordinator (one retry after a coordinator move).
+//! * Connections are keyed by `host:port` as the brokers advertise them (the bootstrap list
+//!   should use the same spelling, as it does on the mock cluster and usually in Kubernetes).
+//! * One request at a time per connection: the connection is taken out of its slot for the
+//!   exchange and put back only after a complete, matching answer. A timeout, an I/O error,
+//!   a wrong correlation id or an oversized answer drops it (closing the socket), so a
+//!   connection never carries half a response into the next request; the next call reconnects.
+//! * Every step (waiting for the slot, connect, write, read) is bounded by the poll's deadline.
+//!
+//! Plaintext only: TLS and SASL triggers keep the per-group librdkafka handle (`client.rs`),
+//! which already implements every mechanism the spec lists.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
+
+use super::wire::{self, Committed, MAX_RESPONSE, WireError};
+use crate::pool::lock;
+
+/// Connection counters of one [`Brokers`].
+#[derive(Debug, Default)]
+struct Counters {
+    open: AtomicUsize,
+    opened: AtomicU64,
+}
+
+/// One open broker connection. Dropping it closes the socket and updates the counters.
+struct Conn {
+    addr: String,
+    stream: TcpStream,
+    next_id: i32,
+    counters: Arc<Counters>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.counters.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Conn>>>;
+
+/// The shared connections of one (bootstrap servers, security settings) key.
+pub(crate) struct Brokers {
+    bootstrap: Vec<String>,
+    slots: Mutex<HashMap<String, Slot>>,
+    coordinators: Mutex<HashMap<String, String>>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Brokers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Brokers")
+            .field("bootstrap", &self.bootstrap)
+            .field("open", &self.open_connections())
+            .finish()
+    }
+}
+
+impl Brokers {
+    /// Connection manager for the comma-separated `servers`; connects lazily.
+    pub(crate) fn new(servers: &str) -> Self {
+        Self {
+            bootstrap: servers
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            slots: Mutex::new(HashMap::new()),
+            coordinators: Mutex::new(HashMap::new()),
+            counters: Arc::new(Counters::default()),
+        }
+    }
+
+    /// TCP connections open right now.
+    pub(crate) fn open_connections(&self) -> usize {
+        self.counters.open.load(Ordering::Relaxed)
+    }
+
+    /// TCP connections opened since this manager was created.
+    pub(crate) fn connections_opened(&self) -> u64 {
+        self.counters.opened.load(Ordering::Relaxed)
+    }
+
+    /// Committed offsets of `group` for `partitions` (−1 where nothing is committed).
+    pub(crate) async fn committed(
+        &self,
+        group: &str,
+        partitions: &[(String, i32)],
+        deadline: Instant,
+    ) -> Result<Committed, WireError> {
+        if partitions.is_empty() {
+            return Ok(Committed::new());
+        }
+        let body = wire::offset_fetch_request(group, partitions)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let addr = self.coordinator(group, deadline).await?;
+            let reply = self
+                .call(&addr, wire::OFFSET_FETCH, 4, &body, deadline)
+                .await
+                .and_then(|reply| wire::decode_offset_fetch(&reply));
+            match reply {
+                Err(WireError::Kafka { code: 15 | 16, .. }) if attempt == 1 => {
+                    self.forget_coordinator(group);
+                }
+                Err(e) => {
+                    if e.is_transport() {
+                        self.forget_coordinator(group);
+                    }
+                    return Err(e);
+                }
+                Ok(committed) => return Ok(committed),
+            }
+        }
+    }
+
+    fn forget_coordinator(&self, group: &str) {
+        lock(&self.coordinators).remove(group);
+    }
+
+    /// The coordinator of `group`, cached, else asked of the bootstrap servers in turn.
+    async fn coordinator(&self, group: &str, deadline: Instant) -> Result<String, WireError> {
+        if let Some(addr) = lock(&self.coordinators).get(group) {
+            return Ok(addr.clone());
+        }
+        let body = wire::find_coordinator_request(group)?;
+        let mut last = WireError::NoBrokers;
+        for server in &self.bootstrap {
+            match self
+                .call(server, wire::FIND_COORDINATOR, 2, &body, deadline)
+                .await
+            {
+                Ok(reply) => {
+                    let addr = wire::decode_find_coordinator(&reply)?;
+                    lock(&self.coordinators).insert(group.to_owned(), addr.clone());
+                    return Ok(addr);
+                }
+                Err(e) if e.is_transport() => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    fn slot(&self, addr: &str) -> Slot {
+        Arc::clone(lock(&self.slots).entry(addr.to_owned()).or_default())
+    }
+
+    /// One request/response exchange with `addr` over its shared connection.
+    async fn call(
+        &self,
+        addr: &str,
+        api_key: i16,
+        version: i16,
+        body: &[u8],
+        deadline: Instant,
+    ) -> Result<Vec<u8>, WireError> {
+        let slot = self.slot(addr);
+        let mut guard = timeout_at(deadline, slot.lock())
+            .await
+            .map_err(|_| timed_out(addr))?;
+        let mut conn = match guard.take() {
+            Some(conn) => conn,
+            None => Conn::open(addr, &self.counters, deadline).await?,
+        };
+        // On error (or if this future is dropped) `conn` is dropped here: the socket closes.
+        let reply = conn.round_trip(api_key, version, body, deadline).await?;
+        *guard = Some(conn);
+        Ok(reply)
+    }
+}
+
+fn timed_out(addr: &str) -> WireError {
+    WireError::Timeout {
+        addr: addr.to_owned(),
+    }
+}
+
+impl Conn {
+    /// Connect and check the broker supports the versions this path sends.
+    async fn open(
+        addr: &str,
+        counters: &Arc<Counters>,
+        deadline: Instant,
+    ) -> Result<Self, WireError> {
+        let stream = timeout_at(deadline, TcpStream::connect(addr))
+            .await
+            .map_err(|_| timed_out(addr))?
+            .map_err(|source| WireError::Io {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        // Best effort: a request is one small write, Nagle would only delay it.
+        let _ = stream.set_nodelay(true);
+        counters.open.fetch_add(1, Ordering::Relaxed);
+        counters.opened.fetch_add(1, Ordering::Relaxed);
+        let mut conn = Self {
+            addr: addr.to_owned(),
+            stream,
+            next_id: 0,
+            counters: Arc::clone(counters),
+        };
+        let reply = conn
+            .round_trip(wire::API_VERSIONS, 0, &[], deadline)
+            .await?;
+        let ranges = wire::decode_api_versions(&reply)?;
+        for (key, api, version) in wire::REQUIRED {
+            if !ranges
+                .iter()
+                .any(|r| r.key == key && r.min <= version && version <= r.max)
+            {
+                return Err(WireError::Unsupported {
+                    addr: addr.to_owned(),
+                    api,
+                    version,
+                });
+            }
+        }
+        Ok(conn)
+    }
+
+    /// Send one request and read its answer (the body after the correlation id).
+    async fn round_trip(
+        &mut self,
+        api_key: i16,
+        version: i16,
+        body: &[u8],
+        deadline: Instant,
+    ) -> Result<Vec<u8>, WireError> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1) & i32::MAX;
+        let request = wire::frame(api_key, version, id, body)?;
+        let addr = self.addr.clone();
+        let mut reply = timeout_at(deadline, self.exchange(&request))
+            .await
+            .map_err(|_| timed_out(&addr))??;
+        let mut r = wire::Reader::new(&reply);
+        let got = r.i32("correlation id")?;
+        if got != id {
+            return Err(WireError::Correlation { want: id, got });
+        }
+        Ok(reply.split_off(4))
+    }
+
+    /// Write `request`, read one size-prefixed answer of at most [`MAX_RESPONSE`] bytes.
+    async fn exchange(&mut self, request: &[u8]) -> Result<Vec<u8>, WireError> {
+        let io = |source| WireError::Io {
+            addr: self.addr.clone(),
+            source,
+        };
+        self.stream.write_all(request).await.map_err(io)?;
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).await.map_err(io)?;
+        let size = i32::from_be_bytes(size);
+        let len = usize::try_from(size)
+            .ok()
+            .filter(|n| (4..=MAX_RESPONSE).contains(n))
+            .ok_or(WireError::TooLarge(i64::from(size)))?;
+        let mut reply = vec![0u8; len];
+        self.stream.read_exact(&mut reply).await.map_err(io)?;
+        Ok(reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A fake broker that answers every request with `reply` (raw bytes, size prefix included).
+    async fn fake_broker(reply: Vec<u8>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let reply = reply.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    while s.read(&mut buf).await.is_ok_and(|n| n > 0) {
+                        if s.write_all(&reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    async fn committed_from(reply: Vec<u8>) -> Result<Committed, WireError> {
+        let addr = fake_broker(reply).await;
+        let b = Brokers::new(&addr);
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let out = b.committed("g", &[("t".into(), 0)], deadline).await;
+        assert_eq!(b.open_connections(), 0, "a failed exchange closes its connection");
+        out
+    }
+
+    #[tokio::test]
+    async fn oversized_answer_is_an_error_and_closes_the_connection() {
+        let mut reply = i32::MAX.to_be_bytes().to_vec();
+        reply.extend_from_slice(&[0; 16]);
+        let err = committed_from(reply).await.unwrap_err();
+        assert!(matches!(err, WireError::TooLarge(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn wrong_correlation_id_is_an_error() {
+        let mut reply = 8i32.to_be_bytes().to_vec();
+        reply.extend_from_slice(&[0, 0, 0, 42, 0, 0, 0, 0]);
+        let err = committed_from(reply).await.unwrap_err();
+        assert!(matches!(err, WireError::Correlation { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn silent_broker_times_out_at_the_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let b = Brokers::new(&addr);
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(300);
+        let err = b.committed("g", &[("t".into(), 0)], deadline).await;
+        assert!(matches!(err, Err(WireError::Timeout { .. })), "{err:?}");
+        assert!(start.elapsed() < Duration::from_millis(600));
+        assert_eq!(b.open_connections(), 0);
+        drop(listener);
+    }
+}
