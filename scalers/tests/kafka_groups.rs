@@ -34,7 +34,10 @@ mod kafka_shared_group_offsets {
             .expect("producer");
         for (p, n) in messages.iter().enumerate() {
             for _ in 0..*n {
-                let record = BaseRecord::to("t").partition(p as i32).payload("m").key("k");
+                let record = BaseRecord::to("t")
+                    .partition(p as i32)
+                    .payload("m")
+                    .key("k");
                 producer.send(record).expect("enqueue");
             }
         }
@@ -107,7 +110,8 @@ mod kafka_shared_group_offsets {
     }
 
     async fn poll(s: &dyn Scaler) -> f64 {
-        let m = s.metrics_and_activity("s0-kafka-t").await.expect("poll");
+        let name = s.metric_specs()[0].metric_name.clone();
+        let m = s.metrics_and_activity(&name).await.expect("poll");
         m.values[0]
     }
 
@@ -118,7 +122,11 @@ mod kafka_shared_group_offsets {
             let offsets: Vec<(i32, i64)> = (0..4).map(|p| (p, (i + i64::from(p)) % 4)).collect();
             // Group 0 commits nothing: every partition reads as invalid (lag 1 each).
             if i > 0 {
-                commit(&c, &format!("g{i}"), &offsets[..usize::try_from(i % 4 + 1).unwrap()]);
+                commit(
+                    &c,
+                    &format!("g{i}"),
+                    &offsets[..usize::try_from(i % 4 + 1).unwrap()],
+                );
             }
         }
         for i in 0..12 {
@@ -170,7 +178,9 @@ mod kafka_shared_group_offsets {
         let c = cluster(1, &[3]);
         let servers = c.bootstrap_servers();
         let timeout = Duration::from_millis(800);
-        let s = kafka::build(&cfg(&c, 0, "g", timeout)).await.expect("build");
+        let s = kafka::build(&cfg(&c, 0, "g", timeout))
+            .await
+            .expect("build");
         assert_eq!(poll(s.as_ref()).await, 1.0);
         assert_eq!(pool_stats(&servers).connections, 1);
         c.broker_down(1).expect("broker down");

@@ -2,6 +2,8 @@
 //! metric, the value served to the HPA is synthesised so the HPA settles on the fallback
 //! replica count, and at zero replicas the loop scales out to it.
 
+use std::collections::BTreeMap;
+
 use crate::crd::{Fallback, FallbackBehavior, HealthStatus};
 
 /// `status.health[..].status` of a metric read successfully last time.
@@ -58,6 +60,42 @@ pub fn synthesized_value(
     }
 }
 
+/// Every metric's health after a poll, and what fallback asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AfterPoll {
+    /// `status.health`, by metric name.
+    pub health: BTreeMap<String, HealthStatus>,
+    /// Some metric is past its failure threshold.
+    pub active: bool,
+    /// The replicas fallback wants while active.
+    pub replicas: Option<i32>,
+}
+
+/// Update health with one poll's outcomes (metric name → read successfully) and decide whether
+/// fallback applies. `None` without `spec.fallback`: KEDA tracks health only when it is set.
+pub fn after_poll(
+    fallback: Option<&Fallback>,
+    previous: &BTreeMap<String, HealthStatus>,
+    outcomes: &BTreeMap<String, bool>,
+    current_replicas: i32,
+) -> Option<AfterPoll> {
+    let fallback = fallback?;
+    let mut health = previous.clone();
+    for (metric, success) in outcomes {
+        record(health.entry(metric.clone()).or_default(), *success);
+    }
+    health.retain(|metric, _| outcomes.contains_key(metric));
+    let active = health
+        .values()
+        .any(|h| is_failing_over_threshold(h, fallback));
+    let replicas = active.then(|| replicas(fallback, current_replicas));
+    Some(AfterPoll {
+        health,
+        active,
+        replicas,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use rstest::rstest;
@@ -109,6 +147,32 @@ mod tests {
             (Some(0), Some(HAPPY))
         );
         assert!(!is_failing_over_threshold(&health, &fb));
+    }
+
+    #[test]
+    fn fallback_activates_past_the_threshold_and_clears_on_success() {
+        let fb = Fallback {
+            failure_threshold: 1,
+            replicas: 4,
+            behavior: FallbackBehavior::Static,
+        };
+        let failed = BTreeMap::from([("s0-a".to_owned(), false), ("s1-b".to_owned(), true)]);
+        let first = after_poll(Some(&fb), &BTreeMap::new(), &failed, 0).unwrap();
+        assert_eq!(
+            (first.active, first.replicas),
+            (false, None),
+            "1 failure is not > 1"
+        );
+        let second = after_poll(Some(&fb), &first.health, &failed, 0).unwrap();
+        assert_eq!((second.active, second.replicas), (true, Some(4)));
+        assert_eq!(second.health["s1-b"].status.as_deref(), Some(HAPPY));
+        let ok = BTreeMap::from([("s0-a".to_owned(), true), ("s1-b".to_owned(), true)]);
+        let third = after_poll(Some(&fb), &second.health, &ok, 4).unwrap();
+        assert_eq!((third.active, third.replicas), (false, None));
+        assert!(
+            after_poll(None, &BTreeMap::new(), &failed, 0).is_none(),
+            "no fallback, no tracking"
+        );
     }
 
     #[test]

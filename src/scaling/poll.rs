@@ -13,14 +13,15 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tracing::{debug, info, warn};
 
 use super::decision::{Decision, ObjectState, PollOutcome, ScaleChange, ScaleReason, decide};
+use super::fallback::{AfterPoll, after_poll};
 use super::scheduler::Pollable;
 use crate::controller::events::Events;
-use crate::controller::status::{set_condition, write_if_changed};
+use crate::controller::status::{set_condition, set_condition_to, write_if_changed};
 use crate::controller::target::Target;
 use crate::controller::triggers::BuiltTrigger;
 use crate::crd::names::{
     ANNOTATION_FORCE_ACTIVATION, ANNOTATION_PAUSED_SCALE_IN, ANNOTATION_PAUSED_SCALE_OUT,
-    condition, event,
+    condition, event, reason,
 };
 use crate::crd::{ScaledObject, ScaledObjectStatus, TriggerActivityStatus};
 
@@ -61,6 +62,8 @@ impl Pollable for PolledObject {
 struct TriggerResults {
     outcome: PollOutcome,
     activity: BTreeMap<String, TriggerActivityStatus>,
+    /// Metric name → read successfully.
+    succeeded: BTreeMap<String, bool>,
 }
 
 impl PolledObject {
@@ -78,12 +81,28 @@ impl PolledObject {
         };
         let results = self.query_triggers().await;
         let now = Timestamp::now();
-        let decision = decide(&object_state(&latest, current), results.outcome, now);
+        let previous = latest
+            .status
+            .as_ref()
+            .map(|s| s.health.clone())
+            .unwrap_or_default();
+        let fallback = after_poll(
+            latest.spec.fallback.as_ref(),
+            &previous,
+            &results.succeeded,
+            current,
+        );
+        let mut state = object_state(&latest, current);
+        state.fallback_replicas = fallback.as_ref().and_then(|f| f.replicas);
+        let decision = decide(&state, results.outcome, now);
         debug!(namespace = %self.namespace, scaled_object = %self.name, current, active = results.outcome.active, "polled");
         if let Some(change) = decision.scale {
             self.scale(&latest, current, change).await;
         }
-        let status = next_status(&latest, &decision, results.activity, now);
+        let mut status = next_status(&latest, &decision, results.activity, now);
+        if let Some(fallback) = fallback {
+            self.record_fallback(&latest, &mut status, fallback).await;
+        }
         if let Err(error) = write_if_changed(&self.client, &latest, &status).await {
             warn!(namespace = %self.namespace, scaled_object = %self.name, error = %error, "cannot write the status");
         }
@@ -118,6 +137,62 @@ impl PolledObject {
         }
     }
 
+    /// Health per metric and the Fallback condition, with KEDA's Events on a change.
+    async fn record_fallback(
+        &self,
+        so: &ScaledObject,
+        status: &mut ScaledObjectStatus,
+        fallback: AfterPoll,
+    ) {
+        status.health = fallback.health;
+        let (state, reason, message) = if fallback.active {
+            (
+                "True",
+                reason::FALLBACK_EXISTS,
+                "At least one trigger is falling back on this scaled object",
+            )
+        } else {
+            (
+                "False",
+                reason::NO_FALLBACK_FOUND,
+                "No fallbacks are active on this scaled object",
+            )
+        };
+        let was_active = so.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == condition::FALLBACK && c.status == "True")
+        });
+        set_condition_to(
+            &mut status.conditions,
+            condition::FALLBACK,
+            state,
+            reason,
+            message,
+        );
+        match (was_active, fallback.active) {
+            (false, true) => {
+                self.events
+                    .warning(
+                        so,
+                        event::SCALED_OBJECT_FALLBACK_ACTIVATED,
+                        "Using fallback replicas because metrics keep failing".to_owned(),
+                    )
+                    .await
+            }
+            (true, false) => {
+                self.events
+                    .normal(
+                        so,
+                        event::SCALED_OBJECT_FALLBACK_DEACTIVATED,
+                        "Metrics are back: fallback no longer applies".to_owned(),
+                    )
+                    .await
+            }
+            _ => {}
+        }
+    }
+
     /// Query every metric of every trigger at once, each bounded by the timeout.
     async fn query_triggers(&self) -> TriggerResults {
         let queries = self.triggers.iter().flat_map(|trigger| {
@@ -133,10 +208,12 @@ impl PolledObject {
                 error: false,
             },
             activity: BTreeMap::new(),
+            succeeded: BTreeMap::new(),
         };
         for (trigger, metric, result) in join_all(queries).await {
             match result {
                 Ok(Ok(values)) => {
+                    results.succeeded.insert(metric.clone(), true);
                     results.outcome.active |= values.active;
                     results.activity.insert(
                         metric,
@@ -146,10 +223,12 @@ impl PolledObject {
                     );
                 }
                 Ok(Err(error)) => {
+                    results.succeeded.insert(metric.clone(), false);
                     results.outcome.error = true;
                     warn!(namespace = %self.namespace, scaled_object = %self.name, trigger_index = trigger.index, scaler = trigger.trigger_type, error = %error, "trigger failed");
                 }
                 Err(_) => {
+                    results.succeeded.insert(metric.clone(), false);
                     results.outcome.error = true;
                     warn!(namespace = %self.namespace, scaled_object = %self.name, trigger_index = trigger.index, scaler = trigger.trigger_type, timeout = ?self.timeout, "trigger timed out");
                 }

@@ -14,10 +14,13 @@ use std::time::Duration;
 
 use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
-    CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramTimer, IntCounterVec,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, GaugeVec, Histogram, HistogramOpts, HistogramTimer, IntCounterVec, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 use tracing::warn;
+
+/// Content type of [`Metrics::render`]'s output: the text exposition format, version 0.0.4.
+pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
 
 /// Labels of KEDA's per-trigger families (`metricLabels` in KEDA).
 const SCALER_LABELS: &[&str] = &[
@@ -188,11 +191,6 @@ impl Metrics {
             warn!(error = %error, "cannot encode metrics");
         }
         text
-    }
-
-    /// Content type of [`Metrics::render`]'s output.
-    pub fn content_type(&self) -> String {
-        TextEncoder::new().format_type().to_owned()
     }
 
     /// One successful trigger query: its value, whether it is active, and how long it took.

@@ -175,5 +175,5 @@ fn telemetry_cluster_scoped_resources_count_under_default_namespace() {
 
 #[test]
 fn telemetry_content_type_is_text_format_0_0_4() {
-    assert_eq!(Metrics::new().content_type(), "text/plain; version=0.0.4");
+    assert_eq!(CONTENT_TYPE, "text/plain; version=0.0.4");
 }

@@ -11,5 +11,5 @@ pub mod metrics;
 pub mod server;
 
 pub use logging::{DEFAULT_LOG_FILTER, LogFormat, init_logging};
-pub use metrics::{Metrics, PollLabels, RegisteredResource, ResourceType};
+pub use metrics::{CONTENT_TYPE, Metrics, PollLabels, RegisteredResource, ResourceType};
 pub use server::{Readiness, TelemetryServer, router, serve};

@@ -24,7 +24,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::{info, warn};
 
-use super::metrics::Metrics;
+use super::metrics::{CONTENT_TYPE, Metrics};
 
 /// Upper bound of one request; a scrape only encodes in-memory values.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,9 +77,8 @@ pub fn router(metrics: Arc<Metrics>, readiness: Readiness) -> Router {
 }
 
 async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
-    let content_type = state.metrics.content_type();
     (
-        [(header::CONTENT_TYPE, content_type)],
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
         state.metrics.render(),
     )
 }

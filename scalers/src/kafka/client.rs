@@ -118,7 +118,6 @@ impl Hash for ClientKey {
     }
 }
 
-
 /// A pooled librdkafka handle, plus (on a plaintext group-less client) the shared broker
 /// connections for committed offsets. Destroying the librdkafka handle blocks (it closes the
 /// group queue and joins librdkafka's threads), so that happens on a blocking thread.
@@ -164,7 +163,10 @@ pub struct PoolStats {
 /// trigger, comma-joined).
 pub fn pool_stats(servers: &str) -> PoolStats {
     let matching = |handles: Vec<Arc<Handle>>| -> Vec<Arc<Handle>> {
-        handles.into_iter().filter(|h| h.servers == servers).collect()
+        handles
+            .into_iter()
+            .filter(|h| h.servers == servers)
+            .collect()
     };
     let clients = matching(CLIENTS.clients());
     let brokers = || clients.iter().filter_map(|h| h.brokers.as_ref());
@@ -208,7 +210,10 @@ impl std::fmt::Debug for Lease {
         f.debug_struct("Lease")
             .field("servers", &self.key.servers)
             .field("group", &self.group)
-            .field("shared_offsets", &matches!(self.reader, GroupReader::Shared(_)))
+            .field(
+                "shared_offsets",
+                &matches!(self.reader, GroupReader::Shared(_)),
+            )
             .finish()
     }
 }
@@ -221,7 +226,8 @@ fn create(key: &ClientKey, group: Option<&str>, timeout: Duration) -> Result<Han
             scaler: TYPE,
             message: key.redact(format!("kafka client configuration rejected: {e}")),
         })?;
-    let brokers = (group.is_none() && key.is_plaintext()).then(|| Arc::new(Brokers::new(&key.servers)));
+    let brokers =
+        (group.is_none() && key.is_plaintext()).then(|| Arc::new(Brokers::new(&key.servers)));
     Ok(Handle {
         consumer: Arc::new(consumer),
         servers: key.servers.clone(),

@@ -32,6 +32,9 @@ use tokio::time::{Instant, timeout_at};
 use super::wire::{self, Committed, MAX_RESPONSE, WireError};
 use crate::pool::lock;
 
+/// Coordinator addresses remembered per client before the cache starts over.
+const MAX_CACHED_COORDINATORS: usize = 16_384;
+
 /// Connection counters of one [`Brokers`].
 #[derive(Debug, Default)]
 struct Counters {
@@ -150,7 +153,13 @@ impl Brokers {
             {
                 Ok(reply) => {
                     let addr = wire::decode_find_coordinator(&reply)?;
-                    lock(&self.coordinators).insert(group.to_owned(), addr.clone());
+                    let mut cache = lock(&self.coordinators);
+                    // Groups of deleted triggers stay cached; a bound keeps churn from growing
+                    // the map forever (a cleared entry costs one FindCoordinator).
+                    if cache.len() >= MAX_CACHED_COORDINATORS {
+                        cache.clear();
+                    }
+                    cache.insert(group.to_owned(), addr.clone());
                     return Ok(addr);
                 }
                 Err(e) if e.is_transport() => last = e,
@@ -313,7 +322,11 @@ mod tests {
         let b = Brokers::new(&addr);
         let deadline = Instant::now() + Duration::from_millis(500);
         let out = b.committed("g", &[("t".into(), 0)], deadline).await;
-        assert_eq!(b.open_connections(), 0, "a failed exchange closes its connection");
+        assert_eq!(
+            b.open_connections(),
+            0,
+            "a failed exchange closes its connection"
+        );
         out
     }
 
@@ -331,6 +344,19 @@ mod tests {
         reply.extend_from_slice(&[0, 0, 0, 42, 0, 0, 0, 0]);
         let err = committed_from(reply).await.unwrap_err();
         assert!(matches!(err, WireError::Correlation { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn broker_without_the_needed_versions_is_refused() {
+        // ApiVersions v0 answer with correlation id 0, no error and an empty API list.
+        let mut reply = 10i32.to_be_bytes().to_vec();
+        reply.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let err = committed_from(reply).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("does not support FindCoordinator v2"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -64,7 +64,10 @@ fn known_answers_decode() {
         "127.0.0.1:9092"
     );
     let err = decode_find_coordinator(&find_coordinator_reply(15)).unwrap_err();
-    assert!(err.to_string().contains("COORDINATOR_NOT_AVAILABLE"), "{err}");
+    assert!(
+        err.to_string().contains("COORDINATOR_NOT_AVAILABLE"),
+        "{err}"
+    );
     assert!(!err.is_transport());
     assert_eq!(
         decode_api_versions(&api_versions_reply()).unwrap(),
@@ -112,7 +115,10 @@ fn huge_array_lengths_are_refused_before_allocating() {
     assert!(decode_api_versions(&b).is_err());
     let mut b = vec![0, 0, 0, 0];
     b.extend_from_slice(&(-7i32).to_be_bytes());
-    assert!(matches!(decode_offset_fetch(&b), Err(WireError::Invalid(_))));
+    assert!(matches!(
+        decode_offset_fetch(&b),
+        Err(WireError::Invalid(_))
+    ));
 }
 
 #[test]
