@@ -34,7 +34,7 @@ pub enum Command {
     ///
     /// Connects with the in-cluster service account, or `$KUBECONFIG` outside a cluster, and
     /// runs until SIGTERM or Ctrl-C.
-    Operator(operator::OperatorArgs),
+    Operator(operator::OperatorCommand),
     /// Validate ScaledObject, ScaledJob and TriggerAuthentication manifests offline.
     ///
     /// Reads YAML or JSON files (several documents per file are fine; `-` reads standard input),

@@ -93,10 +93,19 @@ impl DevCluster {
         kube::Client::try_from(config).context("building the client")
     }
 
-    /// Run the operator against this cluster until it shuts down.
-    pub async fn spawn_operator(&mut self, args: OperatorArgs) -> anyhow::Result<()> {
+    /// Run the operator against this cluster until it shuts down, recording into `telemetry`.
+    pub async fn spawn_operator(
+        &mut self,
+        args: OperatorArgs,
+        telemetry: operator::Telemetry,
+    ) -> anyhow::Result<()> {
         let client = self.client().await?;
-        let task = tokio::spawn(operator::run_with_client(client, args, self.stop.clone()));
+        let task = tokio::spawn(operator::run_with_client(
+            client,
+            args,
+            telemetry,
+            self.stop.clone(),
+        ));
         self.tasks.push(task);
         Ok(())
     }
@@ -142,7 +151,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", kubeconfig.display()))?;
     println!("kubeconfig: {}", kubeconfig.display());
     if !no_operator {
-        cluster.spawn_operator(dev_operator_args()).await?;
+        cluster
+            .spawn_operator(dev_operator_args(), operator::Telemetry::default())
+            .await?;
     }
     let operator = if no_operator {
         "without the operator"

@@ -27,6 +27,7 @@ use crate::crd::names::{
 use crate::scaling::decision::ConditionChange;
 use crate::scaling::poll::PolledObject;
 use crate::scaling::scheduler::{ObjectKey, Scheduler};
+use crate::telemetry::{Metrics, RegisteredResource};
 
 /// What every reconcile shares.
 pub struct Context {
@@ -44,6 +45,8 @@ pub struct Context {
     pub registered: Mutex<HashMap<ObjectKey, (i64, Arc<PolledObject>)>>,
     /// Where Events are recorded.
     pub events: Events,
+    /// KEDA's metric families.
+    pub metrics: Arc<Metrics>,
 }
 
 /// A reconcile that failed; retried with backoff.
@@ -145,6 +148,7 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
         triggers,
         timeout: ctx.scaler_timeout,
         events: ctx.events.clone(),
+        metrics: Arc::clone(&ctx.metrics),
     });
     let types = so
         .spec
@@ -174,14 +178,20 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
 /// Poll `polled` from now on, closing the scalers of what it replaces.
 fn register(ctx: &Context, key: ObjectKey, generation: i64, polled: Arc<PolledObject>) {
     ctx.scheduler.upsert(key.clone(), Arc::clone(&polled));
+    ctx.metrics.set_paused(&key.0, &key.1, false);
     let previous = ctx
         .registered
         .lock()
         .ok()
         .and_then(|mut r| r.insert(key.clone(), (generation, polled)));
     info!(namespace = %key.0, scaled_object = %key.1, generation, "scale loop started");
-    if let Some((_, old)) = previous {
-        tokio::spawn(close_scalers(old));
+    match previous {
+        Some((_, old)) => {
+            tokio::spawn(close_scalers(old));
+        }
+        None => ctx
+            .metrics
+            .resource_registered(RegisteredResource::ScaledObject, &key.0),
     }
 }
 
@@ -194,6 +204,7 @@ async fn close_scalers(polled: Arc<PolledObject>) {
 async fn cleanup(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
     let key = key_of(so);
     unregister(ctx, &key).await;
+    ctx.metrics.forget_object(&key.0, &key.1);
     ctx.events
         .normal(
             so,
@@ -210,13 +221,17 @@ async fn unregister(ctx: &Context, key: &ObjectKey) {
     let removed = ctx.registered.lock().ok().and_then(|mut r| r.remove(key));
     if let Some((_, old)) = removed {
         close_scalers(old).await;
+        ctx.metrics
+            .resource_unregistered(RegisteredResource::ScaledObject, &key.0);
         info!(namespace = %key.0, scaled_object = %key.1, "scale loop stopped");
     }
 }
 
 /// A paused object: no loop, no HPA, the target held at `paused-replicas` when given.
 async fn pause_object(so: &ScaledObject, ctx: &Context, pause: Pause) -> Result<Action, Error> {
-    unregister(ctx, &key_of(so)).await;
+    let key = key_of(so);
+    unregister(ctx, &key).await;
+    ctx.metrics.set_paused(&key.0, &key.1, true);
     pause::delete_hpa(&ctx.client, so)
         .await
         .map_err(|source| Error::Api {

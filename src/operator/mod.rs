@@ -12,10 +12,13 @@ use kube::runtime::{Controller, watcher};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use std::net::SocketAddr;
+
 use crate::controller::events::Events;
 use crate::controller::reconcile::{Context, error_policy, reconcile};
 use crate::crd::ScaledObject;
 use crate::scaling::scheduler::Scheduler;
+use crate::telemetry::{DEFAULT_LOG_FILTER, LogFormat, Metrics, Readiness, init_logging, serve};
 
 /// Most polls in flight at once.
 const MAX_POLLS_IN_FLIGHT: usize = 256;
@@ -44,9 +47,58 @@ pub struct OperatorArgs {
     pub scaler_timeout_ms: u64,
 }
 
+/// Flags of the `tidescale operator` process: what it serves besides reconciling.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProcessArgs {
+    /// Where `/metrics` is served (Prometheus text format, KEDA's metric families).
+    #[arg(
+        long,
+        env = "TIDESCALE_METRICS_BIND_ADDRESS",
+        default_value = "0.0.0.0:8080",
+        value_name = "ADDR"
+    )]
+    pub metrics_bind_address: SocketAddr,
+    /// Where `/healthz` and `/readyz` are served.
+    #[arg(
+        long,
+        env = "TIDESCALE_HEALTH_PROBE_BIND_ADDRESS",
+        default_value = "0.0.0.0:8081",
+        value_name = "ADDR"
+    )]
+    pub health_probe_bind_address: SocketAddr,
+    /// Log filter, e.g. `info` or `info,tidescale=debug` (`RUST_LOG` overrides it).
+    #[arg(long, env = "TIDESCALE_LOG_LEVEL", default_value = DEFAULT_LOG_FILTER, value_name = "FILTER")]
+    pub log_level: String,
+    /// Log line format.
+    #[arg(long, env = "TIDESCALE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+}
+
+/// `tidescale operator`: reconciling flags and process flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OperatorCommand {
+    /// What to reconcile and how.
+    #[command(flatten)]
+    pub operator: OperatorArgs,
+    /// What the process serves.
+    #[command(flatten)]
+    pub process: ProcessArgs,
+}
+
+/// Metrics and readiness, shared by the loop and the probe servers.
+#[derive(Clone, Default)]
+pub struct Telemetry {
+    /// KEDA's metric families.
+    pub metrics: Arc<Metrics>,
+    /// `/readyz`.
+    pub readiness: Readiness,
+}
+
 /// Run the operator with the ambient kube config (in-cluster or `$KUBECONFIG`) until SIGTERM
-/// or Ctrl-C.
-pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
+/// or Ctrl-C, serving `/metrics`, `/healthz` and `/readyz`.
+pub async fn run(command: OperatorCommand) -> anyhow::Result<()> {
+    let OperatorCommand { operator, process } = command;
+    init_logging(&process.log_level, process.log_format)?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = kube::Client::try_default()
         .await
@@ -57,12 +109,35 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         crate::dev::shutdown_signal().await.ok();
         stop.cancel();
     });
-    run_with_client(client, args, cancel).await;
+    let telemetry = Telemetry::default();
+    let metrics_server = serve(
+        process.metrics_bind_address,
+        Arc::clone(&telemetry.metrics),
+        telemetry.readiness.clone(),
+        cancel.clone(),
+    )
+    .await?;
+    let probe_server = serve(
+        process.health_probe_bind_address,
+        Arc::clone(&telemetry.metrics),
+        telemetry.readiness.clone(),
+        cancel.clone(),
+    )
+    .await?;
+    info!(metrics = %metrics_server.local_addr(), probes = %probe_server.local_addr(), "serving telemetry");
+    run_with_client(client, operator, telemetry, cancel).await;
+    metrics_server.stopped().await;
+    probe_server.stopped().await;
     Ok(())
 }
 
-/// Run the operator on `client` until `cancel` fires.
-pub async fn run_with_client(client: kube::Client, args: OperatorArgs, cancel: CancellationToken) {
+/// Run the operator on `client` until `cancel` fires; ready once the ScaledObject cache synced.
+pub async fn run_with_client(
+    client: kube::Client,
+    args: OperatorArgs,
+    telemetry: Telemetry,
+    cancel: CancellationToken,
+) {
     let scaled_objects: Api<ScaledObject> = match &args.watch_namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
@@ -81,6 +156,14 @@ pub async fn run_with_client(client: kube::Client, args: OperatorArgs, cancel: C
         scaler_timeout: Duration::from_millis(args.scaler_timeout_ms),
         registered: Mutex::default(),
         events: Events::new(client.clone()),
+        metrics: Arc::clone(&telemetry.metrics),
+    });
+    let synced = controller.store();
+    let readiness = telemetry.readiness.clone();
+    tokio::spawn(async move {
+        if synced.wait_until_ready().await.is_ok() {
+            readiness.set_ready();
+        }
     });
     info!(
         namespace = args.watch_namespace.as_deref().unwrap_or("<all>"),

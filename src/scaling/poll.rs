@@ -24,6 +24,7 @@ use crate::crd::names::{
     condition, event, reason,
 };
 use crate::crd::{ScaledObject, ScaledObjectStatus, TriggerActivityStatus};
+use crate::telemetry::{Metrics, PollLabels, ResourceType};
 
 /// A ScaledObject as the scheduler polls it: the spec it was registered with, its resolved
 /// target and built scalers, and where to find its latest status.
@@ -46,6 +47,8 @@ pub struct PolledObject {
     pub timeout: Duration,
     /// Where Events are recorded.
     pub events: Events,
+    /// KEDA's metric families.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Pollable for PolledObject {
@@ -137,6 +140,38 @@ impl PolledObject {
         }
     }
 
+    /// KEDA's per-trigger series for one query.
+    fn record_metrics(
+        &self,
+        trigger: &BuiltTrigger,
+        metric: &str,
+        result: &Result<
+            Result<tidescale_scalers::MetricsAndActivity, tidescale_scalers::ScalerError>,
+            tokio::time::error::Elapsed,
+        >,
+        latency: Duration,
+    ) {
+        let labels = PollLabels {
+            namespace: &self.namespace,
+            scaled_object: &self.name,
+            scaler: trigger
+                .name
+                .as_deref()
+                .unwrap_or(trigger.trigger_type.as_str()),
+            trigger_index: trigger.index,
+            metric,
+            resource_type: ResourceType::ScaledObject,
+        };
+        match result {
+            Ok(Ok(values)) => {
+                let value = values.values.first().copied().unwrap_or(0.0);
+                self.metrics
+                    .record_poll(&labels, value, values.active, latency);
+            }
+            _ => self.metrics.record_scaler_error(&labels),
+        }
+    }
+
     /// Health per metric and the Fallback condition, with KEDA's Events on a change.
     async fn record_fallback(
         &self,
@@ -197,8 +232,10 @@ impl PolledObject {
     async fn query_triggers(&self) -> TriggerResults {
         let queries = self.triggers.iter().flat_map(|trigger| {
             trigger.specs.iter().map(move |spec| async move {
+                let started = std::time::Instant::now();
                 let call = trigger.scaler.metrics_and_activity(&spec.metric_name);
                 let result = tokio::time::timeout(self.timeout, call).await;
+                self.record_metrics(trigger, &spec.metric_name, &result, started.elapsed());
                 (trigger, spec.metric_name.clone(), result)
             })
         });

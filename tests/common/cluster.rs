@@ -13,6 +13,8 @@ use tidescale_sandbox::controllers::{ControllerConfig, PodTimings};
 pub struct Cluster {
     pub dev: DevCluster,
     pub client: kube::Client,
+    /// The operator's metrics and readiness.
+    pub telemetry: tidescale::operator::Telemetry,
 }
 
 /// Start the cluster and the operator.
@@ -38,11 +40,16 @@ pub async fn start() -> Cluster {
     let mut dev = DevCluster::start(SandboxConfig::default(), controllers)
         .await
         .expect("cluster starts");
-    dev.spawn_operator(dev_operator_args())
+    let telemetry = tidescale::operator::Telemetry::default();
+    dev.spawn_operator(dev_operator_args(), telemetry.clone())
         .await
         .expect("operator starts");
     let client = dev.client().await.expect("client");
-    Cluster { dev, client }
+    Cluster {
+        dev,
+        client,
+        telemetry,
+    }
 }
 
 impl Cluster {
