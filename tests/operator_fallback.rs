@@ -64,6 +64,16 @@ async fn failing_trigger_at_zero_scales_out_to_fallback_replicas() {
     let health = &so.status.unwrap().health["s0-prometheus"];
     assert_eq!(health.status.as_deref(), Some("Failing"));
     assert!(health.number_of_failures.unwrap() > 2);
+    let served = cluster
+        .telemetry
+        .values
+        .get("shop", "api", "s0-prometheus")
+        .expect("a record");
+    assert_eq!(
+        (served.value, served.error),
+        (15.0, None),
+        "fallback serves 3 replicas × target 5"
+    );
     // The errors continue well past the cooldown: nothing scales in because of them.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(replicas(&cluster.client).await, 3);

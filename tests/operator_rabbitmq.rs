@@ -220,6 +220,19 @@ async fn rabbitmq_queue_scales_a_deployment_from_zero_and_back() {
     })
     .await;
     assert!(active.status.unwrap().last_active_time.is_some());
+    let served = eventually(
+        "the value the adapter will serve",
+        Duration::from_secs(10),
+        || async {
+            cluster
+                .telemetry
+                .values
+                .get("shop", "orders", &format!("s0-rabbitmq-{queue}"))
+                .filter(|r| r.value == 12.0)
+        },
+    )
+    .await;
+    assert!(served.active && served.error.is_none(), "{served:?}");
 
     broker.purge().await;
     let drained = std::time::Instant::now();
@@ -356,5 +369,71 @@ async fn paused_replicas_holds_the_target_and_removing_it_resumes() {
         );
     }
     broker.delete().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_modifiers_combine_named_triggers_into_the_composite_metric() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (standard, priority) = (
+        format!("tidescale-e2e-std-{}", std::process::id()),
+        format!("tidescale-e2e-prio-{}", std::process::id()),
+    );
+    let (standard_queue, priority_queue) =
+        (Broker::new(&standard).await, Broker::new(&priority).await);
+    let cluster = cluster::start().await;
+    let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_yaml_ng::from_str("metadata: {name: shop}").unwrap(),
+        )
+        .await
+        .unwrap();
+    cluster.create::<Deployment>("metadata: {name: notifier, namespace: shop}\nspec:\n  replicas: 0\n  selector: {matchLabels: {app: notifier}}\n  template:\n    metadata: {labels: {app: notifier}}\n    spec: {containers: [{name: n, image: n:1}]}\n").await;
+    let host = amqp_url();
+    cluster.create::<ScaledObject>(&format!("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {{name: notifier, namespace: shop}}\nspec:\n  scaleTargetRef: {{name: notifier}}\n  pollingInterval: 1\n  advanced:\n    scalingModifiers: {{formula: 'standard + priority * 2', target: '10', activationTarget: '4'}}\n  triggers:\n    - {{type: rabbitmq, name: standard, metadata: {{queueName: {standard}, mode: QueueLength, value: '10', host: '{host}'}}}}\n    - {{type: rabbitmq, name: priority, metadata: {{queueName: {priority}, mode: QueueLength, value: '10', host: '{host}'}}}}\n")).await;
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(cluster.client.clone(), "shop");
+    let hpa = eventually("the HPA", Duration::from_secs(20), || async {
+        hpas.get("keda-hpa-notifier").await.ok()
+    })
+    .await;
+    let metrics = hpa.spec.unwrap().metrics.unwrap();
+    assert_eq!(metrics.len(), 1);
+    assert_eq!(
+        metrics[0].external.as_ref().unwrap().metric.name,
+        "composite-metric"
+    );
+    // 3 + 0 × 2 = 3: below the activation target of 4, so nothing scales.
+    standard_queue.publish(3).await;
+    let below = eventually("composite 3", Duration::from_secs(10), || async {
+        cluster
+            .telemetry
+            .values
+            .get("shop", "notifier", "composite-metric")
+            .filter(|r| r.value == 3.0)
+    })
+    .await;
+    assert!(!below.active);
+    assert_eq!(replicas(&cluster.client, "shop", "notifier").await, 0);
+    // 3 + 1 × 2 = 5 > 4: active, the target wakes up.
+    priority_queue.publish(1).await;
+    eventually(
+        "composite 5 and the target at 1",
+        Duration::from_secs(10),
+        || async {
+            let record = cluster
+                .telemetry
+                .values
+                .get("shop", "notifier", "composite-metric")?;
+            (record.value == 5.0
+                && record.active
+                && replicas(&cluster.client, "shop", "notifier").await == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    standard_queue.delete().await;
+    priority_queue.delete().await;
     cluster.shutdown().await;
 }

@@ -25,8 +25,10 @@ use crate::crd::names::{
     FIELD_MANAGER, FINALIZER, LABEL_SCALED_OBJECT_NAME, condition, event, reason,
 };
 use crate::scaling::decision::ConditionChange;
+use crate::scaling::modifiers::CompositeMetric;
 use crate::scaling::poll::PolledObject;
 use crate::scaling::scheduler::{ObjectKey, Scheduler};
+use crate::scaling::store::MetricStore;
 use crate::telemetry::{Metrics, RegisteredResource};
 
 /// What every reconcile shares.
@@ -47,6 +49,8 @@ pub struct Context {
     pub events: Events,
     /// KEDA's metric families.
     pub metrics: Arc<Metrics>,
+    /// Where the loop leaves the values the adapter serves.
+    pub store: MetricStore,
 }
 
 /// A reconcile that failed; retried with backoff.
@@ -134,6 +138,17 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
         Ok(triggers) => triggers,
         Err(e) => return not_ready(so, ctx, e.to_string()).await,
     };
+    let composite = match CompositeMetric::of(so).transpose() {
+        Ok(composite) => composite,
+        Err(e) => {
+            return not_ready(
+                so,
+                ctx,
+                format!(".spec.advanced.scalingModifiers.formula: {e}"),
+            )
+            .await;
+        }
+    };
     let specs: Vec<_> = triggers.iter().flat_map(|t| t.specs.clone()).collect();
     apply_hpa(so, ctx, &target, &specs).await?;
     write_ready_status(so, ctx, &target, replicas, &specs).await?;
@@ -149,6 +164,8 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
         timeout: ctx.scaler_timeout,
         events: ctx.events.clone(),
         metrics: Arc::clone(&ctx.metrics),
+        store: ctx.store.clone(),
+        composite,
     });
     let types = so
         .spec

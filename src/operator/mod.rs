@@ -18,6 +18,7 @@ use crate::controller::events::Events;
 use crate::controller::reconcile::{Context, error_policy, reconcile};
 use crate::crd::ScaledObject;
 use crate::scaling::scheduler::Scheduler;
+use crate::scaling::store::MetricStore;
 use crate::telemetry::{DEFAULT_LOG_FILTER, LogFormat, Metrics, Readiness, init_logging, serve};
 
 /// Most polls in flight at once.
@@ -85,13 +86,15 @@ pub struct OperatorCommand {
     pub process: ProcessArgs,
 }
 
-/// Metrics and readiness, shared by the loop and the probe servers.
+/// What the loop shares with the servers: metrics, readiness and the metric values.
 #[derive(Clone, Default)]
 pub struct Telemetry {
     /// KEDA's metric families.
     pub metrics: Arc<Metrics>,
     /// `/readyz`.
     pub readiness: Readiness,
+    /// The values the loop finds, which the metrics adapter serves.
+    pub values: MetricStore,
 }
 
 /// Run the operator with the ambient kube config (in-cluster or `$KUBECONFIG`) until SIGTERM
@@ -157,6 +160,7 @@ pub async fn run_with_client(
         registered: Mutex::default(),
         events: Events::new(client.clone()),
         metrics: Arc::clone(&telemetry.metrics),
+        store: telemetry.values.clone(),
     });
     let synced = controller.store();
     let readiness = telemetry.readiness.clone();

@@ -4,5 +4,7 @@
 
 pub mod decision;
 pub mod fallback;
+pub mod modifiers;
 pub mod poll;
 pub mod scheduler;
+pub mod store;

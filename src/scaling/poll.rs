@@ -13,17 +13,20 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tracing::{debug, info, warn};
 
 use super::decision::{Decision, ObjectState, PollOutcome, ScaleChange, ScaleReason, decide};
-use super::fallback::{AfterPoll, after_poll};
+use super::fallback::{AfterPoll, after_poll, synthesized_value};
+use super::modifiers::{CompositeMetric, CompositeValue};
 use super::scheduler::Pollable;
+use super::store::{MetricRecord, MetricStore};
 use crate::controller::events::Events;
 use crate::controller::status::{set_condition, set_condition_to, write_if_changed};
 use crate::controller::target::Target;
 use crate::controller::triggers::BuiltTrigger;
 use crate::crd::names::{
     ANNOTATION_FORCE_ACTIVATION, ANNOTATION_PAUSED_SCALE_IN, ANNOTATION_PAUSED_SCALE_OUT,
-    condition, event, reason,
+    COMPOSITE_METRIC_NAME, condition, event, reason,
 };
 use crate::crd::{ScaledObject, ScaledObjectStatus, TriggerActivityStatus};
+use crate::modifiers::FormulaError;
 use crate::telemetry::{Metrics, PollLabels, ResourceType};
 
 /// A ScaledObject as the scheduler polls it: the spec it was registered with, its resolved
@@ -49,6 +52,10 @@ pub struct PolledObject {
     pub events: Events,
     /// KEDA's metric families.
     pub metrics: Arc<Metrics>,
+    /// Where the adapter reads the values this loop finds.
+    pub store: MetricStore,
+    /// The scaling-modifiers formula, when the object has one.
+    pub composite: Option<CompositeMetric>,
 }
 
 impl Pollable for PolledObject {
@@ -67,6 +74,12 @@ struct TriggerResults {
     activity: BTreeMap<String, TriggerActivityStatus>,
     /// Metric name → read successfully.
     succeeded: BTreeMap<String, bool>,
+    /// Metric name → the value read (the first, for multi-value scalers).
+    values: BTreeMap<String, f64>,
+    /// Metric name → why the read failed.
+    errors: BTreeMap<String, String>,
+    /// Trigger name → its value, `None` when it failed: the formula's inputs.
+    named: BTreeMap<String, Option<f64>>,
 }
 
 impl PolledObject {
@@ -97,7 +110,23 @@ impl PolledObject {
         );
         let mut state = object_state(&latest, current);
         state.fallback_replicas = fallback.as_ref().and_then(|f| f.replicas);
-        let decision = decide(&state, results.outcome, now);
+        let mut outcome = results.outcome;
+        let composite = self.composite.as_ref().map(|c| c.evaluate(&results.named));
+        match &composite {
+            Some(Ok(value)) => outcome.active = value.active,
+            Some(Err(error)) => {
+                outcome.error = true;
+                warn!(namespace = %self.namespace, scaled_object = %self.name, error = %error, "scaling modifiers formula failed");
+            }
+            None => {}
+        }
+        let fallback_replicas = state.fallback_replicas;
+        let decision = decide(&state, outcome, now);
+        self.store.record_poll(
+            &self.namespace,
+            &self.name,
+            self.records(&results, composite, fallback_replicas, current, now),
+        );
         debug!(namespace = %self.namespace, scaled_object = %self.name, current, active = results.outcome.active, "polled");
         if let Some(change) = decision.scale {
             self.scale(&latest, current, change).await;
@@ -138,6 +167,83 @@ impl PolledObject {
                 self.events.warning(so, reason, note).await;
             }
         }
+    }
+
+    /// What the adapter will serve: each metric's value, fallback's synthesized value for a
+    /// failing metric while fallback applies (`replicas × target`, divided by the current
+    /// replicas for Value targets), and the composite metric.
+    fn records(
+        &self,
+        results: &TriggerResults,
+        composite: Option<Result<CompositeValue, FormulaError>>,
+        fallback_replicas: Option<i32>,
+        current: i32,
+        now: Timestamp,
+    ) -> BTreeMap<String, MetricRecord> {
+        let mut records = BTreeMap::new();
+        for spec in self.triggers.iter().flat_map(|t| &t.specs) {
+            let name = spec.metric_name.clone();
+            let active = results.activity.get(&name).is_some_and(|a| a.is_active);
+            let record = match (results.values.get(&name), fallback_replicas) {
+                (Some(value), _) => MetricRecord {
+                    value: *value,
+                    active,
+                    timestamp: now,
+                    error: None,
+                },
+                (None, Some(replicas)) => {
+                    let average = spec.metric_type != tidescale_scalers::MetricType::Value;
+                    let value = synthesized_value(average, spec.target, replicas, current);
+                    MetricRecord {
+                        value,
+                        active: false,
+                        timestamp: now,
+                        error: None,
+                    }
+                }
+                (None, None) => {
+                    let error = results
+                        .errors
+                        .get(&name)
+                        .cloned()
+                        .unwrap_or_else(|| "not read".to_owned());
+                    MetricRecord {
+                        value: 0.0,
+                        active: false,
+                        timestamp: now,
+                        error: Some(error),
+                    }
+                }
+            };
+            records.insert(name, record);
+        }
+        if let Some(composite) = composite {
+            let record = match composite {
+                Ok(CompositeValue {
+                    value: Some(value),
+                    active,
+                }) => MetricRecord {
+                    value,
+                    active,
+                    timestamp: now,
+                    error: None,
+                },
+                Ok(CompositeValue { value: None, .. }) => MetricRecord {
+                    value: 0.0,
+                    active: false,
+                    timestamp: now,
+                    error: Some("the formula yielded nil".to_owned()),
+                },
+                Err(error) => MetricRecord {
+                    value: 0.0,
+                    active: false,
+                    timestamp: now,
+                    error: Some(error.to_string()),
+                },
+            };
+            records.insert(COMPOSITE_METRIC_NAME.to_owned(), record);
+        }
+        records
     }
 
     /// KEDA's per-trigger series for one query.
@@ -246,10 +352,18 @@ impl PolledObject {
             },
             activity: BTreeMap::new(),
             succeeded: BTreeMap::new(),
+            values: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            named: BTreeMap::new(),
         };
         for (trigger, metric, result) in join_all(queries).await {
             match result {
                 Ok(Ok(values)) => {
+                    let value = values.values.first().copied().unwrap_or(0.0);
+                    if let Some(name) = &trigger.name {
+                        results.named.insert(name.clone(), Some(value));
+                    }
+                    results.values.insert(metric.clone(), value);
                     results.succeeded.insert(metric.clone(), true);
                     results.outcome.active |= values.active;
                     results.activity.insert(
@@ -260,11 +374,20 @@ impl PolledObject {
                     );
                 }
                 Ok(Err(error)) => {
+                    if let Some(name) = &trigger.name {
+                        results.named.insert(name.clone(), None);
+                    }
+                    results.errors.insert(metric.clone(), error.to_string());
                     results.succeeded.insert(metric.clone(), false);
                     results.outcome.error = true;
                     warn!(namespace = %self.namespace, scaled_object = %self.name, trigger_index = trigger.index, scaler = trigger.trigger_type, error = %error, "trigger failed");
                 }
                 Err(_) => {
+                    if let Some(name) = &trigger.name {
+                        results.named.insert(name.clone(), None);
+                    }
+                    let message = format!("no answer within {:?}", self.timeout);
+                    results.errors.insert(metric.clone(), message);
                     results.succeeded.insert(metric.clone(), false);
                     results.outcome.error = true;
                     warn!(namespace = %self.namespace, scaled_object = %self.name, trigger_index = trigger.index, scaler = trigger.trigger_type, timeout = ?self.timeout, "trigger timed out");
