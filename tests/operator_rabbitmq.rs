@@ -437,3 +437,71 @@ async fn scaling_modifiers_combine_named_triggers_into_the_composite_metric() {
     priority_queue.delete().await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_hpa_is_recreated_and_deletion_restores_the_original_replicas() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let queue = format!("tidescale-e2e-restore-{}", std::process::id());
+    let broker = Broker::new(&queue).await;
+    let cluster = cluster::start().await;
+    let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_yaml_ng::from_str("metadata: {name: shop}").unwrap(),
+        )
+        .await
+        .unwrap();
+    cluster.create::<Deployment>("metadata: {name: orders, namespace: shop}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: orders}}\n  template:\n    metadata: {labels: {app: orders}}\n    spec: {containers: [{name: worker, image: worker:1}]}\n").await;
+    cluster.create::<ScaledObject>(&format!("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {{name: orders, namespace: shop}}\nspec:\n  scaleTargetRef: {{name: orders}}\n  pollingInterval: 1\n  cooldownPeriod: 1\n  advanced: {{restoreToOriginalReplicaCount: true}}\n  triggers:\n    - type: rabbitmq\n      metadata: {{queueName: {queue}, mode: QueueLength, value: '5', host: '{}'}}\n", amqp_url())).await;
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(cluster.client.clone(), "shop");
+    eventually("the HPA", Duration::from_secs(20), || async {
+        hpas.get("keda-hpa-orders").await.ok()
+    })
+    .await;
+    // The empty queue scales the idle target in to zero after the 1 s cooldown.
+    eventually("the target at 0", Duration::from_secs(15), || async {
+        (replicas(&cluster.client, "shop", "orders").await == 0).then_some(())
+    })
+    .await;
+
+    hpas.delete("keda-hpa-orders", &Default::default())
+        .await
+        .expect("delete the HPA");
+    eventually("the HPA recreated", Duration::from_secs(20), || async {
+        hpas.get("keda-hpa-orders").await.ok()
+    })
+    .await;
+
+    let scaled_objects: Api<ScaledObject> = Api::namespaced(cluster.client.clone(), "shop");
+    scaled_objects
+        .delete("orders", &Default::default())
+        .await
+        .expect("delete the ScaledObject");
+    eventually(
+        "the original 2 replicas restored",
+        Duration::from_secs(15),
+        || async { (replicas(&cluster.client, "shop", "orders").await == 2).then_some(()) },
+    )
+    .await;
+    eventually(
+        "the ScaledObject gone after its finalizer",
+        Duration::from_secs(10),
+        || async {
+            scaled_objects
+                .get_opt("orders")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    let reasons = event_reasons(&cluster.client, "shop", "orders").await;
+    assert!(
+        reasons.iter().any(|(r, _)| r == "ScaledObjectDeleted"),
+        "{reasons:?}"
+    );
+    broker.delete().await;
+    cluster.shutdown().await;
+}

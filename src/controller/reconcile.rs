@@ -43,8 +43,8 @@ pub struct Context {
     pub cluster_object_namespace: String,
     /// Upper bound of one scaler query.
     pub scaler_timeout: Duration,
-    /// The generation each object is polled with.
-    pub registered: Mutex<HashMap<ObjectKey, (i64, Arc<PolledObject>)>>,
+    /// The revision ([`revision`]) each object is polled with.
+    pub registered: Mutex<HashMap<ObjectKey, (String, Arc<PolledObject>)>>,
     /// Where Events are recorded.
     pub events: Events,
     /// KEDA's metric families.
@@ -102,14 +102,15 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
     if let Some(pause) = Pause::of(so) {
         return pause_object(so, ctx, pause).await;
     }
-    let generation = so.metadata.generation.unwrap_or_default();
+    let revision = revision(so);
     let key = key_of(so);
     let current = ctx
         .registered
         .lock()
-        .map(|r| r.get(&key).map(|(g, _)| *g))
+        .map(|r| r.get(&key).map(|(rev, _)| rev.clone()))
         .unwrap_or(None);
-    if current == Some(generation) {
+    // Status writes re-trigger reconciles: skip them, unless the HPA went missing.
+    if current.as_deref() == Some(revision.as_str()) && hpa_exists(so, ctx).await? {
         return Ok(Action::requeue(Duration::from_secs(300)));
     }
     let mut problems = crate::check::Problems::default();
@@ -188,20 +189,39 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
             "ScaledObject is ready for scaling".to_owned(),
         )
         .await;
-    register(ctx, key, generation, polled);
+    register(ctx, key, revision, polled);
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
 /// Poll `polled` from now on, closing the scalers of what it replaces.
-fn register(ctx: &Context, key: ObjectKey, generation: i64, polled: Arc<PolledObject>) {
+/// What a registration is built from: the spec (generation) and the labels and annotations the
+/// HPA copies or that shape it (pauses of one direction), less the label tidescale sets itself.
+fn revision(so: &ScaledObject) -> String {
+    let generation = so.metadata.generation.unwrap_or_default();
+    let mut labels = so.metadata.labels.clone().unwrap_or_default();
+    labels.remove(LABEL_SCALED_OBJECT_NAME);
+    let meta = serde_json::json!([labels, so.metadata.annotations]);
+    format!("{generation}:{meta}")
+}
+
+async fn hpa_exists(so: &ScaledObject, ctx: &Context) -> Result<bool, Error> {
+    let namespace = so.metadata.namespace.as_deref().unwrap_or_default();
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), namespace);
+    let name = so.hpa_name();
+    bounded("read the HPA", api.get_opt(&name))
+        .await
+        .map(|hpa| hpa.is_some())
+}
+
+fn register(ctx: &Context, key: ObjectKey, revision: String, polled: Arc<PolledObject>) {
     ctx.scheduler.upsert(key.clone(), Arc::clone(&polled));
     ctx.metrics.set_paused(&key.0, &key.1, false);
     let previous = ctx
         .registered
         .lock()
         .ok()
-        .and_then(|mut r| r.insert(key.clone(), (generation, polled)));
-    info!(namespace = %key.0, scaled_object = %key.1, generation, "scale loop started");
+        .and_then(|mut r| r.insert(key.clone(), (revision, polled)));
+    info!(namespace = %key.0, scaled_object = %key.1, "scale loop started");
     match previous {
         Some((_, old)) => {
             tokio::spawn(close_scalers(old));
@@ -221,6 +241,7 @@ async fn close_scalers(polled: Arc<PolledObject>) {
 async fn cleanup(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
     let key = key_of(so);
     unregister(ctx, &key).await;
+    restore_original_replicas(so, ctx).await;
     ctx.metrics.forget_object(&key.0, &key.1);
     ctx.events
         .normal(
@@ -230,6 +251,39 @@ async fn cleanup(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
         )
         .await;
     Ok(Action::await_change())
+}
+
+/// `advanced.restoreToOriginalReplicaCount`: give the target back the replicas it had before
+/// tidescale first scaled it. Best effort: the deletion goes on if the target is gone.
+async fn restore_original_replicas(so: &ScaledObject, ctx: &Context) {
+    let restore = so
+        .spec
+        .advanced
+        .as_ref()
+        .is_some_and(|a| a.restore_to_original_replica_count);
+    let original = so.status.as_ref().and_then(|s| s.original_replica_count);
+    let (true, Some(original)) = (restore, original) else {
+        return;
+    };
+    let namespace = so.metadata.namespace.as_deref().unwrap_or_default();
+    let restored = match Target::resolve(&ctx.client, namespace, &so.spec.scale_target_ref).await {
+        Ok(target) => target
+            .scale_to(&ctx.client, original)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match restored {
+        Ok(()) => info!(
+            namespace,
+            scaled_object = so.metadata.name.as_deref().unwrap_or_default(),
+            replicas = original,
+            "restored the original replica count"
+        ),
+        Err(problem) => {
+            warn!(namespace, scaled_object = so.metadata.name.as_deref().unwrap_or_default(), problem = %problem, "cannot restore the original replica count")
+        }
+    }
 }
 
 /// Stop polling `key` and close its scalers.
