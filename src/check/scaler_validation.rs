@@ -6,15 +6,14 @@ use std::cell::RefCell;
 
 use k8s_openapi::api::core::v1::PodSpec;
 use tidescale_scalers::naming::target_quantity;
-use tidescale_scalers::{
-    DEFAULT_TIMEOUT, MetricType, PodIdentity, ScalerConfig, ScalerError, Unresolved,
-};
+use tidescale_scalers::{DEFAULT_TIMEOUT, ScalerError};
 
 use super::bundle::Bundle;
 use super::report::Problem;
 use super::rules::{EnvSource, MetricReport, TriggerContext, TriggerValidator};
-use crate::crd::AuthPodIdentity;
-use crate::resolve::{AuthContext, ResolvedAuth, ResolvedEnv, resolve_auth, resolve_env};
+use crate::resolve::{
+    AuthContext, ResolvedAuth, ResolvedEnv, TriggerSite, resolve_auth, resolve_env, scaler_config,
+};
 
 /// Triggers whose values come from the metrics server: the HPA reads them directly.
 const RESOURCE_TRIGGERS: [&str; 2] = ["cpu", "memory"];
@@ -45,7 +44,12 @@ impl TriggerValidator for ScalerValidator<'_> {
             },
         };
         let auth = self.auth(ctx, pod)?;
-        let cfg = scaler_config(ctx, &env, &auth);
+        let site = TriggerSite {
+            namespace: ctx.namespace,
+            name: ctx.object_name,
+            index: ctx.index,
+        };
+        let cfg = scaler_config(site, ctx.trigger, &env, &auth, DEFAULT_TIMEOUT);
         match tidescale_scalers::parse_only(&cfg) {
             Ok(specs) => Ok(specs
                 .iter()
@@ -140,43 +144,6 @@ impl<'a> ScalerValidator<'a> {
                 e.to_string(),
             )]
         })
-    }
-}
-
-fn scaler_config(ctx: &TriggerContext<'_>, env: &ResolvedEnv, auth: &ResolvedAuth) -> ScalerConfig {
-    let metric_type = match ctx.trigger.metric_type.as_deref() {
-        Some("Value") => Some(MetricType::Value),
-        Some("Utilization") => Some(MetricType::Utilization),
-        Some("AverageValue") => Some(MetricType::AverageValue),
-        _ => None,
-    };
-    ScalerConfig {
-        namespace: ctx.namespace.to_owned(),
-        name: ctx.object_name.to_owned(),
-        trigger_index: ctx.index,
-        trigger_type: ctx.trigger.type_.clone(),
-        trigger_name: ctx.trigger.name.clone(),
-        metadata: ctx.trigger.metadata.clone(),
-        auth_params: auth.params.known(),
-        resolved_env: env.values.known(),
-        pod_identity: auth.pod_identity.as_ref().map(pod_identity),
-        metric_type,
-        timeout: DEFAULT_TIMEOUT,
-        unresolved: Unresolved {
-            auth_params: auth.params.unknown(),
-            any_auth_param: auth.open,
-            env: env.values.unknown(),
-            any_env: env.open,
-        },
-    }
-}
-
-fn pod_identity(identity: &AuthPodIdentity) -> PodIdentity {
-    PodIdentity {
-        provider: identity.provider.as_str().to_owned(),
-        identity_id: identity.identity_id.clone(),
-        identity_tenant_id: identity.identity_tenant_id.clone(),
-        identity_authority_host: identity.identity_authority_host.clone(),
     }
 }
 

@@ -7,14 +7,17 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Secret};
 use kube::api::Api;
-use tidescale_scalers::{MetricSpec, MetricType, PodIdentity, Scaler, ScalerConfig, build_scaler};
+use tidescale_scalers::{MetricSpec, Scaler, build_scaler};
 
 use super::target::{API_TIMEOUT, Target};
 use crate::crd::{
     ClusterTriggerAuthentication, ScaleTriggers, ScaledObject, TriggerAuthentication,
     TriggerAuthenticationSpec,
 };
-use crate::resolve::{AuthContext, Lookup, ObjectMaps, ResolvedAuth, resolve_auth, resolve_env};
+use crate::resolve::{
+    AuthContext, Lookup, ObjectMaps, ResolvedAuth, TriggerSite, resolve_auth, resolve_env,
+    scaler_config,
+};
 
 /// One built trigger of a ScaledObject.
 #[derive(Debug)]
@@ -113,7 +116,12 @@ pub async fn build_triggers(
             }
             None => ResolvedAuth::default(),
         };
-        let cfg = scaler_config(so, index, trigger, env.values.known(), &resolved, timeout);
+        let site = TriggerSite {
+            namespace,
+            name: so.metadata.name.as_deref().unwrap_or_default(),
+            index,
+        };
+        let cfg = scaler_config(site, trigger, &env, &resolved, timeout);
         let scaler = build_scaler(&cfg)
             .await
             .map_err(|source| TriggerError::Scaler { index, source })?;
@@ -127,41 +135,6 @@ pub async fn build_triggers(
         });
     }
     Ok(built)
-}
-
-fn scaler_config(
-    so: &ScaledObject,
-    index: usize,
-    trigger: &ScaleTriggers,
-    env: BTreeMap<String, String>,
-    auth: &ResolvedAuth,
-    timeout: Duration,
-) -> ScalerConfig {
-    let metric_type = match trigger.metric_type.as_deref() {
-        Some("Value") => Some(MetricType::Value),
-        Some("Utilization") => Some(MetricType::Utilization),
-        Some("AverageValue") => Some(MetricType::AverageValue),
-        _ => None,
-    };
-    ScalerConfig {
-        namespace: so.metadata.namespace.clone().unwrap_or_default(),
-        name: so.metadata.name.clone().unwrap_or_default(),
-        trigger_index: index,
-        trigger_type: trigger.type_.clone(),
-        trigger_name: trigger.name.clone(),
-        metadata: trigger.metadata.clone(),
-        auth_params: auth.params.known(),
-        resolved_env: env,
-        pod_identity: auth.pod_identity.as_ref().map(|p| PodIdentity {
-            provider: p.provider.as_str().to_owned(),
-            identity_id: p.identity_id.clone(),
-            identity_tenant_id: p.identity_tenant_id.clone(),
-            identity_authority_host: p.identity_authority_host.clone(),
-        }),
-        metric_type,
-        timeout,
-        ..ScalerConfig::default()
-    }
 }
 
 /// The target's `spec.template.spec`, when it has one.

@@ -8,12 +8,14 @@
 //! `check` is [`Resolved::Unknown`]: present, but not known offline.
 
 mod auth;
+mod config;
 mod env;
 mod expand;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use auth::{AuthContext, ResolvedAuth, resolve_auth};
+pub use config::{TriggerSite, scaler_config};
 pub use env::{ResolvedEnv, resolve_env};
 
 /// A string map read from a Secret or ConfigMap, or why it is not there.
