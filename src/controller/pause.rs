@@ -5,7 +5,7 @@
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::{Api, DeleteParams};
 
-use super::target::{API_TIMEOUT, Target};
+use super::target::{Target, within_api_timeout};
 use crate::crd::ScaledObject;
 use crate::crd::names::{ANNOTATION_PAUSED, ANNOTATION_PAUSED_REPLICAS};
 
@@ -50,13 +50,10 @@ pub async fn delete_hpa(client: &kube::Client, so: &ScaledObject) -> Result<(), 
     let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
     let (name, params) = (so.hpa_name(), DeleteParams::default());
     let call = api.delete(&name, &params);
-    match tokio::time::timeout(API_TIMEOUT, call).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(kube::Error::Api(status))) if status.code == 404 => Ok(()),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(kube::Error::Service(
-            format!("deleting the HPA timed out after {API_TIMEOUT:?}").into(),
-        )),
+    match within_api_timeout(call).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

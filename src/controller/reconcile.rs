@@ -16,8 +16,8 @@ use tracing::{info, warn};
 use super::events::Events;
 use super::hpa::{TargetRef, desired_hpa};
 use super::pause::{self, Pause};
-use super::status::{initial_conditions, set_condition, set_condition_to, write_if_changed};
-use super::target::{API_TIMEOUT, Target};
+use super::status::{current_status, set_condition, set_condition_to, write_if_changed};
+use super::target::{Target, within_api_timeout};
 use super::triggers::build_triggers;
 use crate::check::{NoTriggerValidation, rules};
 use crate::crd::ScaledObject;
@@ -321,10 +321,7 @@ async fn pause_object(so: &ScaledObject, ctx: &Context, pause: Pause) -> Result<
             warn!(namespace, scaled_object = so.metadata.name.as_deref().unwrap_or_default(), problem = %problem, "cannot hold the paused replicas");
         }
     }
-    let mut status = so.status.clone().unwrap_or_default();
-    if status.conditions.is_empty() {
-        status.conditions = initial_conditions();
-    }
+    let mut status = current_status(so);
     let changed = set_condition_to(
         &mut status.conditions,
         condition::PAUSED,
@@ -402,10 +399,7 @@ async fn write_ready_status(
     replicas: i32,
     specs: &[tidescale_scalers::MetricSpec],
 ) -> Result<(), Error> {
-    let mut status = so.status.clone().unwrap_or_default();
-    if status.conditions.is_empty() {
-        status.conditions = initial_conditions();
-    }
+    let mut status = current_status(so);
     status.scale_target_kind = Some(target.kind_label());
     status.scale_target_gvkr = Some(target.gvkr());
     status.original_replica_count.get_or_insert(replicas);
@@ -464,10 +458,7 @@ async fn write_ready_status(
 /// on every spec change.
 async fn not_ready(so: &ScaledObject, ctx: &Context, message: String) -> Result<Action, Error> {
     warn!(namespace = so.metadata.namespace.as_deref().unwrap_or_default(), scaled_object = so.metadata.name.as_deref().unwrap_or_default(), problem = %message, "ScaledObject is not ready");
-    let mut status = so.status.clone().unwrap_or_default();
-    if status.conditions.is_empty() {
-        status.conditions = initial_conditions();
-    }
+    let mut status = current_status(so);
     let changed = set_condition_to(
         &mut status.conditions,
         condition::READY,
@@ -502,11 +493,7 @@ async fn bounded<T>(
     action: &'static str,
     call: impl Future<Output = kube::Result<T>>,
 ) -> Result<T, Error> {
-    match tokio::time::timeout(API_TIMEOUT, call).await {
-        Ok(result) => result.map_err(|source| Error::Api { action, source }),
-        Err(_) => Err(Error::Api {
-            action,
-            source: kube::Error::Service(format!("no answer within {API_TIMEOUT:?}").into()),
-        }),
-    }
+    within_api_timeout(call)
+        .await
+        .map_err(|source| Error::Api { action, source })
 }

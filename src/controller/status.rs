@@ -3,7 +3,7 @@
 
 use kube::api::{Api, Patch, PatchParams};
 
-use super::target::API_TIMEOUT;
+use super::target::within_api_timeout;
 use crate::crd::names::{condition, reason};
 use crate::crd::{Condition, ScaledObject, ScaledObjectStatus};
 use crate::scaling::decision::ConditionChange;
@@ -88,12 +88,16 @@ pub async fn write_if_changed(
     let patch = Patch::Merge(serde_json::json!({ "status": status }));
     let params = PatchParams::default();
     let call = api.patch_status(name, &params, &patch);
-    match tokio::time::timeout(API_TIMEOUT, call).await {
-        Ok(result) => result.map(|_| true),
-        Err(_) => Err(kube::Error::Service(
-            format!("status write of {namespace}/{name} timed out after {API_TIMEOUT:?}").into(),
-        )),
+    within_api_timeout(call).await.map(|_| true)
+}
+
+/// `so`'s status to build on: its current one, with KEDA's initial conditions when it has none.
+pub fn current_status(so: &ScaledObject) -> ScaledObjectStatus {
+    let mut status = so.status.clone().unwrap_or_default();
+    if status.conditions.is_empty() {
+        status.conditions = initial_conditions();
     }
+    status
 }
 
 #[cfg(test)]

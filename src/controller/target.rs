@@ -13,6 +13,16 @@ use crate::crd::{GroupVersionKindResource, ScaleTarget};
 /// Upper bound of every API call the operator makes.
 pub const API_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Run an API call bounded by [`API_TIMEOUT`]; running out of time is a client error too.
+pub async fn within_api_timeout<T>(call: impl Future<Output = kube::Result<T>>) -> kube::Result<T> {
+    match tokio::time::timeout(API_TIMEOUT, call).await {
+        Ok(result) => result,
+        Err(_) => Err(kube::Error::Service(
+            format!("no answer within {API_TIMEOUT:?}").into(),
+        )),
+    }
+}
+
 /// Why a scale target cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
