@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use common::cluster::{self, eventually};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use tidescale::crd::ScaledObject;
 
 async fn replicas(client: &kube::Client) -> i32 {
@@ -30,15 +29,8 @@ async fn failing_trigger_at_zero_scales_out_to_fallback_replicas() {
         .local_addr()
         .unwrap();
     let cluster = cluster::start().await;
-    let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_yaml_ng::from_str("metadata: {name: shop}").unwrap(),
-        )
-        .await
-        .unwrap();
-    cluster.create::<Deployment>("metadata: {name: api, namespace: shop}\nspec:\n  replicas: 0\n  selector: {matchLabels: {app: api}}\n  template:\n    metadata: {labels: {app: api}}\n    spec: {containers: [{name: api, image: api:1}]}\n").await;
+    cluster.namespace("shop").await;
+    cluster.deployment("shop", "api", 0).await;
     cluster.create::<ScaledObject>(&format!("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {{name: api, namespace: shop}}\nspec:\n  scaleTargetRef: {{name: api}}\n  pollingInterval: 1\n  cooldownPeriod: 1\n  fallback: {{failureThreshold: 2, replicas: 3}}\n  triggers:\n    - type: prometheus\n      metadata: {{serverAddress: 'http://{dead}', query: 'up', threshold: '5', timeout: '300'}}\n")).await;
 
     eventually(

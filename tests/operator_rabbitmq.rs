@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::cluster::{self, eventually};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
 use tidescale::crd::{ScaledObject, TriggerAuthentication};
 
 fn amqp_url() -> String {
@@ -132,15 +132,8 @@ async fn rabbitmq_queue_scales_a_deployment_from_zero_and_back() {
     let queue = format!("tidescale-e2e-{}", std::process::id());
     let broker = Broker::new(&queue).await;
     let cluster = cluster::start().await;
-    let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_yaml_ng::from_str("metadata: {name: shop}").unwrap(),
-        )
-        .await
-        .unwrap();
-    cluster.create::<Deployment>("metadata: {name: orders, namespace: shop}\nspec:\n  replicas: 0\n  selector: {matchLabels: {app: orders}}\n  template:\n    metadata: {labels: {app: orders}}\n    spec: {containers: [{name: worker, image: worker:1}]}\n").await;
+    cluster.namespace("shop").await;
+    cluster.deployment("shop", "orders", 0).await;
     cluster
         .create::<Secret>(&format!(
             "metadata: {{name: rabbit, namespace: shop}}\nstringData: {{host: '{}'}}\n",
@@ -294,15 +287,8 @@ async fn paused_replicas_holds_the_target_and_removing_it_resumes() {
     let queue = format!("tidescale-e2e-pause-{}", std::process::id());
     let broker = Broker::new(&queue).await;
     let cluster = cluster::start().await;
-    let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_yaml_ng::from_str("metadata: {name: shop}").unwrap(),
-        )
-        .await
-        .unwrap();
-    cluster.create::<Deployment>("metadata: {name: orders, namespace: shop}\nspec:\n  replicas: 0\n  selector: {matchLabels: {app: orders}}\n  template:\n    metadata: {labels: {app: orders}}\n    spec: {containers: [{name: worker, image: worker:1}]}\n").await;
+    cluster.namespace("shop").await;
+    cluster.deployment("shop", "orders", 0).await;
     cluster.create::<ScaledObject>(&format!("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {{name: orders, namespace: shop}}\nspec:\n  scaleTargetRef: {{name: orders}}\n  pollingInterval: 1\n  cooldownPeriod: 1\n  triggers:\n    - type: rabbitmq\n      metadata: {{queueName: {queue}, mode: QueueLength, value: '5', host: '{}'}}\n", amqp_url())).await;
     let scaled_objects: Api<ScaledObject> = Api::namespaced(cluster.client.clone(), "shop");
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(cluster.client.clone(), "shop");
@@ -382,15 +368,8 @@ async fn scaling_modifiers_combine_named_triggers_into_the_composite_metric() {
     let (standard_queue, priority_queue) =
         (Broker::new(&standard).await, Broker::new(&priority).await);
     let cluster = cluster::start().await;
-    let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_yaml_ng::from_str("metadata: {name: shop}").unwrap(),
-        )
-        .await
-        .unwrap();
-    cluster.create::<Deployment>("metadata: {name: notifier, namespace: shop}\nspec:\n  replicas: 0\n  selector: {matchLabels: {app: notifier}}\n  template:\n    metadata: {labels: {app: notifier}}\n    spec: {containers: [{name: n, image: n:1}]}\n").await;
+    cluster.namespace("shop").await;
+    cluster.deployment("shop", "notifier", 0).await;
     let host = amqp_url();
     cluster.create::<ScaledObject>(&format!("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {{name: notifier, namespace: shop}}\nspec:\n  scaleTargetRef: {{name: notifier}}\n  pollingInterval: 1\n  advanced:\n    scalingModifiers: {{formula: 'standard + priority * 2', target: '10', activationTarget: '4'}}\n  triggers:\n    - {{type: rabbitmq, name: standard, metadata: {{queueName: {standard}, mode: QueueLength, value: '10', host: '{host}'}}}}\n    - {{type: rabbitmq, name: priority, metadata: {{queueName: {priority}, mode: QueueLength, value: '10', host: '{host}'}}}}\n")).await;
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(cluster.client.clone(), "shop");
@@ -444,15 +423,8 @@ async fn deleted_hpa_is_recreated_and_deletion_restores_the_original_replicas() 
     let queue = format!("tidescale-e2e-restore-{}", std::process::id());
     let broker = Broker::new(&queue).await;
     let cluster = cluster::start().await;
-    let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_yaml_ng::from_str("metadata: {name: shop}").unwrap(),
-        )
-        .await
-        .unwrap();
-    cluster.create::<Deployment>("metadata: {name: orders, namespace: shop}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: orders}}\n  template:\n    metadata: {labels: {app: orders}}\n    spec: {containers: [{name: worker, image: worker:1}]}\n").await;
+    cluster.namespace("shop").await;
+    cluster.deployment("shop", "orders", 2).await;
     cluster.create::<ScaledObject>(&format!("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {{name: orders, namespace: shop}}\nspec:\n  scaleTargetRef: {{name: orders}}\n  pollingInterval: 1\n  cooldownPeriod: 1\n  advanced: {{restoreToOriginalReplicaCount: true}}\n  triggers:\n    - type: rabbitmq\n      metadata: {{queueName: {queue}, mode: QueueLength, value: '5', host: '{}'}}\n", amqp_url())).await;
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(cluster.client.clone(), "shop");
     eventually("the HPA", Duration::from_secs(20), || async {

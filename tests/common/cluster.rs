@@ -75,6 +75,24 @@ impl Cluster {
             .expect("create")
     }
 
+    /// Create namespace `name`.
+    pub async fn namespace(&self, name: &str) {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let namespace =
+            serde_yaml_ng::from_str(&format!("metadata: {{name: {name}}}")).expect("namespace");
+        api.create(&PostParams::default(), &namespace)
+            .await
+            .expect("create namespace");
+    }
+
+    /// Create a one-container Deployment `name` at `replicas`, selecting `app: <name>`.
+    pub async fn deployment(&self, namespace: &str, name: &str, replicas: i32) {
+        self.create::<k8s_openapi::api::apps::v1::Deployment>(&format!(
+            "metadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{containers: [{{name: {name}, image: '{name}:1'}}]}}\n"
+        ))
+        .await;
+    }
+
     /// Stop the operator, the controllers and the API server.
     pub async fn shutdown(self) {
         self.dev.shutdown().await;
