@@ -2,6 +2,7 @@
 //! replacement for KEDA. This library holds everything the `tidescale` binary runs; `main.rs`
 //! only parses the command line and dispatches.
 
+pub mod adapter;
 pub mod check;
 pub mod cli;
 pub mod controller;

@@ -1,0 +1,1 @@
+//! (being written: adapter security — auth_config)
