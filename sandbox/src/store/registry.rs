@@ -149,6 +149,8 @@ const BUILTIN: &[Row] = &[
     ("batch", &["v1"], "cronjobs", "cronjob", "CronJob", true, &["cj"], ALL, true, false, true),
     ("autoscaling", &["v2", "v1"], "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", true, &["hpa"], ALL, true, false, true),
     ("coordination.k8s.io", &["v1"], "leases", "lease", "Lease", true, &[], &[], false, false, false),
+    ("policy", &["v1"], "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", true, &["pdb"], &[], true, false, true),
+    ("networking.k8s.io", &["v1"], "networkpolicies", "networkpolicy", "NetworkPolicy", true, &["netpol"], &[], false, false, true),
     ("events.k8s.io", &["v1"], "events", "event", "Event", true, &["ev"], &[], false, false, false),
     ("rbac.authorization.k8s.io", &["v1"], "roles", "role", "Role", true, &[], &[], false, false, false),
     ("rbac.authorization.k8s.io", &["v1"], "clusterroles", "clusterrole", "ClusterRole", false, &[], &[], false, false, false),
