@@ -1,1 +1,344 @@
-//! (being written: adapter security — authz)
+//! May they (`spec/kubernetes.md` §2.6): delegated authorization through SubjectAccessReview,
+//! and [`secure`], the middleware that puts authentication and authorization in front of the
+//! adapter's router.
+//!
+//! Health paths (`/healthz`, `/livez`, `/readyz`, exact) and the `system:masters` group (the
+//! aggregator's availability and discovery probes) never cost an API call. Everything else is
+//! a SubjectAccessReview with the attributes `request_info` resolves; answers either way are
+//! reused for 10 s from a bounded cache, so an HPA re-reading a metric every 15 s costs at
+//! most one review per period. A denial is Go's 403 Status text; a review that cannot be made
+//! is a 500 (Go's behaviour), never an allow.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use k8s_openapi::api::authorization::v1::{
+    NonResourceAttributes, ResourceAttributes as SarResourceAttributes, SubjectAccessReview,
+    SubjectAccessReviewSpec,
+};
+use kube::Api;
+use kube::api::PostParams;
+
+use super::auth_config::AuthConfigCell;
+use super::authn::{Authenticator, User};
+use super::request_info::{RequestInfo, resolve};
+use super::server::PeerCertificates;
+use super::status::ApiError;
+
+/// Paths every caller may read (kubelet probes come without credentials).
+pub const ALWAYS_ALLOWED_PATHS: [&str; 3] = ["/healthz", "/livez", "/readyz"];
+/// Group that is allowed everything.
+pub const MASTERS: &str = "system:masters";
+/// How long a review answer (either way) is reused.
+pub const DECISION_CACHE_TTL: Duration = Duration::from_secs(10);
+/// Upper bound of a SubjectAccessReview call.
+pub const REVIEW_TIMEOUT: Duration = Duration::from_secs(10);
+/// Cached decisions at most.
+const DECISION_CACHE_SIZE: usize = 4096;
+
+/// An authorization answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed.
+    Allow,
+    /// Denied, with the reviewer's reason (may be empty).
+    Deny(String),
+}
+
+type CacheKey = (User, RequestInfo);
+
+/// Sends SubjectAccessReviews and caches their answers.
+pub struct Authorizer {
+    client: kube::Client,
+    decisions: Mutex<HashMap<CacheKey, (Instant, Decision)>>,
+}
+
+impl std::fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorizer").finish_non_exhaustive()
+    }
+}
+
+fn sar_spec(user: &User, info: &RequestInfo) -> SubjectAccessReviewSpec {
+    let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    let mut spec = SubjectAccessReviewSpec {
+        user: Some(user.name.clone()),
+        uid: opt(&user.uid),
+        groups: Some(user.groups.clone()),
+        extra: (!user.extra.is_empty()).then(|| user.extra.clone().into_iter().collect()),
+        ..SubjectAccessReviewSpec::default()
+    };
+    match info {
+        RequestInfo::Resource(a) => {
+            spec.resource_attributes = Some(SarResourceAttributes {
+                verb: opt(&a.verb),
+                group: Some(a.group.clone()),
+                version: opt(&a.version),
+                namespace: opt(&a.namespace),
+                resource: opt(&a.resource),
+                subresource: opt(&a.subresource),
+                name: opt(&a.name),
+                ..SarResourceAttributes::default()
+            });
+        }
+        RequestInfo::NonResource { path, verb } => {
+            spec.non_resource_attributes = Some(NonResourceAttributes {
+                path: Some(path.clone()),
+                verb: Some(verb.clone()),
+            });
+        }
+    }
+    spec
+}
+
+/// Go's `responsewriters.Forbidden` text and the `details` group and kind.
+pub fn forbidden(user: &User, info: &RequestInfo, reason: &str) -> ApiError {
+    let suffix = if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {reason}")
+    };
+    match info {
+        RequestInfo::NonResource { path, verb } => ApiError::forbidden(
+            format!(
+                "forbidden: User {:?} cannot {verb} path {path:?}{suffix}",
+                user.name
+            ),
+            "",
+            "",
+        ),
+        RequestInfo::Resource(a) => {
+            let resource = if a.subresource.is_empty() {
+                a.resource.clone()
+            } else {
+                format!("{}/{}", a.resource, a.subresource)
+            };
+            let scope = if a.namespace.is_empty() {
+                "at the cluster scope".to_owned()
+            } else {
+                format!("in the namespace {:?}", a.namespace)
+            };
+            let what = format!(
+                "User {:?} cannot {} resource {resource:?} in API group {:?} {scope}{suffix}",
+                user.name, a.verb, a.group
+            );
+            let qualified = if a.group.is_empty() {
+                a.resource.clone()
+            } else {
+                format!("{}.{}", a.resource, a.group)
+            };
+            let message = if a.name.is_empty() {
+                format!("{qualified} is forbidden: {what}")
+            } else {
+                format!("{qualified} {:?} is forbidden: {what}", a.name)
+            };
+            ApiError::forbidden(message, a.group.clone(), a.resource.clone())
+        }
+    }
+}
+
+impl Authorizer {
+    /// An authorizer sending reviews with `client`.
+    pub fn new(client: kube::Client) -> Self {
+        Self {
+            client,
+            decisions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `user` may make the request `info` at `path`; `Err` when no review could be made.
+    pub async fn authorize(
+        &self,
+        user: &User,
+        path: &str,
+        info: &RequestInfo,
+    ) -> Result<Decision, String> {
+        if ALWAYS_ALLOWED_PATHS.contains(&path) || user.groups.iter().any(|g| g == MASTERS) {
+            return Ok(Decision::Allow);
+        }
+        let key = (user.clone(), info.clone());
+        if let Some((at, decision)) = self.lock().get(&key)
+            && at.elapsed() < DECISION_CACHE_TTL
+        {
+            return Ok(decision.clone());
+        }
+        let review = SubjectAccessReview {
+            spec: sar_spec(user, info),
+            ..SubjectAccessReview::default()
+        };
+        let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
+        let answer =
+            tokio::time::timeout(REVIEW_TIMEOUT, api.create(&PostParams::default(), &review))
+                .await
+                .map_err(|_| "SubjectAccessReview timed out".to_owned())?
+                .map_err(|e| format!("SubjectAccessReview failed: {e}"))?;
+        let status = answer.status.unwrap_or_default();
+        let decision = if status.allowed {
+            Decision::Allow
+        } else {
+            Decision::Deny(status.reason.unwrap_or_default())
+        };
+        let mut decisions = self.lock();
+        if decisions.len() >= DECISION_CACHE_SIZE {
+            decisions.retain(|_, (at, _)| at.elapsed() < DECISION_CACHE_TTL);
+            if decisions.len() >= DECISION_CACHE_SIZE {
+                decisions.clear();
+            }
+        }
+        decisions.insert(key, (Instant::now(), decision.clone()));
+        Ok(decision)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, (Instant, Decision)>> {
+        self.decisions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Everything [`secure`] needs: the auth settings, the authenticator and the authorizer.
+#[derive(Debug)]
+pub struct Security {
+    /// The `extension-apiserver-authentication` settings in force (also the TLS CA hints).
+    pub auth: Arc<AuthConfigCell>,
+    /// Authentication chain.
+    pub authenticator: Authenticator,
+    /// SubjectAccessReview client.
+    pub authorizer: Authorizer,
+}
+
+impl Security {
+    /// Security reading `auth` and sending reviews with `client`.
+    pub fn new(auth: Arc<AuthConfigCell>, client: kube::Client) -> Arc<Self> {
+        Arc::new(Self {
+            authenticator: Authenticator::new(auth.clone(), client.clone()),
+            authorizer: Authorizer::new(client),
+            auth,
+        })
+    }
+}
+
+/// Puts authentication and authorization in front of `router`; handlers find the [`User`] in
+/// the request extensions.
+pub fn secure(router: axum::Router, security: Arc<Security>) -> axum::Router {
+    router.layer(axum::middleware::from_fn_with_state(security, guard))
+}
+
+async fn guard(State(security): State<Arc<Security>>, request: Request, next: Next) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let peer = parts
+        .extensions
+        .get::<PeerCertificates>()
+        .cloned()
+        .unwrap_or_default();
+    let user = match security
+        .authenticator
+        .authenticate(&mut parts.headers, &peer.0)
+        .await
+    {
+        Ok(user) => user,
+        Err(error) => {
+            tracing::info!(path = %parts.uri.path(), %error, "request not authenticated");
+            return ApiError::unauthorized().into_response();
+        }
+    };
+    // Credentials stop here (Go drops `Authorization` once authenticated, whichever method won).
+    parts.headers.remove(http::header::AUTHORIZATION);
+    let path = parts.uri.path().to_owned();
+    let info = resolve(&parts.method, &path, parts.uri.query());
+    match security.authorizer.authorize(&user, &path, &info).await {
+        Ok(Decision::Allow) => {}
+        Ok(Decision::Deny(reason)) => {
+            tracing::debug!(user = %user.name, %path, "request forbidden");
+            return forbidden(&user, &info, &reason).into_response();
+        }
+        Err(error) => {
+            tracing::warn!(%error, "authorizing a request");
+            return ApiError::internal(format!("Internal error occurred: {error}"), error)
+                .into_response();
+        }
+    }
+    parts.extensions.insert(user);
+    next.run(Request::from_parts(parts, body)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::request_info::ResourceAttributes;
+    use super::*;
+
+    fn user() -> User {
+        User {
+            name: "bob".into(),
+            ..User::anonymous()
+        }
+    }
+
+    #[test]
+    fn external_metric_denial_reads_like_kube_apiserver() {
+        let info = RequestInfo::Resource(ResourceAttributes {
+            verb: "list".into(),
+            group: "external.metrics.k8s.io".into(),
+            version: "v1beta1".into(),
+            namespace: "shop".into(),
+            resource: "queue".into(),
+            ..ResourceAttributes::default()
+        });
+        let denied = forbidden(&user(), &info, "");
+        assert_eq!(denied.status_code(), 403);
+        assert_eq!(
+            denied.to_string(),
+            "queue.external.metrics.k8s.io is forbidden: User \"bob\" cannot list resource \"queue\" in API group \"external.metrics.k8s.io\" in the namespace \"shop\""
+        );
+        let with_reason = forbidden(&user(), &info, "no RBAC policy matched").to_string();
+        assert!(
+            with_reason.ends_with("\"shop\": no RBAC policy matched"),
+            "{with_reason}"
+        );
+    }
+
+    #[test]
+    fn custom_metric_and_non_resource_denials() {
+        let info = RequestInfo::Resource(ResourceAttributes {
+            verb: "get".into(),
+            group: "custom.metrics.k8s.io".into(),
+            resource: "nodes".into(),
+            subresource: "load".into(),
+            name: "n1".into(),
+            ..ResourceAttributes::default()
+        });
+        assert_eq!(
+            forbidden(&user(), &info, "").to_string(),
+            "nodes.custom.metrics.k8s.io \"n1\" is forbidden: User \"bob\" cannot get resource \"nodes/load\" in API group \"custom.metrics.k8s.io\" at the cluster scope"
+        );
+        let info = RequestInfo::NonResource {
+            path: "/openapi/v2".into(),
+            verb: "get".into(),
+        };
+        assert_eq!(
+            forbidden(&user(), &info, "").to_string(),
+            "forbidden: User \"bob\" cannot get path \"/openapi/v2\""
+        );
+    }
+
+    #[test]
+    fn sar_carries_the_exact_attributes() {
+        let info = resolve(
+            &http::Method::GET,
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/queue",
+            None,
+        );
+        let spec = sar_spec(&user(), &info);
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(
+            json["resourceAttributes"],
+            serde_json::json!({"namespace": "shop", "verb": "list", "group": "external.metrics.k8s.io", "version": "v1beta1", "resource": "queue"})
+        );
+        assert_eq!(json["user"], "bob");
+        assert!(json.get("uid").is_none());
+    }
+}
