@@ -23,8 +23,12 @@ use k8s_openapi::api::authorization::v1::{
 use kube::Api;
 use kube::api::PostParams;
 
+use rustls::pki_types::CertificateDer;
+
 use super::auth_config::AuthConfigCell;
 use super::authn::{Authenticator, User};
+use super::certs::ServingCert;
+use super::forward::ReplicaPeer;
 use super::request_info::{RequestInfo, resolve};
 use super::server::PeerCertificates;
 use super::status::ApiError;
@@ -209,6 +213,9 @@ pub struct Security {
     pub authenticator: Authenticator,
     /// SubjectAccessReview client.
     pub authorizer: Authorizer,
+    /// The certificate every replica serves: a peer presenting it is a fellow replica
+    /// forwarding a request it already authorized (`forward`).
+    pub replica_certificate: Option<Arc<ServingCert>>,
 }
 
 impl Security {
@@ -218,7 +225,34 @@ impl Security {
             authenticator: Authenticator::new(auth.clone(), client.clone()),
             authorizer: Authorizer::new(client),
             auth,
+            replica_certificate: None,
         })
+    }
+
+    /// Security that also recognises fellow replicas by the certificate they all serve.
+    pub fn with_replicas(
+        auth: Arc<AuthConfigCell>,
+        client: kube::Client,
+        serving: Arc<ServingCert>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            authenticator: Authenticator::new(auth.clone(), client.clone()),
+            authorizer: Authorizer::new(client),
+            auth,
+            replica_certificate: Some(serving),
+        })
+    }
+
+    /// Whether `peer` proved possession of the replicas' shared serving certificate.
+    fn is_replica(&self, peer: &[CertificateDer<'static>]) -> bool {
+        let (Some(serving), Some(leaf)) = (&self.replica_certificate, peer.first()) else {
+            return false;
+        };
+        serving
+            .current()
+            .cert
+            .first()
+            .is_some_and(|own| own.as_ref() == leaf.as_ref())
     }
 }
 
@@ -235,6 +269,10 @@ async fn guard(State(security): State<Arc<Security>>, request: Request, next: Ne
         .get::<PeerCertificates>()
         .cloned()
         .unwrap_or_default();
+    if security.is_replica(&peer.0) {
+        parts.extensions.insert(ReplicaPeer);
+        return next.run(Request::from_parts(parts, body)).await;
+    }
     let user = match security
         .authenticator
         .authenticate(&mut parts.headers, &peer.0)

@@ -5,7 +5,8 @@
 //!
 //! - HTTP API (what is served): `api` (the router), `routes` (paths → typed requests),
 //!   `selector`, `external`, `custom`, `discovery`, `status` (metav1.Status errors), `live`
-//!   (live queries shared by concurrent reads), `health`.
+//!   (live queries shared by concurrent reads), `health`, `forward` (followers relay reads to
+//!   the leader), `service` (everything started together).
 //! - Security (who may ask): `server` (TLS accept loop), `certs` (serving certificate: files
 //!   hot-reloaded or self-generated and published), `auth_config` (the
 //!   extension-apiserver-authentication ConfigMap), `authn`, `request_info`, `authz`.
@@ -21,12 +22,14 @@ pub mod certs;
 pub mod custom;
 pub mod discovery;
 pub mod external;
+pub mod forward;
 pub mod health;
 pub mod live;
 pub mod request_info;
 pub mod routes;
 pub mod selector;
 pub mod server;
+pub mod service;
 pub mod status;
 
 /// Flags of the metrics adapter inside `tidescale operator`.
@@ -46,10 +49,20 @@ pub struct AdapterArgs {
     /// Serving certificate (PEM, with chain); reloaded when the file changes. Without it the
     /// certificate is self-generated, kept in `--cert-secret-name` and published in the
     /// APIServices' `caBundle`.
-    #[arg(long, env = "TIDESCALE_TLS_CERT_FILE", value_name = "FILE", requires = "tls_private_key_file")]
+    #[arg(
+        long,
+        env = "TIDESCALE_TLS_CERT_FILE",
+        value_name = "FILE",
+        requires = "tls_private_key_file"
+    )]
     pub tls_cert_file: Option<PathBuf>,
     /// Private key of `--tls-cert-file` (PEM).
-    #[arg(long, env = "TIDESCALE_TLS_PRIVATE_KEY_FILE", value_name = "FILE", requires = "tls_cert_file")]
+    #[arg(
+        long,
+        env = "TIDESCALE_TLS_PRIVATE_KEY_FILE",
+        value_name = "FILE",
+        requires = "tls_cert_file"
+    )]
     pub tls_private_key_file: Option<PathBuf>,
     /// Service in front of the adapter: the self-generated certificate is valid for
     /// `<name>.<namespace>.svc`.
@@ -61,7 +74,12 @@ pub struct AdapterArgs {
     )]
     pub adapter_service_name: String,
     /// Namespace tidescale runs in (the Service, the certificate Secret, the Lease).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "keda", value_name = "NAMESPACE")]
+    #[arg(
+        long,
+        env = "POD_NAMESPACE",
+        default_value = "keda",
+        value_name = "NAMESPACE"
+    )]
     pub pod_namespace: String,
     /// Secret holding the self-generated CA and serving certificate, shared by all replicas.
     #[arg(
