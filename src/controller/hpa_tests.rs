@@ -184,3 +184,119 @@ fn excluded_labels_are_not_copied() {
     assert_eq!(hpa["metadata"]["labels"]["team"], "a");
     assert!(hpa["metadata"]["labels"].get("secret-ish").is_none());
 }
+
+fn existing_hpa(owner: Option<(&str, &str)>, target: &str) -> HorizontalPodAutoscaler {
+    let mut hpa: HorizontalPodAutoscaler = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "user-hpa", "namespace": "shop"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target}, "maxReplicas": 5}
+    }))
+    .unwrap();
+    hpa.metadata.owner_references = owner.map(|(name, uid)| {
+        vec![OwnerReference {
+            api_version: API_VERSION.into(),
+            kind: "ScaledObject".into(),
+            name: name.into(),
+            uid: uid.into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }]
+    });
+    hpa
+}
+
+const NAMED: &str = "spec:\n  scaleTargetRef:\n    name: orders\n  advanced:\n    horizontalPodAutoscalerConfig: {name: user-hpa}\n  triggers:\n    - type: rabbitmq\n      metadata: {}\n";
+
+#[test]
+fn an_hpa_owned_by_this_object_is_applied_as_usual() {
+    let so = so(NAMED);
+    let hpa = existing_hpa(Some(("orders", "u-1")), "orders");
+    assert_eq!(existing(&hpa, &so, "apps/v1.Deployment"), Existing::Owned);
+    let other_uid = existing_hpa(Some(("orders", "u-2")), "orders");
+    assert!(
+        !owned_by(&other_uid, &so),
+        "a previous object of the same name is not this one"
+    );
+}
+
+#[test]
+fn a_foreign_hpa_is_a_conflict_with_kedas_message_unless_transferred() {
+    let mut so = so(NAMED);
+    let hpa = existing_hpa(None, "orders");
+    let Existing::Conflict(message) = existing(&hpa, &so, "apps/v1.Deployment") else {
+        panic!("a conflict expected");
+    };
+    assert!(
+        message.starts_with("the workload 'orders' of type 'apps/v1.Deployment' is already managed by the hpa 'user-hpa'"),
+        "{message}"
+    );
+    assert!(message.contains("transfer-hpa-ownership"), "{message}");
+    let elsewhere = existing_hpa(None, "billing");
+    let Existing::Conflict(message) = existing(&elsewhere, &so, "apps/v1.Deployment") else {
+        panic!("a conflict expected");
+    };
+    assert!(
+        message.starts_with("the hpa 'user-hpa' already exists"),
+        "{message}"
+    );
+    so.metadata.annotations = Some(
+        [(
+            ANNOTATION_TRANSFER_HPA_OWNERSHIP.to_owned(),
+            "true".to_owned(),
+        )]
+        .into_iter()
+        .collect(),
+    );
+    assert_eq!(existing(&hpa, &so, "apps/v1.Deployment"), Existing::Adopt);
+}
+
+#[test]
+fn the_transfer_annotation_needs_the_configured_name() {
+    let mut so = so(SPEC);
+    so.metadata.annotations = Some(
+        [(
+            ANNOTATION_TRANSFER_HPA_OWNERSHIP.to_owned(),
+            "true".to_owned(),
+        )]
+        .into_iter()
+        .collect(),
+    );
+    let mut hpa = existing_hpa(None, "orders");
+    hpa.metadata.name = Some("keda-hpa-orders".into());
+    assert!(matches!(
+        existing(&hpa, &so, "apps/v1.Deployment"),
+        Existing::Conflict(_)
+    ));
+}
+
+fn with_scaling_active(status: &str, reason: &str, message: &str) -> HorizontalPodAutoscaler {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "keda-hpa-orders"},
+        "status": {"desiredReplicas": 1, "conditions": [
+            {"type": "AbleToScale", "status": "True"},
+            {"type": "ScalingActive", "status": status, "reason": reason, "message": message}
+        ]}
+    }))
+    .unwrap()
+}
+
+#[rstest::rstest]
+#[case::active("True", "ValidMetricFound", "ok", Some(("True", "HPAActive", "")))]
+#[case::disabled_at_zero("False", "ScalingDisabled", "scaling is disabled", Some(("True", "ScalingDisabled", "scaling is disabled")))]
+#[case::metrics_missing("False", "FailedGetExternalMetric", "unable to get metrics", Some(("False", "HPAMetricsUnavailable", "FailedGetExternalMetric: unable to get metrics")))]
+#[case::reason_only("False", "FailedGetExternalMetric", "", Some(("False", "HPAMetricsUnavailable", "FailedGetExternalMetric")))]
+fn hpa_active_mirrors_scaling_active(
+    #[case] status: &str,
+    #[case] reason: &str,
+    #[case] message: &str,
+    #[case] expected: Option<(&str, &str, &str)>,
+) {
+    let got = hpa_active(&with_scaling_active(status, reason, message));
+    assert_eq!(got.as_ref().map(|(s, r, m)| (*s, *r, m.as_str())), expected);
+}
+
+#[test]
+fn hpa_active_is_unknown_before_the_hpa_reports() {
+    let hpa: HorizontalPodAutoscaler =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "h"}})).unwrap();
+    assert_eq!(hpa_active(&hpa), None);
+}

@@ -6,6 +6,7 @@ pub mod events;
 pub mod hpa;
 pub mod pause;
 pub mod reconcile;
+pub mod secrets;
 pub mod status;
 pub mod target;
 pub mod triggers;

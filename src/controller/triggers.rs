@@ -1,14 +1,21 @@
 //! Building a ScaledObject's scalers from the cluster: the scale target's pod template (for
 //! `<key>FromEnv`), the (Cluster)TriggerAuthentication and the Secrets and ConfigMaps both
 //! name are fetched, then resolved by the same pure functions `tidescale check` uses.
+//!
+//! Resolving and building are two steps: [`resolve_triggers`] reads the cluster and yields each
+//! trigger's `ScalerConfig`, the objects they came from ([`Source`], for the Secret watch) and a
+//! digest of every resolved value; [`build_resolved`] then builds the scalers. Reconcile compares
+//! digests so a rotated Secret that resolves to the same values rebuilds nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Secret};
 use kube::api::Api;
-use tidescale_scalers::{MetricSpec, Scaler, build_scaler};
+use tidescale_scalers::{MetricSpec, Scaler, ScalerConfig, build_scaler};
 
+use super::secrets::Source;
 use super::target::{API_TIMEOUT, Target};
 use crate::crd::{
     ClusterTriggerAuthentication, ScaleTriggers, ScaledObject, TriggerAuthentication,
@@ -67,6 +74,28 @@ pub enum TriggerError {
     },
 }
 
+/// One trigger resolved from the cluster, not built yet.
+pub struct ResolvedTrigger {
+    /// Position in `spec.triggers`.
+    pub index: usize,
+    /// The trigger's `name`, if any.
+    pub name: Option<String>,
+    /// The trigger's `type`.
+    pub trigger_type: String,
+    /// What the scaler is built from (holds secrets: never printed).
+    pub config: ScalerConfig,
+}
+
+/// Every trigger of an object, resolved.
+pub struct ResolvedTriggers {
+    /// In trigger order.
+    pub triggers: Vec<ResolvedTrigger>,
+    /// The Secrets and (Cluster)TriggerAuthentications read, found or not.
+    pub sources: BTreeSet<Source>,
+    /// A digest of every resolved value: equal digests build equal scalers.
+    pub digest: u64,
+}
+
 /// Build every trigger of `so`, whose target `target` has been resolved.
 pub async fn build_triggers(
     client: &kube::Client,
@@ -75,12 +104,34 @@ pub async fn build_triggers(
     cluster_object_namespace: &str,
     timeout: Duration,
 ) -> Result<Vec<BuiltTrigger>, TriggerError> {
+    let resolved = resolve_triggers(client, so, target, cluster_object_namespace, timeout).await?;
+    build_resolved(resolved.triggers, &[]).await
+}
+
+/// Resolve every trigger of `so` (env, auth, Secrets, ConfigMaps) without building scalers.
+pub async fn resolve_triggers(
+    client: &kube::Client,
+    so: &ScaledObject,
+    target: &Target,
+    cluster_object_namespace: &str,
+    timeout: Duration,
+) -> Result<ResolvedTriggers, TriggerError> {
     let namespace = target.namespace.as_str();
     let pod = pod_template(client, target).await?;
-    let mut built = Vec::with_capacity(so.spec.triggers.len());
+    let mut triggers = Vec::with_capacity(so.spec.triggers.len());
+    let mut sources = BTreeSet::new();
     for (index, trigger) in so.spec.triggers.iter().enumerate() {
+        if let Some(reference) = &trigger.authentication_ref {
+            sources.insert(
+                if reference.kind_or_default() == "ClusterTriggerAuthentication" {
+                    Source::ClusterTriggerAuthentication(reference.name.clone())
+                } else {
+                    Source::TriggerAuthentication(namespace.to_owned(), reference.name.clone())
+                },
+            );
+        }
         let auth = trigger_auth(client, namespace, trigger).await?;
-        let objects = fetch_objects(
+        let (objects, read) = fetch_objects(
             client,
             namespace,
             pod.as_ref(),
@@ -88,6 +139,7 @@ pub async fn build_triggers(
             cluster_object_namespace,
         )
         .await?;
+        sources.extend(read);
         let container = so
             .spec
             .scale_target_ref
@@ -121,20 +173,141 @@ pub async fn build_triggers(
             name: so.metadata.name.as_deref().unwrap_or_default(),
             index,
         };
-        let cfg = scaler_config(site, trigger, &env, &resolved, timeout);
-        let scaler = build_scaler(&cfg)
-            .await
-            .map_err(|source| TriggerError::Scaler { index, source })?;
-        let specs = scaler.metric_specs();
-        built.push(BuiltTrigger {
+        triggers.push(ResolvedTrigger {
             index,
             name: trigger.name.clone(),
             trigger_type: trigger.type_.clone(),
+            config: scaler_config(site, trigger, &env, &resolved, timeout),
+        });
+    }
+    let digest = digest(&triggers);
+    Ok(ResolvedTriggers {
+        triggers,
+        sources,
+        digest,
+    })
+}
+
+/// Build the scalers of resolved triggers. On a failure the scalers already built are closed,
+/// as KEDA does — except when `previous` (the running triggers of the same spec) knows the
+/// trigger and the failure is the backend's, not the configuration's: rotated credentials that
+/// do not work (yet). That trigger then gets a [`DeferredScaler`]: same metrics, each query
+/// retries the build and fails until it works, so fallback and health apply as for any
+/// failing query, and nothing scales in because of it.
+pub async fn build_resolved(
+    triggers: Vec<ResolvedTrigger>,
+    previous: &[BuiltTrigger],
+) -> Result<Vec<BuiltTrigger>, TriggerError> {
+    let mut built: Vec<BuiltTrigger> = Vec::with_capacity(triggers.len());
+    for trigger in triggers {
+        let index = trigger.index;
+        let known = previous
+            .iter()
+            .find(|p| p.index == index && p.trigger_type == trigger.trigger_type);
+        let scaler = match build_scaler(&trigger.config).await {
+            Ok(scaler) => scaler,
+            Err(source) if !source.is_config() && known.is_some() => {
+                let known = known.map(|p| (p.scaler.scaler_type(), p.specs.clone()));
+                let (scaler_type, specs) = known.unwrap_or_default();
+                tracing::warn!(namespace = %trigger.config.namespace, scaled_object = %trigger.config.name, trigger_index = index, error = %source, "cannot build the scaler; queries will retry");
+                Box::new(DeferredScaler {
+                    config: trigger.config,
+                    scaler_type,
+                    specs,
+                    built: tokio::sync::OnceCell::new(),
+                })
+            }
+            Err(source) => {
+                for done in &built {
+                    let _ = done.scaler.close().await;
+                }
+                return Err(TriggerError::Scaler { index, source });
+            }
+        };
+        let specs = scaler.metric_specs();
+        built.push(BuiltTrigger {
+            index,
+            name: trigger.name,
+            trigger_type: trigger.trigger_type,
             scaler,
             specs,
         });
     }
     Ok(built)
+}
+
+/// A scaler whose build failed on the backend: it keeps the metrics of the scaler it replaces
+/// and builds on the first query that can, failing each query until then.
+#[derive(Debug)]
+pub struct DeferredScaler {
+    config: ScalerConfig,
+    scaler_type: &'static str,
+    specs: Vec<MetricSpec>,
+    built: tokio::sync::OnceCell<Box<dyn Scaler>>,
+}
+
+type ScalerFuture<'a, T> =
+    std::pin::Pin<Box<dyn Future<Output = Result<T, tidescale_scalers::ScalerError>> + Send + 'a>>;
+
+// Written out as `#[async_trait]` expands it, so this crate needs no macro of its own.
+impl Scaler for DeferredScaler {
+    fn scaler_type(&self) -> &'static str {
+        self.scaler_type
+    }
+
+    fn metric_specs(&self) -> Vec<MetricSpec> {
+        self.specs.clone()
+    }
+
+    fn metrics_and_activity<'a, 'b, 'c>(
+        &'a self,
+        metric_name: &'b str,
+    ) -> ScalerFuture<'c, tidescale_scalers::MetricsAndActivity>
+    where
+        'a: 'c,
+        'b: 'c,
+        Self: 'c,
+    {
+        Box::pin(async move {
+            let scaler = self
+                .built
+                .get_or_try_init(|| build_scaler(&self.config))
+                .await?;
+            scaler.metrics_and_activity(metric_name).await
+        })
+    }
+
+    fn close<'a, 'c>(&'a self) -> ScalerFuture<'c, ()>
+    where
+        'a: 'c,
+        Self: 'c,
+    {
+        Box::pin(async move {
+            match self.built.get() {
+                Some(scaler) => scaler.close().await,
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+/// A digest of what the scalers are built from. In memory only, never printed: it covers
+/// secret values.
+fn digest(triggers: &[ResolvedTrigger]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    for trigger in triggers {
+        let config = &trigger.config;
+        trigger.index.hash(&mut hasher);
+        trigger.name.hash(&mut hasher);
+        trigger.trigger_type.hash(&mut hasher);
+        config.metadata.hash(&mut hasher);
+        config.auth_params.hash(&mut hasher);
+        config.resolved_env.hash(&mut hasher);
+        format!("{:?}", config.pod_identity).hash(&mut hasher);
+        format!("{:?}", config.metric_type).hash(&mut hasher);
+        config.timeout.hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 /// The target's `spec.template.spec`, when it has one.
@@ -187,14 +360,15 @@ async fn trigger_auth(
     }
 }
 
-/// Fetch every Secret and ConfigMap the pod template and the auth spec name.
+/// Fetch every Secret and ConfigMap the pod template and the auth spec name; also returns the
+/// Secrets named, found or not, for the Secret watch.
 async fn fetch_objects(
     client: &kube::Client,
     namespace: &str,
     pod: Option<&PodSpec>,
     auth: Option<&(TriggerAuthenticationSpec, bool)>,
     cluster_object_namespace: &str,
-) -> Result<ObjectMaps, TriggerError> {
+) -> Result<(ObjectMaps, Vec<Source>), TriggerError> {
     let mut secrets: Vec<(String, String)> = Vec::new();
     let mut config_maps: Vec<(String, String)> = Vec::new();
     for container in pod.iter().flat_map(|p| &p.containers) {
@@ -244,7 +418,12 @@ async fn fetch_objects(
         }
     }
     let mut objects = ObjectMaps::new(Lookup::Missing);
-    for (ns, name) in dedup(secrets) {
+    let secrets = dedup(secrets);
+    let read = secrets
+        .iter()
+        .map(|(ns, name)| Source::Secret(ns.clone(), name.clone()))
+        .collect();
+    for (ns, name) in secrets {
         let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
         if let Some(secret) = bounded("Secret", &name, api.get_opt(&name)).await? {
             objects.secrets.insert((ns, name), secret_strings(&secret));
@@ -258,7 +437,7 @@ async fn fetch_objects(
                 .insert((ns, name), cm.data.unwrap_or_default());
         }
     }
-    Ok(objects)
+    Ok((objects, read))
 }
 
 fn dedup(mut names: Vec<(String, String)>) -> Vec<(String, String)> {

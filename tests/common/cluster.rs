@@ -117,3 +117,98 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Start the cluster and the operator with the simulated HPA controller syncing every
+/// `hpa_sync` (kube-controller-manager's default is 15 s), for tests that read HPA status.
+pub async fn start_with_hpa_sync(hpa_sync: Duration) -> Cluster {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "info,kube=warn,tidescale_sandbox=warn",
+        ))
+        .with_test_writer()
+        .try_init();
+    let pods = PodTimings {
+        start_delay: Duration::from_millis(100),
+        ready_delay: Duration::from_millis(100),
+        ..PodTimings::default()
+    };
+    let mut controllers = ControllerConfig {
+        tick: Duration::from_millis(100),
+        pods,
+        ..ControllerConfig::default()
+    };
+    controllers.hpa.sync_period = hpa_sync;
+    let mut dev = DevCluster::start(SandboxConfig::default(), controllers)
+        .await
+        .expect("cluster starts");
+    let telemetry = tidescale::operator::Telemetry::default();
+    dev.spawn_operator(dev_operator_args(), telemetry.clone())
+        .await
+        .expect("operator starts");
+    let client = dev.client().await.expect("client");
+    Cluster {
+        dev,
+        client,
+        telemetry,
+    }
+}
+
+/// The status of condition `type_` of `so`, with its reason and message.
+pub fn condition_of(
+    so: &tidescale::crd::ScaledObject,
+    type_: &str,
+) -> Option<(String, String, String)> {
+    so.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| {
+            (
+                c.status.clone(),
+                c.reason.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default(),
+            )
+        })
+}
+
+/// Replicas of Deployment `namespace/name` (-1 when it cannot be read).
+pub async fn deployment_replicas(client: &kube::Client, namespace: &str, name: &str) -> i32 {
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), namespace);
+    api.get(name)
+        .await
+        .ok()
+        .and_then(|d| d.spec.and_then(|s| s.replicas))
+        .unwrap_or(-1)
+}
+
+/// Merge-patch ScaledObject `namespace/name` with `patch`.
+pub async fn patch_scaled_object(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    patch: serde_json::Value,
+) {
+    let api: Api<tidescale::crd::ScaledObject> = Api::namespaced(client.clone(), namespace);
+    api.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(patch),
+    )
+    .await
+    .expect("patch the ScaledObject");
+}
+
+/// `url` with a `heartbeat` query unique in this test process. The scalers pool one AMQP
+/// connection per URI process-wide, while each `#[tokio::test]` has its own runtime: a
+/// connection opened by a test that has finished is dead for the others. A unique URI per test
+/// keeps every test on connections of its own runtime.
+pub fn per_test_amqp(url: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(30);
+    let heartbeat = NEXT.fetch_add(1, Ordering::Relaxed);
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}heartbeat={heartbeat}")
+}
