@@ -32,6 +32,12 @@ pub mod metadata;
 pub mod naming;
 pub mod pool;
 
+#[cfg(any(
+    feature = "azure-servicebus",
+    feature = "prometheus",
+    feature = "rabbitmq"
+))]
+pub mod azure_ad;
 #[cfg(feature = "azure-servicebus")]
 pub mod azure_servicebus;
 #[cfg(feature = "kafka")]
@@ -40,6 +46,8 @@ pub mod kafka;
 pub mod prometheus;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
+#[cfg(feature = "prometheus")]
+pub mod sigv4;
 
 /// The default timeout of every backend call: KEDA's `KEDA_HTTP_DEFAULT_TIMEOUT` (3000 ms).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(3000);

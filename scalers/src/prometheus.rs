@@ -13,8 +13,11 @@
 //! | `ignoreNullValues` | no | true | M | empty result / NaN / Inf count as 0 instead of failing |
 //! | `unsafeSsl` | no | false | M | skip server certificate verification (not with `tls`/`ca`) |
 //! | `timeout` | no | global | M | Go duration or integer ms |
-//! | `awsRegion` | no | – | M,A | Amazon Managed Prometheus (not supported yet: parsed only) |
-//! | `identityOwner` | no | – | M | AWS identity ownership (parsed only) |
+//! | `awsRegion` | no | – | M,A | Amazon Managed Prometheus: SigV4-sign queries for this region |
+//! | `identityOwner` | no | `pod` | M | `pod` or `operator`: `operator` signs with the operator's AWS credentials |
+//! | `awsAccessKeyID` / `awsAccessKeyId`, `awsSecretAccessKey`, `awsSessionToken` | with `awsRegion` | – | A | SigV4 credentials (`awsRoleArn` is refused) |
+//! | `cloud` | no | `AzurePublicCloud` | M | Azure managed Prometheus scope: `AzurePublicCloud`, `AzureUSGovernmentCloud`, `AzureChinaCloud`, `Private` |
+//! | `azureManagedPrometheusResourceURL` | with `cloud: Private` | – | M | the AAD scope used as is |
 //! | `authModes` / `authMode` | no | – | M,A | list of `apiKey, basic, tls, bearer, custom, oauth`; at most one of bearer/basic/oauth |
 //! | `bearerToken` / `token` | with `bearer` | – | A | `Authorization: Bearer …` |
 //! | `username` / `password` | with `basic` | – | A | HTTP Basic (password may be empty) |
@@ -24,11 +27,14 @@
 //! Sources: M = trigger metadata, A = TriggerAuthentication params. `metricName` is an ignored
 //! legacy key. `apiKey` and `oauth` pass validation but are never applied (as in KEDA).
 //!
+//! Without `authModes`, the cloud transports of [`cloud`] apply: `podIdentity.provider:
+//! azure-workload` (Azure AD bearer), `gcp` (metadata-server bearer) or `awsRegion` (SigV4).
+//!
 //! Metric `s<i>-prometheus`. HTTP clients are shared per origin and TLS settings through
 //! [`crate::pool::http`].
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use reqwest::header::HeaderName;
@@ -44,6 +50,7 @@ use crate::{
     external_metric_type,
 };
 
+pub mod cloud;
 mod response;
 
 pub use response::parse_response;
@@ -85,8 +92,10 @@ pub struct Trigger {
     pub ignore_null_values: bool,
     /// `timeout`; `None` means the global default.
     pub timeout: Option<Duration>,
-    /// `awsRegion` (parsed, not applied).
+    /// `awsRegion`.
     pub aws_region: Option<String>,
+    /// The cloud transport (only without `authModes`).
+    pub cloud: cloud::Cloud,
     /// The auth header, if an auth mode asks for one.
     pub auth: Option<AuthHeader>,
     /// TLS settings of the client (client cert and CA, or `unsafeSsl`).
@@ -110,7 +119,6 @@ pub fn parse(cfg: &ScalerConfig) -> Result<Trigger, ScalerError> {
     let unsafe_ssl = p.key("unsafeSsl").bool().unwrap_or(false);
     let timeout = p.key("timeout").duration();
     let aws_region = p.key("awsRegion").sources(META_AUTH).string();
-    let _identity_owner = p.key("identityOwner").string();
     let modes = p
         .key("authModes")
         .alias("authMode")
@@ -119,6 +127,11 @@ pub fn parse(cfg: &ScalerConfig) -> Result<Trigger, ScalerError> {
         .list()
         .unwrap_or_default();
     let (auth, tls) = auth(&mut p, &modes, unsafe_ssl);
+    let cloud = if modes.is_empty() {
+        cloud::parse(&mut p, aws_region.clone())
+    } else {
+        cloud::Cloud::None
+    };
     check_headers(&mut p, &custom_headers);
     p.finish()?;
     Ok(Trigger {
@@ -132,6 +145,7 @@ pub fn parse(cfg: &ScalerConfig) -> Result<Trigger, ScalerError> {
         ignore_null_values,
         timeout,
         aws_region,
+        cloud,
         auth,
         tls,
         metric_type,
@@ -274,6 +288,26 @@ impl Trigger {
     }
 }
 
+/// Hooks for tests and unusual deployments; [`build`] uses the defaults.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// Extra CA certificate (PEM) trusted for cloud token endpoints (Azure AD).
+    pub token_ca_pem: Option<String>,
+    /// The operator's `AZURE_*`, `AWS_*` and `GCE_METADATA_HOST` variables; `None` reads the
+    /// process env.
+    pub env: Option<BTreeMap<String, String>>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env = self.env.as_ref().map(|e| e.keys().collect::<Vec<_>>());
+        f.debug_struct("Options")
+            .field("token_ca_pem", &self.token_ca_pem.is_some())
+            .field("env", &env)
+            .finish()
+    }
+}
+
 /// A Prometheus trigger with its share of a pooled HTTP client.
 #[derive(Debug)]
 pub struct PrometheusScaler {
@@ -281,22 +315,37 @@ pub struct PrometheusScaler {
     spec: MetricSpec,
     timeout: Duration,
     client: Shared<HttpKey, HttpClient>,
+    cloud: Option<cloud::CloudAuth>,
 }
 
 /// Parse `cfg` and take a pooled HTTP client (no request is made).
 pub async fn build(cfg: &ScalerConfig) -> Result<Box<dyn Scaler>, ScalerError> {
+    build_with(cfg, Options::default()).await
+}
+
+/// Build with explicit [`Options`].
+pub async fn build_with(
+    cfg: &ScalerConfig,
+    options: Options,
+) -> Result<Box<dyn Scaler>, ScalerError> {
     let trigger = parse(cfg)?;
     let config = |message: String| ScalerError::Config {
         scaler: TYPE,
         message,
     };
-    let provider = cfg.pod_identity.as_ref().map(|i| i.provider.as_str());
-    if provider.is_some_and(|p| p != "none") || trigger.aws_region.is_some() {
-        return Err(config(
-            "cloud authentication (Azure, GCP, AWS SigV4) is not supported by tidescale yet"
-                .to_owned(),
-        ));
-    }
+    let env = options.env.unwrap_or_else(|| {
+        std::env::vars()
+            .filter(|(k, _)| {
+                k.starts_with("AZURE_") || k.starts_with("AWS_") || k == "GCE_METADATA_HOST"
+            })
+            .collect()
+    });
+    let token_tls = TlsSettings {
+        ca: options.token_ca_pem,
+        ..TlsSettings::default()
+    };
+    let cloud = cloud::connect(&trigger.cloud, cfg.pod_identity.as_ref(), &env, &token_tls)
+        .map_err(config)?;
     let url = Url::parse(&trigger.server_address).map_err(|e| {
         config(format!(
             "parameter \"serverAddress\" is not a valid URL: {e}"
@@ -309,6 +358,7 @@ pub async fn build(cfg: &ScalerConfig) -> Result<Box<dyn Scaler>, ScalerError> {
         trigger,
         spec,
         client,
+        cloud,
     }))
 }
 
@@ -319,6 +369,7 @@ impl PrometheusScaler {
             scaler: TYPE,
             message,
         };
+        let deadline = Instant::now() + crate::pool::effective_timeout(self.timeout);
         let url = Url::parse(&self.trigger.query_url(SystemTime::now()))
             .map_err(|e| backend(format!("invalid query URL: {e}")))?;
         let reqwest = self.client.client().reqwest();
@@ -332,6 +383,13 @@ impl PrometheusScaler {
         let mut request = request
             .build()
             .map_err(|e| backend(e.without_url().to_string()))?;
+        // Cloud transports wrap the request last in KEDA: their header wins over a custom one.
+        if let Some(cloud) = &self.cloud {
+            cloud
+                .authorize(&mut request, deadline)
+                .await
+                .map_err(backend)?;
+        }
         // Custom headers go first in KEDA and the auth header then overrides one of the same
         // name: here, a custom header is added only where auth did not set it.
         for (k, v) in &self.trigger.custom_headers {
@@ -341,12 +399,26 @@ impl PrometheusScaler {
             request.headers_mut().entry(name).or_insert(value);
         }
         let request = RequestBuilder::from_parts(reqwest.clone(), request);
+        // Without a token step the whole budget is the query's (and its timeout message names
+        // the configured value); otherwise what the token step left.
+        let budget = match &self.cloud {
+            None => self.timeout,
+            Some(_) => deadline.saturating_duration_since(Instant::now()),
+        };
+        if budget.is_zero() && self.cloud.is_some() {
+            return Err(backend("prometheus query timed out".to_owned()));
+        }
         let (status, body) = self
             .client
             .client()
-            .send(request, self.timeout)
+            .send(request, budget)
             .await
             .map_err(|e| backend(e.to_string()))?;
+        if status.as_u16() == 401
+            && let Some(cloud) = &self.cloud
+        {
+            cloud.rejected().await;
+        }
         if !status.is_success() {
             let body: String = body.chars().take(512).collect();
             return Err(backend(format!(

@@ -63,6 +63,14 @@ const KEYS: &[&str] = &[
     "hostFromEnv",
     "connectionFromEnv",
     "bootstrapServersFromEnv",
+    "awsRegion",
+    "identityOwner",
+    "awsAccessKeyID",
+    "awsSecretAccessKey",
+    "awsSessionToken",
+    "awsRoleArn",
+    "azureManagedPrometheusResourceURL",
+    "workloadIdentityResource",
     "nonsense",
 ];
 
@@ -118,6 +126,7 @@ proptest! {
         env_value in "[ -~]{0,16}",
         metric_type in prop::option::of(prop::sample::select(&[MetricType::AverageValue, MetricType::Value, MetricType::Utilization][..])),
         index in 0usize..20,
+        provider in prop::option::of(prop::sample::select(&["none", "azure-workload", "gcp", "aws", "aws-eks", ""][..])),
     ) {
         let resolved_env = BTreeMap::from([("ENV_VAR".to_owned(), format!("SECRET-{env_value}"))]);
         let mut metadata = metadata;
@@ -129,6 +138,10 @@ proptest! {
             auth_params,
             resolved_env,
             metric_type,
+            pod_identity: provider.map(|p| tidescale_scalers::PodIdentity {
+                provider: p.to_owned(),
+                ..Default::default()
+            }),
             ..ScalerConfig::default()
         };
         match parse_only(&cfg) {

@@ -1,5 +1,5 @@
 //! Service Bus credentials (spec/scalers.md §4.4): connection strings, SAS tokens signed from
-//! them, and Azure AD tokens from the workload-identity federated flow.
+//! them; Azure AD tokens come from the shared workload-identity flow in [`crate::azure_ad`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,10 +16,6 @@ use crate::naming::query_escape;
 pub const SAS_VALIDITY: Duration = Duration::from_secs(3600);
 /// The Azure AD scope of Service Bus, with the SDK's double slash.
 pub const SERVICE_BUS_SCOPE: &str = "https://servicebus.azure.net//.default";
-/// Default authority when neither podIdentity nor `AZURE_AUTHORITY_HOST` names one.
-pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com/";
-/// Refresh an AAD token this long before it expires.
-pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 /// A parsed namespace connection string.
 #[derive(Clone)]
@@ -128,108 +124,6 @@ pub fn sas_token(resource: &str, key_name: &str, key: &SecretString, expiry: u64
         query_escape(&signature),
         query_escape(key_name)
     )
-}
-
-/// Where an Azure AD token comes from with `podIdentity.provider: azure-workload`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkloadIdentity {
-    /// Application (client) id: `identityId`, else `AZURE_CLIENT_ID`.
-    pub client_id: String,
-    /// Tenant: `identityTenantId`, else `AZURE_TENANT_ID`.
-    pub tenant_id: String,
-    /// Authority: `identityAuthorityHost`, else `AZURE_AUTHORITY_HOST`, else public cloud.
-    pub authority_host: String,
-    /// `AZURE_FEDERATED_TOKEN_FILE`: the projected service-account token (re-read on refresh).
-    pub token_file: String,
-}
-
-impl WorkloadIdentity {
-    /// Resolve from podIdentity and the operator's `AZURE_*` env (injected by the workload
-    /// identity webhook). Names the missing setting on failure.
-    pub fn resolve(
-        pod: &crate::PodIdentity,
-        env: &BTreeMap<String, String>,
-    ) -> Result<Self, String> {
-        let pick = |explicit: &Option<String>, var: &str| -> Option<String> {
-            explicit
-                .clone()
-                .filter(|v| !v.trim().is_empty())
-                .or_else(|| env.get(var).cloned())
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let client_id = pick(&pod.identity_id, "AZURE_CLIENT_ID")
-            .ok_or("workload identity: no client id (identityId or AZURE_CLIENT_ID)")?;
-        let tenant_id = pick(&pod.identity_tenant_id, "AZURE_TENANT_ID")
-            .ok_or("workload identity: no tenant id (identityTenantId or AZURE_TENANT_ID)")?;
-        let authority_host = pick(&pod.identity_authority_host, "AZURE_AUTHORITY_HOST")
-            .unwrap_or_else(|| DEFAULT_AUTHORITY_HOST.to_owned());
-        let token_file = pick(&None, "AZURE_FEDERATED_TOKEN_FILE")
-            .ok_or("workload identity: AZURE_FEDERATED_TOKEN_FILE is not set")?;
-        Ok(Self {
-            client_id,
-            tenant_id,
-            authority_host,
-            token_file,
-        })
-    }
-
-    /// `<authority>/<tenant>/oauth2/v2.0/token`.
-    pub fn token_url(&self) -> String {
-        format!(
-            "{}/{}/oauth2/v2.0/token",
-            self.authority_host.trim_end_matches('/'),
-            query_escape(&self.tenant_id)
-        )
-    }
-
-    /// The client-credentials form with the federated token as client assertion.
-    pub fn token_form(&self, assertion: &SecretString) -> SecretString {
-        let fields = [
-            ("client_id", self.client_id.as_str()),
-            ("grant_type", "client_credentials"),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", assertion.expose_secret()),
-            ("scope", SERVICE_BUS_SCOPE),
-        ];
-        let form: Vec<String> = fields
-            .iter()
-            .map(|(k, v)| format!("{k}={}", query_escape(v)))
-            .collect();
-        SecretString::from(form.join("&"))
-    }
-}
-
-/// A token endpoint reply: `access_token` and `expires_in` (a number, or a string of one).
-pub fn parse_token_reply(body: &str) -> Result<(SecretString, Duration), String> {
-    let json: serde_json::Value =
-        serde_json::from_str(body).map_err(|_| "azure ad token reply is not JSON".to_owned())?;
-    let token = json
-        .get("access_token")
-        .and_then(|t| t.as_str())
-        .filter(|t| !t.is_empty())
-        .ok_or("azure ad token reply has no access_token")?;
-    let expires_in = match json.get("expires_in") {
-        Some(serde_json::Value::Number(n)) => n.as_u64(),
-        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
-        _ => None,
-    }
-    .ok_or("azure ad token reply has no valid expires_in")?;
-    Ok((
-        SecretString::from(token.to_owned()),
-        Duration::from_secs(expires_in),
-    ))
-}
-
-/// The `error` code of a token endpoint failure (its description may echo request details).
-pub fn token_error(body: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|j| j.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| "unknown error".to_owned())
 }
 
 #[cfg(test)]

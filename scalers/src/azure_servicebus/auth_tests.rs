@@ -1,6 +1,7 @@
 use rstest::rstest;
 
 use super::*;
+use crate::azure_ad::{WorkloadIdentity, parse_token_reply, token_error};
 
 #[test]
 fn sas_token_matches_an_independent_implementation() {
@@ -181,7 +182,7 @@ fn token_form_is_form_encoded_client_credentials() {
         ("AZURE_FEDERATED_TOKEN_FILE", "f"),
     ]);
     let wi = WorkloadIdentity::resolve(&crate::PodIdentity::default(), &e).unwrap();
-    let form = wi.token_form(&SecretString::from("a.b+c".to_owned()));
+    let form = wi.token_form(&SecretString::from("a.b+c".to_owned()), SERVICE_BUS_SCOPE);
     assert_eq!(
         form.expose_secret(),
         "client_id=c+id&grant_type=client_credentials\

@@ -28,6 +28,7 @@ mod params;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -35,11 +36,12 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::azure_ad::{TokenSource, WorkloadIdentity, read_small_file};
 use crate::pool::http::{self, HttpClient, HttpKey, TlsSettings};
 use crate::pool::{Shared, effective_timeout};
 use crate::{MetricSpec, MetricsAndActivity, Scaler, ScalerConfig, ScalerError, naming};
 use atom::{EntityReply, Kind};
-use auth::{ConnectionString, TOKEN_REFRESH_MARGIN, WorkloadIdentity};
+use auth::{ConnectionString, SERVICE_BUS_SCOPE};
 
 pub use auth::sas_token;
 pub use params::{Cloud, Credentials, Entity, Operation, Trigger, parse};
@@ -52,8 +54,6 @@ pub const API_VERSION: &str = "2021-05";
 pub const PAGE_SIZE: usize = 100;
 /// Listing stops after this many pages even if the service keeps answering.
 const MAX_PAGES: usize = 1000;
-/// Largest federated token file read.
-const MAX_TOKEN_FILE: u64 = 64 * 1024;
 
 /// Path characters left as they are; everything else is percent-encoded (`/` stays: entity
 /// paths are hierarchical).
@@ -121,18 +121,8 @@ pub async fn build_with(
             };
             let pod = cfg.pod_identity.clone().unwrap_or_default();
             let identity = WorkloadIdentity::resolve(&pod, &env).map_err(config)?;
-            let token_url = Url::parse(&identity.token_url())
-                .map_err(|_| config("workload identity: invalid authority host".into()))?;
-            let token_http = http::acquire(&token_url, &tls).map_err(config)?;
-            (
-                fqdn,
-                Authorizer::Aad(Box::new(AadAuth {
-                    identity,
-                    token_url,
-                    http: token_http,
-                    cache: Default::default(),
-                })),
-            )
+            let source = TokenSource::shared(identity, SERVICE_BUS_SCOPE, &tls).map_err(config)?;
+            (fqdn, Authorizer::Aad(source))
         }
     };
     let base = Url::parse(&format!("https://{fqdn}/"))
@@ -192,41 +182,12 @@ async fn endpoint_suffix(
     }
 }
 
-/// Read a small local file (a projected token, an environment file) within `timeout`.
-async fn read_small_file(path: &str, timeout: Duration) -> Result<String, String> {
-    let timeout = effective_timeout(timeout);
-    let read = async {
-        let len = tokio::fs::metadata(path)
-            .await
-            .map_err(|e| e.kind().to_string())?
-            .len();
-        if len > MAX_TOKEN_FILE {
-            return Err(format!("larger than {MAX_TOKEN_FILE} bytes"));
-        }
-        tokio::fs::read_to_string(path)
-            .await
-            .map_err(|e| e.kind().to_string())
-    };
-    tokio::time::timeout(timeout, read)
-        .await
-        .map_err(|_| "read timed out".to_owned())?
-}
-
 /// How each request is authorised.
 enum Authorizer {
     /// SAS from a connection string, signed per request.
     Sas(ConnectionString),
-    /// Azure AD bearer token (boxed: it is much larger than the SAS variant).
-    Aad(Box<AadAuth>),
-}
-
-/// The Azure AD side: identity, token endpoint client, and the cached token.
-struct AadAuth {
-    identity: WorkloadIdentity,
-    token_url: Url,
-    http: Shared<HttpKey, HttpClient>,
-    /// The token and when it expires; refreshed shortly before.
-    cache: tokio::sync::Mutex<Option<(SecretString, Instant)>>,
+    /// Azure AD bearer token from a source shared by every trigger with the same identity.
+    Aad(Arc<TokenSource>),
 }
 
 /// A built Service Bus scaler.
@@ -271,10 +232,8 @@ impl Scaler for ServiceBusScaler {
     }
 
     async fn close(&self) -> Result<(), ScalerError> {
+        // The token source is shared with other triggers: it goes when its last holder drops.
         self.client.release();
-        if let Authorizer::Aad(aad) = &self.authorizer {
-            aad.http.release();
-        }
         Ok(())
     }
 }
@@ -417,60 +376,17 @@ impl ServiceBusScaler {
     }
 
     async fn forget_token(&self) {
-        if let Authorizer::Aad(aad) = &self.authorizer {
-            *aad.cache.lock().await = None;
+        if let Authorizer::Aad(source) = &self.authorizer {
+            source.forget().await;
         }
     }
 
-    /// A cached Azure AD token, refreshed through the federated client-credentials flow.
+    /// A cached Azure AD token from the shared source.
     async fn aad_token(&self, deadline: Instant) -> Result<SecretString, ScalerError> {
-        let Authorizer::Aad(aad) = &self.authorizer else {
+        let Authorizer::Aad(source) = &self.authorizer else {
             return Err(backend("no azure ad identity configured".into()));
         };
-        let AadAuth {
-            identity,
-            token_url,
-            http,
-            cache,
-        } = aad.as_ref();
-        // Held across the refresh so concurrent polls share one token request.
-        let mut cached = cache.lock().await;
-        if let Some((token, expires)) = cached.as_ref()
-            && Instant::now() + TOKEN_REFRESH_MARGIN < *expires
-        {
-            return Ok(token.clone());
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        let assertion = read_small_file(&identity.token_file, left)
-            .await
-            .map_err(|e| {
-                backend(format!(
-                    "workload identity: cannot read AZURE_FEDERATED_TOKEN_FILE: {e}"
-                ))
-            })?;
-        let form = identity.token_form(&SecretString::from(assertion.trim().to_owned()));
-        let request = http
-            .client()
-            .reqwest()
-            .post(token_url.clone())
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(form.expose_secret().to_owned());
-        let left = deadline.saturating_duration_since(Instant::now());
-        let (status, body) = http
-            .client()
-            .send(request, left)
-            .await
-            .map_err(|e| backend(format!("azure ad token request: {e}")))?;
-        if !status.is_success() {
-            return Err(backend(format!(
-                "azure ad token request: HTTP {}: {}",
-                status.as_u16(),
-                auth::token_error(&body)
-            )));
-        }
-        let (token, lifetime) = auth::parse_token_reply(&body).map_err(backend)?;
-        *cached = Some((token.clone(), Instant::now() + lifetime));
-        Ok(token)
+        source.token(deadline).await.map_err(backend)
     }
 }
 

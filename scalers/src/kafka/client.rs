@@ -1,15 +1,15 @@
 //! The Kafka scaler's pooled clients and the offset reads of spec §3.4 steps 1–2.
 //!
 //! Per (bootstrap servers, security settings) the pool holds ONE shared entry: a group-less
-//! librdkafka client (metadata and high watermarks, see `reads.rs`) and, for plaintext, the
-//! shared broker connections of `conn.rs`, which read committed offsets of ANY consumer group
+//! librdkafka client (metadata and high watermarks, see `reads.rs`) and, for plaintext and
+//! SASL PLAIN/SCRAM-SHA-256/SCRAM-SHA-512 without TLS (`sasl.rs`), the shared broker connections of `conn.rs`, which read committed offsets of ANY consumer group
 //! with OffsetFetch. So 1,000 triggers with 1,000 distinct groups cost one librdkafka instance
 //! and one TCP connection per broker for offsets, not 1,001 instances.
 //!
-//! TLS and SASL triggers keep the older path: committed offsets through a librdkafka handle
-//! whose `group.id` is the group (it never subscribes, it only sends OffsetFetch), one per
-//! distinct group, reference counted in a second pool. librdkafka already implements every
-//! mechanism the spec lists; re-implementing SASL/TLS on the raw path is future work.
+//! TLS, OAUTHBEARER and GSSAPI triggers keep the older path: committed offsets through a
+//! librdkafka handle whose `group.id` is the group (it never subscribes, it only sends
+//! OffsetFetch), one per distinct group, reference counted in a second pool. librdkafka already
+//! implements those; TLS on the raw path (tokio-rustls) is future work.
 //!
 //! librdkafka calls block: each runs on `spawn_blocking`, is given the remaining time of the
 //! poll's deadline, and is also wrapped in a tokio timeout. Raw-protocol requests are async
@@ -29,6 +29,7 @@ use super::conn::Brokers;
 use super::lag::PartitionOffsets;
 use super::params::PartitionLimitation;
 use super::reads::{self, CallError, OffsetMap, Offsets, Parts, blocking, remaining};
+use super::sasl::{Mechanism, SaslAuth};
 use super::wire::WireError;
 use crate::ScalerError;
 use crate::pool::{Pool, Shared};
@@ -75,9 +76,25 @@ impl ClientKey {
         cfg
     }
 
-    /// No TLS and no SASL: the raw-protocol offset path can serve this key.
-    fn is_plaintext(&self) -> bool {
-        matches!(self.props.as_slice(), [("security.protocol", v)] if v.expose_secret() == "plaintext")
+    /// `Some` when the raw-protocol offset path can serve this key: no TLS, and no SASL or
+    /// SASL PLAIN/SCRAM (whose credentials it returns).
+    fn shared_auth(&self) -> Option<Option<SaslAuth>> {
+        let get = |name: &str| {
+            self.props
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let protocol = get("security.protocol")?;
+        match (protocol.expose_secret(), self.props.len()) {
+            ("plaintext", 1) => Some(None),
+            ("sasl_plaintext", 4) => Some(Some(SaslAuth {
+                mechanism: Mechanism::from_librdkafka(get("sasl.mechanism")?.expose_secret())?,
+                username: get("sasl.username")?,
+                password: get("sasl.password")?,
+            })),
+            _ => None,
+        }
     }
 
     /// librdkafka echoes bad values in its errors; strip any secret before it reaches a message.
@@ -180,9 +197,9 @@ pub fn pool_stats(servers: &str) -> PoolStats {
 
 /// Where a trigger's committed offsets come from.
 enum GroupReader {
-    /// Shared connections of the trigger's client (plaintext).
+    /// Shared connections of the trigger's client (plaintext or SASL PLAIN/SCRAM).
     Shared(Arc<Brokers>),
-    /// A librdkafka handle bound to the group (TLS/SASL).
+    /// A librdkafka handle bound to the group (TLS, OAUTHBEARER, GSSAPI).
     Handle(Shared<GroupKey, Handle>),
 }
 
@@ -226,8 +243,10 @@ fn create(key: &ClientKey, group: Option<&str>, timeout: Duration) -> Result<Han
             scaler: TYPE,
             message: key.redact(format!("kafka client configuration rejected: {e}")),
         })?;
-    let brokers =
-        (group.is_none() && key.is_plaintext()).then(|| Arc::new(Brokers::new(&key.servers)));
+    let brokers = match (group, key.shared_auth()) {
+        (None, Some(auth)) => Some(Arc::new(Brokers::new(&key.servers, auth))),
+        _ => None,
+    };
     Ok(Handle {
         consumer: Arc::new(consumer),
         servers: key.servers.clone(),
@@ -457,3 +476,7 @@ fn join_offsets(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

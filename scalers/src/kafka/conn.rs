@@ -18,8 +18,11 @@
 //!   connection never carries half a response into the next request; the next call reconnects.
 //! * Every step (waiting for the slot, connect, write, read) is bounded by the poll's deadline.
 //!
-//! Plaintext only: TLS and SASL triggers keep the per-group librdkafka handle (`client.rs`),
-//! which already implements every mechanism the spec lists.
+//! * SASL PLAIN and SCRAM-SHA-256/512 (`sasl.rs`) authenticate each connection once, right
+//!   after ApiVersions, so SASL triggers share connections exactly as plaintext ones do.
+//!
+//! TLS (and OAUTHBEARER/GSSAPI) triggers keep the per-group librdkafka handle (`client.rs`),
+//! which implements every mechanism the spec lists.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -29,6 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
+use super::sasl::{self, Mechanism, SaslAuth, Scram};
 use super::wire::{self, Committed, MAX_RESPONSE, WireError};
 use crate::pool::lock;
 
@@ -64,6 +68,8 @@ pub(crate) struct Brokers {
     slots: Mutex<HashMap<String, Slot>>,
     coordinators: Mutex<HashMap<String, String>>,
     counters: Arc<Counters>,
+    /// SASL credentials every new connection authenticates with.
+    sasl: Option<SaslAuth>,
 }
 
 impl std::fmt::Debug for Brokers {
@@ -76,8 +82,9 @@ impl std::fmt::Debug for Brokers {
 }
 
 impl Brokers {
-    /// Connection manager for the comma-separated `servers`; connects lazily.
-    pub(crate) fn new(servers: &str) -> Self {
+    /// Connection manager for the comma-separated `servers`, authenticating with `sasl`;
+    /// connects lazily.
+    pub(crate) fn new(servers: &str, sasl: Option<SaslAuth>) -> Self {
         Self {
             bootstrap: servers
                 .split(',')
@@ -88,6 +95,7 @@ impl Brokers {
             slots: Mutex::new(HashMap::new()),
             coordinators: Mutex::new(HashMap::new()),
             counters: Arc::new(Counters::default()),
+            sasl,
         }
     }
 
@@ -188,7 +196,7 @@ impl Brokers {
             .map_err(|_| timed_out(addr))?;
         let mut conn = match guard.take() {
             Some(conn) => conn,
-            None => Conn::open(addr, &self.counters, deadline).await?,
+            None => Conn::open(addr, &self.counters, self.sasl.as_ref(), deadline).await?,
         };
         // On error (or if this future is dropped) `conn` is dropped here: the socket closes.
         let reply = conn.round_trip(api_key, version, body, deadline).await?;
@@ -208,6 +216,7 @@ impl Conn {
     async fn open(
         addr: &str,
         counters: &Arc<Counters>,
+        auth: Option<&SaslAuth>,
         deadline: Instant,
     ) -> Result<Self, WireError> {
         let stream = timeout_at(deadline, TcpStream::connect(addr))
@@ -231,7 +240,14 @@ impl Conn {
             .round_trip(wire::API_VERSIONS, 0, &[], deadline)
             .await?;
         let ranges = wire::decode_api_versions(&reply)?;
-        for (key, api, version) in wire::REQUIRED {
+        let sasl_apis = [
+            (sasl::SASL_HANDSHAKE, "SaslHandshake", 1),
+            (sasl::SASL_AUTHENTICATE, "SaslAuthenticate", 0),
+        ];
+        let needed = wire::REQUIRED
+            .into_iter()
+            .chain(auth.into_iter().flat_map(|_| sasl_apis));
+        for (key, api, version) in needed {
             if !ranges
                 .iter()
                 .any(|r| r.key == key && r.min <= version && version <= r.max)
@@ -243,7 +259,57 @@ impl Conn {
                 });
             }
         }
+        if let Some(auth) = auth {
+            conn.authenticate(auth, deadline).await?;
+        }
         Ok(conn)
+    }
+
+    /// SaslHandshake, then the mechanism's SaslAuthenticate exchanges.
+    async fn authenticate(&mut self, auth: &SaslAuth, deadline: Instant) -> Result<(), WireError> {
+        let addr = self.addr.clone();
+        let fail = |reason: String| WireError::Sasl {
+            addr: addr.clone(),
+            mechanism: auth.mechanism.name(),
+            reason,
+        };
+        let request = sasl::handshake_request(auth.mechanism)?;
+        let reply = self
+            .round_trip(sasl::SASL_HANDSHAKE, 1, &request, deadline)
+            .await?;
+        sasl::decode_handshake(&reply)?;
+        if auth.mechanism == Mechanism::Plain {
+            self.sasl_step(auth, &sasl::plain_message(auth), deadline)
+                .await?;
+            return Ok(());
+        }
+        let (mut scram, first) = Scram::start(auth, sasl::client_nonce().map_err(fail)?);
+        let server_first = self.sasl_step(auth, first.as_bytes(), deadline).await?;
+        let server_first = String::from_utf8(server_first)
+            .map_err(|_| fail("server-first message is not UTF-8".into()))?;
+        let last = scram.client_final(&server_first).map_err(fail)?;
+        let server_final = self.sasl_step(auth, last.as_bytes(), deadline).await?;
+        scram
+            .verify(&String::from_utf8_lossy(&server_final))
+            .map_err(fail)
+    }
+
+    /// One SaslAuthenticate v0 exchange; a broker error becomes [`WireError::Sasl`].
+    async fn sasl_step(
+        &mut self,
+        auth: &SaslAuth,
+        bytes: &[u8],
+        deadline: Instant,
+    ) -> Result<Vec<u8>, WireError> {
+        let request = sasl::authenticate_request(bytes)?;
+        let reply = self
+            .round_trip(sasl::SASL_AUTHENTICATE, 0, &request, deadline)
+            .await?;
+        sasl::decode_authenticate(&reply)?.map_err(|code| WireError::Sasl {
+            addr: self.addr.clone(),
+            mechanism: auth.mechanism.name(),
+            reason: wire::error_name(code),
+        })
     }
 
     /// Send one request and read its answer (the body after the correlation id).
@@ -290,6 +356,10 @@ impl Conn {
 }
 
 #[cfg(test)]
+#[path = "conn_sasl_tests.rs"]
+mod sasl_tests;
+
+#[cfg(test)]
 mod tests {
     use std::time::Duration;
 
@@ -319,7 +389,7 @@ mod tests {
 
     async fn committed_from(reply: Vec<u8>) -> Result<Committed, WireError> {
         let addr = fake_broker(reply).await;
-        let b = Brokers::new(&addr);
+        let b = Brokers::new(&addr, None);
         let deadline = Instant::now() + Duration::from_millis(500);
         let out = b.committed("g", &[("t".into(), 0)], deadline).await;
         assert_eq!(
@@ -363,7 +433,7 @@ mod tests {
     async fn silent_broker_times_out_at_the_deadline() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let b = Brokers::new(&addr);
+        let b = Brokers::new(&addr, None);
         let start = Instant::now();
         let deadline = start + Duration::from_millis(300);
         let err = b.committed("g", &[("t".into(), 0)], deadline).await;

@@ -26,8 +26,9 @@
 //!
 //! Protocol: metadata and high watermarks (ListOffsets, timestamp −1) through one shared
 //! librdkafka client per (servers, security settings); committed offsets of any group with
-//! FindCoordinator + OffsetFetch over shared broker connections (`conn.rs`, plaintext), or on a
-//! librdkafka handle bound to the group for TLS/SASL triggers (`client.rs` explains why). See
+//! FindCoordinator + OffsetFetch over shared broker connections (`conn.rs`; plaintext and SASL
+//! PLAIN/SCRAM), or on a librdkafka handle bound to the group for TLS, OAUTHBEARER and GSSAPI
+//! triggers (`client.rs` explains why). See
 //! <https://keda.sh/docs/latest/scalers/apache-kafka/>.
 //!
 //! Security: `tls=enable`, SCRAM and `oauthbearer` need librdkafka built with OpenSSL and
@@ -41,6 +42,7 @@ mod conn;
 pub mod lag;
 mod params;
 mod reads;
+mod sasl;
 mod wire;
 
 use std::sync::Mutex;

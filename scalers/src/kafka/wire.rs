@@ -72,6 +72,13 @@ pub(crate) enum WireError {
     },
     #[error("no kafka bootstrap server configured")]
     NoBrokers,
+    /// SASL failed (the broker's message is not quoted: it may echo the user name).
+    #[error("kafka broker {addr}: SASL {mechanism} authentication failed: {reason}")]
+    Sasl {
+        addr: String,
+        mechanism: &'static str,
+        reason: String,
+    },
 }
 
 impl WireError {
@@ -102,14 +109,14 @@ pub(crate) fn error_name(code: i16) -> String {
     name.to_owned()
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str, what: &'static str) -> Result<(), WireError> {
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str, what: &'static str) -> Result<(), WireError> {
     let len = i16::try_from(s.len()).map_err(|_| WireError::RequestTooLong(what))?;
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(s.as_bytes());
     Ok(())
 }
 
-fn put_len(out: &mut Vec<u8>, n: usize, what: &'static str) -> Result<(), WireError> {
+pub(crate) fn put_len(out: &mut Vec<u8>, n: usize, what: &'static str) -> Result<(), WireError> {
     let len = i32::try_from(n).map_err(|_| WireError::RequestTooLong(what))?;
     out.extend_from_slice(&len.to_be_bytes());
     Ok(())
@@ -195,8 +202,26 @@ impl<'a> Reader<'a> {
         self.take(what).map(i64::from_be_bytes)
     }
 
+    /// Nullable BYTES (int32 length, −1 is null → empty).
+    pub(crate) fn bytes(&mut self, what: &'static str) -> Result<Vec<u8>, WireError> {
+        let len = self.i32(what)?;
+        if len == -1 {
+            return Ok(Vec::new());
+        }
+        let len = usize::try_from(len).map_err(|_| WireError::Invalid(what))?;
+        if self.buf.len() < len {
+            return Err(WireError::Truncated(what));
+        }
+        let (bytes, tail) = self.buf.split_at(len);
+        self.buf = tail;
+        Ok(bytes.to_vec())
+    }
+
     /// A nullable string (length −1 is null).
-    fn nullable_string(&mut self, what: &'static str) -> Result<Option<String>, WireError> {
+    pub(crate) fn nullable_string(
+        &mut self,
+        what: &'static str,
+    ) -> Result<Option<String>, WireError> {
         let len = self.i16(what)?;
         if len == -1 {
             return Ok(None);
@@ -211,7 +236,7 @@ impl<'a> Reader<'a> {
         Ok(Some(s.to_owned()))
     }
 
-    fn string(&mut self, what: &'static str) -> Result<String, WireError> {
+    pub(crate) fn string(&mut self, what: &'static str) -> Result<String, WireError> {
         self.nullable_string(what)?.ok_or(WireError::Invalid(what))
     }
 

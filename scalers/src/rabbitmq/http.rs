@@ -1,6 +1,8 @@
 //! The management HTTP API side of the RabbitMQ scaler (spec/scalers.md §2.4): URL layout
-//! (path prefix and vhost from `host`), Basic or OAuth2 bearer auth, regex aggregation.
+//! (path prefix and vhost from `host`), Basic, OAuth2 or Azure AD (workload identity) bearer
+//! auth, regex aggregation.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::Url;
@@ -10,6 +12,7 @@ use serde::Deserialize;
 use super::params::{OAuth, endpoint_params};
 use super::{QueueInfo, Trigger, backend_error, config_error, host_url, tls_settings};
 use crate::ScalerError;
+use crate::azure_ad::TokenSource;
 use crate::naming::query_escape;
 use crate::pool::http::{HttpClient, HttpKey, TlsSettings, acquire};
 use crate::pool::{Shared, mask_userinfo};
@@ -31,6 +34,19 @@ enum Credentials {
     None,
     Basic(String, SecretString),
     OAuth(Box<OAuthClient>),
+    /// Azure AD token for `workloadIdentityResource` (shared with other triggers).
+    Azure(Arc<TokenSource>),
+}
+
+/// The AAD scope of an audience, as KEDA's `getScopedResource`: `<resource>/.default` unless
+/// it already ends in `.default` (a trailing `/` is dropped first).
+pub(super) fn scoped_resource(resource: &str) -> String {
+    let resource = resource.trim_end_matches('/');
+    if resource.ends_with(".default") {
+        resource.to_owned()
+    } else {
+        format!("{resource}/.default")
+    }
 }
 
 /// `{prefix}/api/queues{/vhost}` for the raw (still-encoded) `path` of `host`.
@@ -53,16 +69,18 @@ pub(super) fn queues_path(raw_path: &str, vhost_name: Option<&str>) -> String {
 }
 
 impl Api {
-    pub(super) fn new(trigger: &Trigger) -> Result<Self, ScalerError> {
-        if trigger.workload_identity_resource.is_some() {
-            return Err(config_error(
-                "workloadIdentityResource is not supported by tidescale yet",
-            ));
-        }
+    /// `azure`: the token source for `workloadIdentityResource`, when the trigger has one.
+    pub(super) fn new(
+        trigger: &Trigger,
+        azure: Option<Arc<TokenSource>>,
+    ) -> Result<Self, ScalerError> {
         let url = host_url(trigger)?;
         let tls = tls_settings(trigger);
         let client = acquire(&url, &tls).map_err(config_error)?;
-        let auth = if let Some(oauth) = &trigger.oauth {
+        // As in KEDA, the Azure bearer replaces any Basic userinfo of `host`.
+        let auth = if let Some(source) = azure {
+            Credentials::Azure(source)
+        } else if let Some(oauth) = &trigger.oauth {
             Credentials::OAuth(Box::new(OAuthClient::new(oauth, &tls)?))
         } else if let Some((user, pass)) = &trigger.credentials {
             Credentials::Basic(user.expose_secret().to_owned(), pass.clone())
@@ -119,6 +137,11 @@ impl Api {
             Credentials::OAuth(oauth) => {
                 request.bearer_auth(oauth.token(timeout).await?.expose_secret())
             }
+            Credentials::Azure(source) => {
+                let deadline = Instant::now() + crate::pool::effective_timeout(timeout);
+                let token = source.token(deadline).await.map_err(backend_error)?;
+                request.bearer_auth(token.expose_secret())
+            }
         };
         let (status, body) = self
             .client
@@ -126,6 +149,11 @@ impl Api {
             .send(request, timeout)
             .await
             .map_err(backend_error)?;
+        if status == reqwest::StatusCode::UNAUTHORIZED
+            && let Credentials::Azure(source) = &self.auth
+        {
+            source.forget().await;
+        }
         if status != reqwest::StatusCode::OK {
             return Err(backend_error(format!(
                 "error requesting RabbitMQ API status: {status}, response: {}, from: {url}",

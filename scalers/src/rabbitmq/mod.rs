@@ -21,7 +21,7 @@
 //! | `username`, `password` | no | – | A,E | together; replace the userinfo of `host` |
 //! | `tls` | no | `disable` | A | `enable`: use `ca`/`cert`/`key` |
 //! | `ca`, `cert`, `key`, `keyPassword` | no | – | A | PEM; `cert` and `key` together |
-//! | `workloadIdentityResource` | no | – | A | Azure AD audience (HTTP only) |
+//! | `workloadIdentityResource` | no | – | A | Azure AD audience (HTTP only; needs `podIdentity.provider: azure-workload`): its token is sent as `Authorization: Bearer` |
 //! | `oauthTokenURI`, `clientID`, `clientSecret`, `scopes`/`scope`, `endpointParams` | no | – | A | OAuth2 client credentials (HTTP only) |
 //!
 //! Sources: M = trigger metadata, A = TriggerAuthentication params, E = target env via
@@ -35,6 +35,7 @@ mod amqp;
 mod http;
 mod params;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -131,9 +132,36 @@ pub struct RabbitMqScaler {
     backend: Backend,
 }
 
+/// Hooks for tests and unusual deployments; [`build`] uses the defaults.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// Extra CA certificate (PEM) trusted for the Azure AD token endpoint.
+    pub token_ca_pem: Option<String>,
+    /// The operator's `AZURE_*` workload-identity variables; `None` reads the process env.
+    pub env: Option<BTreeMap<String, String>>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env = self.env.as_ref().map(|e| e.keys().collect::<Vec<_>>());
+        f.debug_struct("Options")
+            .field("token_ca_pem", &self.token_ca_pem.is_some())
+            .field("env", &env)
+            .finish()
+    }
+}
+
 /// Parse `cfg`, take a pooled client and, for AMQP, make sure the connection is up (as KEDA
 /// does at construction).
 pub async fn build(cfg: &ScalerConfig) -> Result<Box<dyn Scaler>, ScalerError> {
+    build_with(cfg, Options::default()).await
+}
+
+/// Build with explicit [`Options`].
+pub async fn build_with(
+    cfg: &ScalerConfig,
+    options: Options,
+) -> Result<Box<dyn Scaler>, ScalerError> {
     let trigger = parse(cfg)?;
     let timeout = trigger.timeout.unwrap_or(cfg.timeout);
     let backend = match trigger.protocol {
@@ -146,7 +174,10 @@ pub async fn build(cfg: &ScalerConfig) -> Result<Box<dyn Scaler>, ScalerError> {
                 .map_err(backend_error)?;
             Backend::Amqp(shared)
         }
-        Protocol::Http => Backend::Http(http::Api::new(&trigger)?),
+        Protocol::Http => Backend::Http(http::Api::new(
+            &trigger,
+            azure_source(&trigger, cfg, options)?,
+        )?),
     };
     Ok(Box::new(RabbitMqScaler {
         spec: trigger.metric_spec(cfg.trigger_index),
@@ -154,6 +185,32 @@ pub async fn build(cfg: &ScalerConfig) -> Result<Box<dyn Scaler>, ScalerError> {
         timeout,
         backend,
     }))
+}
+
+/// The shared Azure AD token source for `workloadIdentityResource` (parse has checked that
+/// the pod identity is `azure-workload`). No I/O.
+fn azure_source(
+    trigger: &Trigger,
+    cfg: &ScalerConfig,
+    options: Options,
+) -> Result<Option<std::sync::Arc<crate::azure_ad::TokenSource>>, ScalerError> {
+    let Some(resource) = &trigger.workload_identity_resource else {
+        return Ok(None);
+    };
+    let env = options.env.unwrap_or_else(|| {
+        std::env::vars()
+            .filter(|(k, _)| k.starts_with("AZURE_"))
+            .collect()
+    });
+    let pod = cfg.pod_identity.clone().unwrap_or_default();
+    let identity = crate::azure_ad::WorkloadIdentity::resolve(&pod, &env).map_err(config_error)?;
+    let tls = TlsSettings {
+        ca: options.token_ca_pem,
+        ..TlsSettings::default()
+    };
+    crate::azure_ad::TokenSource::shared(identity, &http::scoped_resource(resource), &tls)
+        .map(Some)
+        .map_err(config_error)
 }
 
 fn backend_error(e: impl std::fmt::Display) -> ScalerError {

@@ -153,7 +153,21 @@ struct Raw {
 pub fn parse(cfg: &ScalerConfig) -> Result<Trigger, ScalerError> {
     let metric_type = external_metric_type(cfg, TYPE)?;
     let raw = read(cfg)?;
-    validate(raw, metric_type)
+    let trigger = validate(raw, metric_type)?;
+    // After KEDA's checks (their order is part of the contract): the Azure AD audience is
+    // only usable with an Azure workload identity to get tokens from.
+    let provider = cfg.pod_identity.as_ref().map(|i| i.provider.trim());
+    // `tidescale check` without the TriggerAuthentication cannot know its podIdentity.
+    let identity_unknown = cfg.pod_identity.is_none() && cfg.unresolved.any_auth_param;
+    if trigger.workload_identity_resource.is_some()
+        && provider != Some("azure-workload")
+        && !identity_unknown
+    {
+        return Err(config_error(
+            "authParams \"workloadIdentityResource\" needs podIdentity provider azure-workload",
+        ));
+    }
+    Ok(trigger)
 }
 
 fn read(cfg: &ScalerConfig) -> Result<Raw, ScalerError> {

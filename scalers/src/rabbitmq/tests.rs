@@ -74,6 +74,8 @@ fn parse_valid(
 #[case::user_without_password(&[AMQP, Q], &[("username", "u")], "username and password must be given together")]
 #[case::unknown_scheme(&[("host", "redis://h"), Q], &[], "unknown host URL scheme")]
 #[case::workload_identity_on_amqp(&[AMQP, Q], &[("workloadIdentityResource", "r")], "workload identity is not supported for the AMQP protocol")]
+#[case::workload_identity_without_azure_pod_identity(&[HTTP, Q], &[("workloadIdentityResource", "api://rabbit")], "authParams \"workloadIdentityResource\" needs podIdentity provider azure-workload")]
+#[case::oauth_with_workload_identity(&[HTTP, Q], &[("oauthTokenURI", "t"), ("clientID", "c"), ("clientSecret", "s"), ("workloadIdentityResource", "r")], "OAuth2 cannot be combined")]
 #[case::oauth_incomplete(&[HTTP, Q], &[("clientID", "c")], "oauthTokenURI, clientID and clientSecret are all required")]
 #[case::oauth_on_amqp(&[AMQP, Q], &[("oauthTokenURI", "t"), ("clientID", "c"), ("clientSecret", "s")], "OAuth2 is not supported for the AMQP protocol")]
 #[case::oauth_with_basic(&[HTTP, Q], &[("oauthTokenURI", "t"), ("clientID", "c"), ("clientSecret", "s"), ("username", "u"), ("password", "p")], "OAuth2 cannot be combined")]
@@ -443,4 +445,30 @@ async fn oauth2_token_is_fetched_once_and_sent_as_bearer() {
         );
     }
     assert_eq!(tokens.load(Ordering::SeqCst), 1);
+}
+
+#[rstest]
+#[case::app_id_uri("api://rabbitmq-mgmt", "api://rabbitmq-mgmt/.default")]
+#[case::trailing_slash("https://rabbit.example/", "https://rabbit.example/.default")]
+#[case::already_scoped("api://r/.default", "api://r/.default")]
+#[case::guid(
+    "00000000-1111-2222-3333-444444444444",
+    "00000000-1111-2222-3333-444444444444/.default"
+)]
+fn workload_identity_resource_becomes_a_default_scope(#[case] resource: &str, #[case] scope: &str) {
+    assert_eq!(super::http::scoped_resource(resource), scope);
+}
+
+#[test]
+fn workload_identity_resource_with_azure_identity_parses_for_http() {
+    let mut c = cfg(&[HTTP, Q], &[("workloadIdentityResource", "api://rabbit")]);
+    c.pod_identity = Some(crate::PodIdentity {
+        provider: "azure-workload".into(),
+        ..crate::PodIdentity::default()
+    });
+    let t = parse(&c).expect("valid");
+    assert_eq!(
+        t.workload_identity_resource.as_deref(),
+        Some("api://rabbit")
+    );
 }

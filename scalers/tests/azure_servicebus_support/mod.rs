@@ -73,6 +73,10 @@ pub struct ServerState {
     pub rejections: Vec<String>,
     /// Token requests that succeeded.
     pub tokens_issued: usize,
+    /// The scope token requests must ask for; `None` means Service Bus's.
+    pub scope: Option<String>,
+    /// Prometheus instant queries served (`/api/v1/query`, Azure managed Prometheus).
+    pub prometheus_queries: usize,
 }
 
 /// A running server: its address, CA certificate (PEM) and state.
@@ -161,6 +165,9 @@ async fn handle(
 ) -> Response {
     if method == Method::POST && uri.path().ends_with("/oauth2/v2.0/token") {
         return token(&state, uri.path(), &body);
+    }
+    if uri.path() == "/api/v1/query" {
+        return prometheus_query(&state, &headers);
     }
     let mode = state.lock().unwrap().mode;
     if mode == Mode::Slow {
@@ -377,15 +384,19 @@ fn token(state: &Arc<Mutex<ServerState>>, path: &str, body: &str) -> Response {
             "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
         ),
         ("client_assertion", ASSERTION),
-        ("scope", "https://servicebus.azure.net//.default"),
     ];
     let mut st = state.lock().unwrap();
+    let scope = st
+        .scope
+        .clone()
+        .unwrap_or_else(|| "https://servicebus.azure.net//.default".to_owned());
+    let scope_ok = form.get("scope") == Some(&scope);
     let wrong: Vec<&str> = expect
         .iter()
         .filter(|(k, v)| form.get(*k).map(String::as_str) != Some(v))
         .map(|(k, _)| *k)
         .collect();
-    if !path.starts_with("/tenant-1/") || !wrong.is_empty() {
+    if !path.starts_with("/tenant-1/") || !wrong.is_empty() || !scope_ok {
         st.rejections
             .push(format!("token request {path} with wrong fields {wrong:?}"));
         let json =
@@ -399,6 +410,31 @@ fn token(state: &Arc<Mutex<ServerState>>, path: &str, body: &str) -> Response {
     let json = format!(
         r#"{{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"{ACCESS_TOKEN}"}}"#
     );
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/json")
+        .body(Body::from(json))
+        .unwrap()
+}
+
+/// Azure Monitor managed Prometheus: an instant query answered with one sample (`7`) when the
+/// bearer token is the one the token endpoint issued, 401 otherwise.
+fn prometheus_query(state: &Arc<Mutex<ServerState>>, headers: &HeaderMap) -> Response {
+    let auth = headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let mut st = state.lock().unwrap();
+    if auth != format!("Bearer {ACCESS_TOKEN}") {
+        st.rejections
+            .push("prometheus query without the issued bearer token".into());
+        return Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .body(Body::empty())
+            .unwrap();
+    }
+    st.prometheus_queries += 1;
+    let json = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"7"]}]}}"#;
     Response::builder()
         .status(StatusCode::OK)
         .header("Content-Type", "application/json")
