@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
@@ -14,16 +13,15 @@ use kube::runtime::reflector::Store;
 use tracing::{info, warn};
 
 use super::events::Events;
-use super::hpa::{TargetRef, desired_hpa};
+use super::hpa as owned_hpa;
 use super::pause::{self, Pause};
+use super::secrets::SourceIndex;
 use super::status::{current_status, set_condition, set_condition_to, write_if_changed};
 use super::target::{Target, within_api_timeout};
-use super::triggers::build_triggers;
+use super::triggers::{build_resolved, resolve_triggers};
 use crate::check::{NoTriggerValidation, rules};
 use crate::crd::ScaledObject;
-use crate::crd::names::{
-    FIELD_MANAGER, FINALIZER, LABEL_SCALED_OBJECT_NAME, condition, event, reason,
-};
+use crate::crd::names::{FINALIZER, LABEL_SCALED_OBJECT_NAME, condition, event, reason};
 use crate::scaling::decision::ConditionChange;
 use crate::scaling::modifiers::CompositeMetric;
 use crate::scaling::poll::PolledObject;
@@ -51,6 +49,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Where the loop leaves the values the adapter serves.
     pub store: MetricStore,
+    /// Which Secrets and TriggerAuthentications each object's triggers were resolved from.
+    pub sources: Arc<SourceIndex>,
+    /// Replicas of the scale targets, from watches: polls read no target from the API.
+    pub targets: crate::scaling::replicas::TargetCache,
 }
 
 /// A reconcile that failed; retried with backoff.
@@ -102,16 +104,29 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
     if let Some(pause) = Pause::of(so) {
         return pause_object(so, ctx, pause).await;
     }
-    let revision = revision(so);
+    let base = revision(so);
     let key = key_of(so);
-    let current = ctx
+    let registered = ctx
         .registered
         .lock()
-        .map(|r| r.get(&key).map(|(rev, _)| rev.clone()))
+        .map(|r| {
+            r.get(&key)
+                .map(|(rev, polled)| (rev.clone(), Arc::clone(polled)))
+        })
         .unwrap_or(None);
-    // Status writes re-trigger reconciles: skip them, unless the HPA went missing.
-    if current.as_deref() == Some(revision.as_str()) && hpa_exists(so, ctx).await? {
-        return Ok(Action::requeue(Duration::from_secs(300)));
+    // A Secret or TriggerAuthentication it reads changed: resolve again, rebuild if needed.
+    let stale = ctx.sources.take_stale(&key);
+    let same_spec = registered
+        .as_ref()
+        .and_then(|(rev, _)| rev.rsplit_once('#'))
+        .is_some_and(|(spec, _)| spec == base);
+    // Status writes (and HPA status changes) re-trigger reconciles: mirror the HPA's health and
+    // stop there, unless the HPA went missing.
+    if same_spec
+        && !stale
+        && let Some(hpa) = owned_hpa::read(so, ctx, &so.hpa_name()).await?
+    {
+        return owned_hpa::observe(so, ctx, &hpa).await;
     }
     let mut problems = crate::check::Problems::default();
     rules::scaled_object(so, &NoTriggerValidation, &mut problems);
@@ -127,7 +142,7 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
         Ok(replicas) => replicas,
         Err(e) => return not_ready(so, ctx, e.to_string()).await,
     };
-    let triggers = match build_triggers(
+    let resolved = match resolve_triggers(
         &ctx.client,
         so,
         &target,
@@ -136,9 +151,32 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
     )
     .await
     {
-        Ok(triggers) => triggers,
-        Err(e) => return not_ready(so, ctx, e.to_string()).await,
+        Ok(resolved) => resolved,
+        Err(e) => {
+            if stale {
+                ctx.sources.mark_stale(&key);
+            }
+            return not_ready(so, ctx, e.to_string()).await;
+        }
     };
+    ctx.sources.record(&key, resolved.sources.clone());
+    let revision = format!("{base}#{:016x}", resolved.digest);
+    if let Some((current, polled)) = &registered
+        && *current == revision
+    {
+        // Re-resolved to the same values (a Secret rewritten unchanged, or the HPA gone):
+        // keep the scalers, make sure the HPA and status are as they should be.
+        let specs: Vec<_> = polled
+            .triggers
+            .iter()
+            .flat_map(|t| t.specs.clone())
+            .collect();
+        if let Some(conflict) = owned_hpa::ensure(so, ctx, &target, &specs).await? {
+            return not_ready(so, ctx, conflict).await;
+        }
+        write_ready_status(so, ctx, &target, replicas, &specs).await?;
+        return Ok(Action::requeue(Duration::from_secs(300)));
+    }
     let composite = match CompositeMetric::of(so).transpose() {
         Ok(composite) => composite,
         Err(e) => {
@@ -150,8 +188,25 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
             .await;
         }
     };
+    // Same spec, new auth or env: a trigger whose new credentials fail keeps polling (and
+    // failing) instead of taking the object down.
+    let previous = registered
+        .as_ref()
+        .filter(|_| same_spec)
+        .map(|(_, polled)| Arc::clone(polled));
+    let previous = previous.as_ref().map_or(&[][..], |p| &p.triggers[..]);
+    let triggers = match build_resolved(resolved.triggers, previous).await {
+        Ok(triggers) => triggers,
+        Err(e) => return not_ready(so, ctx, e.to_string()).await,
+    };
+    ctx.metrics.record_scaler_build(&namespace, &name);
     let specs: Vec<_> = triggers.iter().flat_map(|t| t.specs.clone()).collect();
-    apply_hpa(so, ctx, &target, &specs).await?;
+    if let Some(conflict) = owned_hpa::ensure(so, ctx, &target, &specs).await? {
+        for trigger in &triggers {
+            let _ = trigger.scaler.close().await;
+        }
+        return not_ready(so, ctx, conflict).await;
+    }
     write_ready_status(so, ctx, &target, replicas, &specs).await?;
     let interval = Duration::from_secs(so.spec.polling_interval.max(1) as u64);
     let polled = Arc::new(PolledObject {
@@ -167,6 +222,8 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
         metrics: Arc::clone(&ctx.metrics),
         store: ctx.store.clone(),
         composite,
+        targets: ctx.targets.clone(),
+        last_active: Default::default(),
     });
     let types = so
         .spec
@@ -193,24 +250,15 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
-/// Poll `polled` from now on, closing the scalers of what it replaces.
 /// What a registration is built from: the spec (generation) and the labels and annotations the
 /// HPA copies or that shape it (pauses of one direction), less the label tidescale sets itself.
+/// Registrations store it followed by `#` and the digest of the resolved trigger inputs.
 fn revision(so: &ScaledObject) -> String {
     let generation = so.metadata.generation.unwrap_or_default();
     let mut labels = so.metadata.labels.clone().unwrap_or_default();
     labels.remove(LABEL_SCALED_OBJECT_NAME);
     let meta = serde_json::json!([labels, so.metadata.annotations]);
     format!("{generation}:{meta}")
-}
-
-async fn hpa_exists(so: &ScaledObject, ctx: &Context) -> Result<bool, Error> {
-    let namespace = so.metadata.namespace.as_deref().unwrap_or_default();
-    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), namespace);
-    let name = so.hpa_name();
-    bounded("read the HPA", api.get_opt(&name))
-        .await
-        .map(|hpa| hpa.is_some())
 }
 
 fn register(ctx: &Context, key: ObjectKey, revision: String, polled: Arc<PolledObject>) {
@@ -243,6 +291,8 @@ async fn cleanup(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
     unregister(ctx, &key).await;
     restore_original_replicas(so, ctx).await;
     ctx.metrics.forget_object(&key.0, &key.1);
+    ctx.metrics.forget_scaler_builds(&key.0, &key.1);
+    ctx.sources.forget(&key);
     ctx.events
         .normal(
             so,
@@ -302,6 +352,7 @@ async fn unregister(ctx: &Context, key: &ObjectKey) {
 async fn pause_object(so: &ScaledObject, ctx: &Context, pause: Pause) -> Result<Action, Error> {
     let key = key_of(so);
     unregister(ctx, &key).await;
+    ctx.sources.forget(&key);
     ctx.metrics.set_paused(&key.0, &key.1, true);
     pause::delete_hpa(&ctx.client, so)
         .await
@@ -368,30 +419,6 @@ async fn ensure_label(so: &ScaledObject, ctx: &Context) -> Result<(), Error> {
     .map(|_| ())
 }
 
-async fn apply_hpa(
-    so: &ScaledObject,
-    ctx: &Context,
-    target: &Target,
-    specs: &[tidescale_scalers::MetricSpec],
-) -> Result<(), Error> {
-    let target_ref = TargetRef {
-        api_version: target.resource.api_version.clone(),
-        kind: target.resource.kind.clone(),
-        name: target.name.clone(),
-    };
-    let mut hpa = desired_hpa(so, &target_ref, specs, env!("CARGO_PKG_VERSION"));
-    hpa.metadata.managed_fields = None;
-    let value = serde_json::json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": hpa.metadata, "spec": hpa.spec});
-    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), &target.namespace);
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    bounded(
-        "apply the HPA",
-        api.patch(&so.hpa_name(), &params, &Patch::Apply(&value)),
-    )
-    .await
-    .map(|_| ())
-}
-
 async fn write_ready_status(
     so: &ScaledObject,
     ctx: &Context,
@@ -427,36 +454,74 @@ async fn write_ready_status(
         message: "ScaledObject is defined correctly and is ready for scaling",
     };
     set_condition(&mut status.conditions, condition::READY, &ready);
-    let resumed = set_condition_to(
+    let was_paused = so.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == condition::PAUSED && c.status == "True")
+    });
+    // One direction paused: the loop and the HPA keep running, but Paused is True (KEDA).
+    let (paused, reason, message) = match one_way_pause(so) {
+        Some(message) => ("True", reason::SCALED_OBJECT_PAUSED, message),
+        None => (
+            "False",
+            reason::SCALED_OBJECT_UNPAUSED,
+            "ScaledObject is not paused",
+        ),
+    };
+    let changed = set_condition_to(
         &mut status.conditions,
         condition::PAUSED,
-        "False",
-        reason::SCALED_OBJECT_UNPAUSED,
-        "ScaledObject is not paused",
+        paused,
+        reason,
+        message,
     );
     status.paused_replica_count = None;
     bounded_write(so, ctx, &status).await?;
-    if resumed
-        && so.status.as_ref().is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == condition::PAUSED && c.status == "True")
-        })
-    {
-        ctx.events
-            .normal(
-                so,
-                event::SCALED_OBJECT_UNPAUSED,
-                "ScaledObject was unpaused".to_owned(),
-            )
-            .await;
+    match (changed, was_paused, paused == "True") {
+        (true, true, false) => {
+            ctx.events
+                .normal(
+                    so,
+                    event::SCALED_OBJECT_UNPAUSED,
+                    "ScaledObject was unpaused".to_owned(),
+                )
+                .await
+        }
+        (true, false, true) => {
+            ctx.events
+                .normal(so, event::SCALED_OBJECT_PAUSED, message.to_owned())
+                .await
+        }
+        _ => {}
     }
     Ok(())
 }
 
-/// Ready=False with the problem, Active=Unknown; nothing is scaled. Retried periodically and
-/// on every spec change.
+/// The Paused message when `paused-scale-in` or `paused-scale-out` is set (any value but
+/// `false`, as for the HPA's select policies).
+fn one_way_pause(so: &ScaledObject) -> Option<&'static str> {
+    let set = |key: &str| {
+        so.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .is_some_and(|v| v != "false")
+    };
+    match (
+        set(crate::crd::names::ANNOTATION_PAUSED_SCALE_IN),
+        set(crate::crd::names::ANNOTATION_PAUSED_SCALE_OUT),
+    ) {
+        (true, true) => Some("ScaledObject is paused for scale in and scale out"),
+        (true, false) => Some("ScaledObject is paused for scale in"),
+        (false, true) => Some("ScaledObject is paused for scale out"),
+        (false, false) => None,
+    }
+}
+
+/// Ready=False with the problem, Active=Unknown; nothing is scaled (a loop registered for an
+/// earlier, valid spec is stopped). Retried periodically and on every spec change.
 async fn not_ready(so: &ScaledObject, ctx: &Context, message: String) -> Result<Action, Error> {
+    unregister(ctx, &key_of(so)).await;
     warn!(namespace = so.metadata.namespace.as_deref().unwrap_or_default(), scaled_object = so.metadata.name.as_deref().unwrap_or_default(), problem = %message, "ScaledObject is not ready");
     let mut status = current_status(so);
     let changed = set_condition_to(
@@ -465,6 +530,13 @@ async fn not_ready(so: &ScaledObject, ctx: &Context, message: String) -> Result<
         "False",
         reason::SCALED_OBJECT_CHECK_FAILED,
         &message,
+    );
+    set_condition_to(
+        &mut status.conditions,
+        condition::ACTIVE,
+        "Unknown",
+        reason::UNKNOWN_STATE,
+        "ScaledObject check failed",
     );
     bounded_write(so, ctx, &status).await?;
     if changed {
@@ -489,7 +561,7 @@ async fn bounded_write(
         })
 }
 
-async fn bounded<T>(
+pub(super) async fn bounded<T>(
     action: &'static str,
     call: impl Future<Output = kube::Result<T>>,
 ) -> Result<T, Error> {

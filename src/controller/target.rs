@@ -1,6 +1,7 @@
 //! The scale target: whatever `scaleTargetRef` names, as long as it has a `/scale`
 //! subresource (Deployments, StatefulSets, custom resources) — `spec/kubernetes.md` §4.
-//! Discovery maps the kind to its resource once; reads and writes go through `/scale`.
+//! Discovery maps the kind to its resource once; writes go through `/scale`. Polls read the
+//! replicas from a watch (`scaling::replicas`); [`Target::replicas`] is the fallback.
 
 use std::time::Duration;
 
@@ -152,15 +153,36 @@ impl Target {
 
     /// Set `spec.replicas` through `/scale`.
     pub async fn scale_to(&self, client: &kube::Client, replicas: i32) -> Result<(), TargetError> {
+        self.scale_to_version(client, replicas).await.map(|_| ())
+    }
+
+    /// Set `spec.replicas` through `/scale`; returns the object's resourceVersion after the
+    /// write (a Scale carries its parent's), so a watch-fed cache can tell older events from
+    /// newer ones.
+    pub async fn scale_to_version(
+        &self,
+        client: &kube::Client,
+        replicas: i32,
+    ) -> Result<Option<String>, TargetError> {
         let api = self.api(client);
         let patch = serde_json::json!({"spec": {"replicas": replicas}});
         let params = PatchParams::default();
-        self.bounded(
-            "scale",
-            api.patch_scale(&self.name, &params, &Patch::Merge(&patch)),
+        let scale = self
+            .bounded(
+                "scale",
+                api.patch_scale(&self.name, &params, &Patch::Merge(&patch)),
+            )
+            .await?;
+        Ok(scale.metadata.resource_version)
+    }
+
+    /// The same kind this target is, as a key: group, version and kind.
+    pub fn kind_key(&self) -> (String, String, String) {
+        (
+            self.resource.group.clone(),
+            self.resource.version.clone(),
+            self.resource.kind.clone(),
         )
-        .await?;
-        Ok(())
     }
 
     /// The object itself (for its pod template).

@@ -4,7 +4,9 @@
 
 pub mod decision;
 pub mod fallback;
+pub mod last_active;
 pub mod modifiers;
 pub mod poll;
+pub mod replicas;
 pub mod scheduler;
 pub mod store;

@@ -1,6 +1,11 @@
 //! One poll of one ScaledObject: read the target's replicas, query every trigger in parallel
 //! (each bounded by its timeout), decide (`decision`), write `/scale` when a transition is due,
 //! and patch status only when it changed.
+//!
+//! In steady state a poll makes no Kubernetes API call at all (design.md §4.3): the replicas
+//! come from the watch-fed [`TargetCache`], the object from the controller's cache, and
+//! `lastActiveTime` is kept in memory and persisted on transitions and at most once every
+//! `cooldownPeriod / 4` ([`super::last_active`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +19,9 @@ use tracing::{debug, info, warn};
 
 use super::decision::{Decision, ObjectState, PollOutcome, ScaleChange, ScaleReason, decide};
 use super::fallback::{AfterPoll, after_poll, synthesized_value};
+use super::last_active::{LastActive, to_write, write_interval};
 use super::modifiers::{CompositeMetric, CompositeValue};
+use super::replicas::TargetCache;
 use super::scheduler::Pollable;
 use super::store::{MetricRecord, MetricStore};
 use crate::controller::events::Events;
@@ -56,6 +63,10 @@ pub struct PolledObject {
     pub store: MetricStore,
     /// The scaling-modifiers formula, when the object has one.
     pub composite: Option<CompositeMetric>,
+    /// Where the target's replicas are read from (a watch, not a GET per poll).
+    pub targets: TargetCache,
+    /// `lastActiveTime` as this process saw it.
+    pub last_active: LastActive,
 }
 
 impl Pollable for PolledObject {
@@ -65,6 +76,12 @@ impl Pollable for PolledObject {
 
     fn poll(self: Arc<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move { self.poll_once().await })
+    }
+
+    fn started_late(&self, lateness: Duration) {
+        self.metrics.record_poll_lateness(lateness);
+        self.metrics
+            .record_scale_loop_latency(&self.namespace, &self.name, lateness);
     }
 }
 
@@ -88,7 +105,7 @@ impl PolledObject {
         let Some(latest) = self.objects.get(&reference) else {
             return;
         };
-        let current = match self.target.replicas(&self.client).await {
+        let current = match self.targets.replicas(&self.target).await {
             Ok(replicas) => replicas,
             Err(error) => {
                 warn!(namespace = %self.namespace, scaled_object = %self.name, error = %error, "cannot read the scale target");
@@ -110,6 +127,15 @@ impl PolledObject {
         );
         let mut state = object_state(&latest, current);
         state.fallback_replicas = fallback.as_ref().and_then(|f| f.replicas);
+        let interval = write_interval(state.cooldown);
+        let persisted_active = latest.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == condition::ACTIVE && c.status == "True")
+        });
+        state.last_active =
+            self.last_active
+                .effective(state.last_active, persisted_active, interval, now);
         let mut outcome = results.outcome;
         let composite = self.composite.as_ref().map(|c| c.evaluate(&results.named));
         match &composite {
@@ -122,6 +148,9 @@ impl PolledObject {
         }
         let fallback_replicas = state.fallback_replicas;
         let decision = decide(&state, outcome, now);
+        if decision.touch_last_active {
+            self.last_active.touch(now);
+        }
         self.store.record_poll(
             &self.namespace,
             &self.name,
@@ -131,10 +160,19 @@ impl PolledObject {
         if let Some(change) = decision.scale {
             self.scale(&latest, current, change).await;
         }
-        let mut status = next_status(&latest, &decision, results.activity, now);
+        let mut status = next_status(&latest, &decision, results.activity);
         if let Some(fallback) = fallback {
             self.record_fallback(&latest, &mut status, fallback).await;
         }
+        let persisted = status.last_active_time.as_ref().map(|t| t.0);
+        let transition = latest.status.as_ref() != Some(&status);
+        status.last_active_time = to_write(
+            persisted,
+            self.last_active.remembered(),
+            transition,
+            interval,
+        )
+        .map(Time);
         if let Err(error) = write_if_changed(&self.client, &latest, &status).await {
             warn!(namespace = %self.namespace, scaled_object = %self.name, error = %error, "cannot write the status");
         }
@@ -149,8 +187,9 @@ impl PolledObject {
             self.namespace,
             self.target.name
         );
-        match self.target.scale_to(&self.client, change.to).await {
-            Ok(()) => {
+        match self.target.scale_to_version(&self.client, change.to).await {
+            Ok(version) => {
+                self.targets.wrote(&self.target, change.to, version).await;
                 info!(namespace = %self.namespace, scaled_object = %self.name, from = current, to = change.to, reason = ?change.reason, "scaled the target");
                 if let Some(reason) = change.reason.event_reason() {
                     let note = format!("Scaled {target} from {current} to {}", change.to);
@@ -430,12 +469,11 @@ fn object_state(so: &ScaledObject, current_replicas: i32) -> ObjectState {
     }
 }
 
-/// The status after this poll: conditions, activity and last active time.
+/// The status after this poll: conditions and activity (`lastActiveTime` is the caller's).
 fn next_status(
     so: &ScaledObject,
     decision: &Decision,
     activity: BTreeMap<String, TriggerActivityStatus>,
-    now: Timestamp,
 ) -> ScaledObjectStatus {
     let mut status = so.status.clone().unwrap_or_default();
     if let Some(active) = &decision.active {
@@ -443,9 +481,6 @@ fn next_status(
     }
     if let Some(ready) = &decision.ready {
         set_condition(&mut status.conditions, condition::READY, ready);
-    }
-    if decision.touch_last_active {
-        status.last_active_time = Some(Time(now));
     }
     if !activity.is_empty() {
         status.triggers_activity = activity;

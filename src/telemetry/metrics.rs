@@ -148,6 +148,9 @@ struct OwnFamilies {
     backend_connections: IntGaugeVec,
     reconcile_duration: Histogram,
     reconcile_errors: IntCounterVec,
+    scaler_builds: IntCounterVec,
+    api_requests: IntCounterVec,
+    leader: prometheus::IntGauge,
 }
 
 /// Every metric the operator exports, behind typed methods. Cheap to share in an `Arc`; all
@@ -467,6 +470,9 @@ impl OwnFamilies {
                     &["kind"],
                 ),
             ),
+            scaler_builds: scaler_builds_family(registry),
+            api_requests: api_requests_family(registry),
+            leader: leader_family(registry),
         }
     }
 }
@@ -523,6 +529,93 @@ fn remove_object_series<T: MetricVecBuilder>(
     }
 }
 
+// --- Scaler builds (controller: Secret rotation rebuilds only the objects that read it) ---
+
+fn scaler_builds_family(registry: &Registry) -> IntCounterVec {
+    register(
+        registry,
+        IntCounterVec::new(
+            Opts::new(
+                "tidescale_scaler_builds_total",
+                "Times the scalers of a ScaledObject were built (spec change, or resolved auth or env change).",
+            ),
+            OBJECT_LABELS,
+        ),
+    )
+}
+
+impl Metrics {
+    /// The scalers of one ScaledObject were (re)built.
+    pub fn record_scaler_build(&self, namespace: &str, name: &str) {
+        self.own
+            .scaler_builds
+            .with_label_values(&[namespace, name])
+            .inc();
+    }
+
+    /// How many times the scalers of one ScaledObject were built.
+    pub fn scaler_builds(&self, namespace: &str, name: &str) -> u64 {
+        self.own
+            .scaler_builds
+            .get_metric_with_label_values(&[namespace, name])
+            .map_or(0, |c| c.get())
+    }
+
+    /// Drop the build counter of a deleted ScaledObject.
+    pub fn forget_scaler_builds(&self, namespace: &str, name: &str) {
+        // Fails only when the series never existed: nothing to drop.
+        let _ = self
+            .own
+            .scaler_builds
+            .remove_label_values(&[namespace, name]);
+    }
+}
+
 #[cfg(test)]
 #[path = "metrics_tests.rs"]
 mod tests;
+
+// --- Kubernetes API requests (scaling loop: zero API calls per poll in steady state) ---
+
+fn api_requests_family(registry: &Registry) -> IntCounterVec {
+    register(
+        registry,
+        IntCounterVec::new(
+            Opts::new(
+                "tidescale_api_requests_total",
+                "Requests to the Kubernetes API, by verb (get, list, watch, create, update, patch, delete) and resource (plural, or plural/subresource).",
+            ),
+            &["verb", "resource"],
+        ),
+    )
+}
+
+impl Metrics {
+    /// One request to the Kubernetes API. `resource` is a resource plural, optionally with
+    /// `/subresource`, or `discovery`: bounded by the kinds the operator uses.
+    pub fn record_api_request(&self, verb: &'static str, resource: &str) {
+        self.own
+            .api_requests
+            .with_label_values(&[verb, resource])
+            .inc();
+    }
+}
+
+// --- Leader election (operator::leader: which replica polls and writes) ---
+
+fn leader_family(registry: &Registry) -> prometheus::IntGauge {
+    register(
+        registry,
+        prometheus::IntGauge::new(
+            "tidescale_leader",
+            "1 while this replica holds the leader Lease (always 1 without --leader-elect).",
+        ),
+    )
+}
+
+impl Metrics {
+    /// Whether this replica leads (`tidescale_leader`).
+    pub fn set_leader(&self, leading: bool) {
+        self.own.leader.set(i64::from(leading));
+    }
+}

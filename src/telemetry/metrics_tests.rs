@@ -57,6 +57,7 @@ fn telemetry_families_have_keda_names_and_types() {
         ("keda_trigger_registered_total", "gauge"),
         ("tidescale_api_writes_total", "counter"),
         ("tidescale_backend_connections", "gauge"),
+        ("tidescale_leader", "gauge"),
         ("tidescale_reconcile_duration_seconds", "histogram"),
         ("tidescale_reconcile_errors_total", "counter"),
         ("tidescale_scaling_poll_lateness_seconds", "histogram"),

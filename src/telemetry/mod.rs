@@ -6,6 +6,7 @@
 //! and label names are a contract with existing dashboards and alerts, and keeping them in one
 //! file is what keeps them exact.
 
+pub mod api_requests;
 pub mod logging;
 pub mod metrics;
 pub mod server;

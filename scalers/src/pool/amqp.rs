@@ -182,9 +182,28 @@ impl AmqpEndpoint {
         }
         let connection = self.connection(&mut state, deadline).await?;
         drop(state);
-        deadline
+        let opened = deadline
             .run("channel.open", connection.create_channel())
-            .await
+            .await;
+        if opened.is_err() {
+            self.forget(&connection).await;
+        }
+        opened
+    }
+
+    /// A connection that reports itself open but cannot open a channel is dead (its I/O task
+    /// is gone, e.g. its runtime stopped, or the peer vanished without a close): forget it so
+    /// the next call reconnects instead of timing out again and again.
+    async fn forget(&self, connection: &Arc<Connection>) {
+        let mut state = self.state.lock().await;
+        if state
+            .connection
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, connection))
+        {
+            state.connection = None;
+            state.idle.clear();
+        }
     }
 
     /// The open connection, re-opening it (within the backoff) when it is gone or broken.
