@@ -34,7 +34,8 @@ pub enum Command {
     ///
     /// Connects with the in-cluster service account, or `$KUBECONFIG` outside a cluster, and
     /// runs until SIGTERM or Ctrl-C.
-    Operator(operator::OperatorCommand),
+    // Boxed: the operator's flags (adapter, leader election) dwarf the other variants.
+    Operator(Box<operator::OperatorCommand>),
     /// Validate ScaledObject, ScaledJob and TriggerAuthentication manifests offline.
     ///
     /// Reads YAML or JSON files (several documents per file are fine; `-` reads standard input),
@@ -108,7 +109,7 @@ impl Cli {
                 manifests::write_crds(&dir)
             }
             Command::Dev(args) => run_async(dev::run(args)),
-            Command::Operator(args) => run_async(operator::run(args)),
+            Command::Operator(args) => run_async(operator::run(*args)),
         }
     }
 }

@@ -1,7 +1,16 @@
 //! `tidescale operator`: the in-cluster process. Watches ScaledObjects (and the HPAs it owns),
 //! reconciles each into an HPA and a registration with the one scheduler that polls triggers
 //! and scales targets between zero and the minimum.
+//!
+//! With `--leader-elect` several replicas run and a Lease ([`leader`]) picks the one that runs
+//! the controller and the scheduler; the others only keep their caches warm (and serve or
+//! forward metric reads), and start the controller when they win the Lease.
 
+pub mod leader;
+mod leader_args;
+mod ready;
+
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,10 +19,9 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::Api;
 use kube::runtime::{Controller, watcher};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
-use std::net::SocketAddr;
-
+use crate::adapter::AdapterArgs;
 use crate::controller::events::Events;
 use crate::controller::reconcile::{Context, error_policy, reconcile};
 use crate::crd::ScaledObject;
@@ -21,6 +29,11 @@ use crate::scaling::scheduler::Scheduler;
 use crate::scaling::store::MetricStore;
 use crate::telemetry::{DEFAULT_LOG_FILTER, LogFormat, Metrics, Readiness, init_logging, serve};
 
+pub use leader::{Leadership, LeadershipWatch};
+pub use leader_args::{ConfigError, DEFAULT_LEASE_NAME, LeaderElectionArgs, LeaseConfig};
+
+/// Most reconciles in flight at once.
+const MAX_RECONCILES: u16 = 32;
 /// Most polls in flight at once.
 const MAX_POLLS_IN_FLIGHT: usize = 256;
 
@@ -84,6 +97,12 @@ pub struct OperatorCommand {
     /// What the process serves.
     #[command(flatten)]
     pub process: ProcessArgs,
+    /// Leader election among replicas.
+    #[command(flatten)]
+    pub leader_election: LeaderElectionArgs,
+    /// The metrics adapter.
+    #[command(flatten)]
+    pub adapter: AdapterArgs,
 }
 
 /// What the loop shares with the servers: metrics, readiness and the metric values.
@@ -95,13 +114,25 @@ pub struct Telemetry {
     pub readiness: Readiness,
     /// The values the loop finds, which the metrics adapter serves.
     pub values: MetricStore,
+    /// Who leads (always this process without `--leader-elect`); followers forward metric
+    /// reads to `leader_endpoint`.
+    pub leadership: LeadershipWatch,
 }
 
 /// Run the operator with the ambient kube config (in-cluster or `$KUBECONFIG`) until SIGTERM
 /// or Ctrl-C, serving `/metrics`, `/healthz` and `/readyz`.
 pub async fn run(command: OperatorCommand) -> anyhow::Result<()> {
-    let OperatorCommand { operator, process } = command;
+    let OperatorCommand {
+        operator,
+        process,
+        leader_election,
+        adapter,
+    } = command;
     init_logging(&process.log_level, process.log_format)?;
+    let adapter_address = (!adapter.disable_adapter).then_some(adapter.adapter_bind_address);
+    let lease = leader_election
+        .config(&adapter.pod_namespace, adapter_address)
+        .map_err(|e| anyhow::anyhow!("invalid leader election settings: {e}"))?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = kube::Client::try_default()
         .await
@@ -128,55 +159,199 @@ pub async fn run(command: OperatorCommand) -> anyhow::Result<()> {
     )
     .await?;
     info!(metrics = %metrics_server.local_addr(), probes = %probe_server.local_addr(), "serving telemetry");
-    run_with_client(client, operator, telemetry, cancel).await;
+    match lease {
+        Some(lease) => run_with_leader_election(client, operator, lease, telemetry, cancel).await,
+        None => run_with_client(client, operator, telemetry, cancel).await,
+    }
     metrics_server.stopped().await;
     probe_server.stopped().await;
     Ok(())
 }
 
-/// Run the operator on `client` until `cancel` fires; ready once the ScaledObject cache synced.
+/// Run the operator alone (no leader election) on `client` until `cancel` fires; ready once
+/// the ScaledObject cache synced and every object found then was polled once.
 pub async fn run_with_client(
     client: kube::Client,
     args: OperatorArgs,
     telemetry: Telemetry,
     cancel: CancellationToken,
 ) {
-    let scaled_objects: Api<ScaledObject> = match &args.watch_namespace {
+    // Every API request of the operator counted (`tidescale_api_requests_total`).
+    let client = crate::telemetry::api_requests::counting(client, Arc::clone(&telemetry.metrics));
+    telemetry.leadership.publish(Leadership {
+        is_leader: true,
+        holder: None,
+        leader_endpoint: None,
+    });
+    telemetry.metrics.set_leader(true);
+    let cache = ready::Cache::spawn(scaled_objects_api(&client, &args), &cancel);
+    let first_round = telemetry.readiness.clone();
+    run_controller(client, args, telemetry, cancel, cache, first_round).await;
+}
+
+/// Run one replica of several on `client` until `cancel` fires: compete for `lease`, run the
+/// controller and the scheduler only while leading, stop them promptly when leadership is
+/// lost, and on `cancel` stop them and then release the Lease so a standby takes over at once.
+///
+/// Ready once the ScaledObject cache synced; a replica that leads from the start is ready only
+/// after its first round of polls (see [`run_with_client`]).
+pub async fn run_with_leader_election(
+    client: kube::Client,
+    args: OperatorArgs,
+    lease: LeaseConfig,
+    telemetry: Telemetry,
+    cancel: CancellationToken,
+) {
+    let first_round = Readiness::new();
+    let cache = ready::Cache::spawn(scaled_objects_api(&client, &args), &cancel);
+    let readiness = tokio::spawn(ready::follower_or_leader(
+        cache.clone(),
+        telemetry.leadership.subscribe(),
+        first_round.clone(),
+        telemetry.readiness.clone(),
+        cancel.clone(),
+    ));
+    let mut elector =
+        leader::LeaderElector::new(client.clone(), lease, telemetry.leadership.clone());
+    let election = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            elector.run(&cancel).await;
+            elector
+        })
+    };
+    let mut leadership = telemetry.leadership.subscribe();
+    let mut term: Option<(CancellationToken, tokio::task::JoinHandle<()>)> = None;
+    loop {
+        let leading = leadership.borrow_and_update().is_leader;
+        telemetry.metrics.set_leader(leading);
+        if leading && term.is_none() {
+            info!("leading: starting the controller and the scheduler");
+            let stop = cancel.child_token();
+            let task = tokio::spawn(run_controller(
+                client.clone(),
+                args.clone(),
+                telemetry.clone(),
+                stop.clone(),
+                cache.clone(),
+                first_round.clone(),
+            ));
+            term = Some((stop, task));
+        } else if !leading && let Some((stop, task)) = term.take() {
+            info!("not leading: stopping the controller and the scheduler");
+            stop.cancel();
+            let _ = task.await;
+        }
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            changed = leadership.changed() => if changed.is_err() { break },
+        }
+    }
+    // Stop writing before letting anyone else lead.
+    if let Some((stop, task)) = term.take() {
+        stop.cancel();
+        let _ = task.await;
+    }
+    match election.await {
+        Ok(mut elector) => elector.release().await,
+        Err(error) => warn!(error = %error, "leader election task failed"),
+    }
+    telemetry.metrics.set_leader(false);
+    let _ = readiness.await;
+}
+
+fn scaled_objects_api(client: &kube::Client, args: &OperatorArgs) -> Api<ScaledObject> {
+    match &args.watch_namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
-    };
+    }
+}
+
+/// The controller and the scheduler until `cancel` fires; raises `first_round` once `cache`
+/// synced and every object found then was reconciled and polled once.
+async fn run_controller(
+    client: kube::Client,
+    args: OperatorArgs,
+    telemetry: Telemetry,
+    cancel: CancellationToken,
+    cache: ready::Cache,
+    first_round: Readiness,
+) {
+    let scaled_objects = scaled_objects_api(&client, &args);
     let hpas: Api<HorizontalPodAutoscaler> = match &args.watch_namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     };
+    let sources = Arc::new(crate::controller::secrets::SourceIndex::default());
+    // Bounded reconciles: 10,000 objects at start must not all hit the API server at once
+    // (a thundering herd of timeouts and retries; benches/operator_scale.rs).
     let controller = Controller::new(scaled_objects, watcher::Config::default())
-        .owns(hpas, watcher::Config::default());
+        .owns(hpas, watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(MAX_RECONCILES));
+    let controller =
+        crate::controller::secrets::watch_sources(controller, &client, &args, &sources);
+    let scheduler = Scheduler::start(MAX_POLLS_IN_FLIGHT, cancel.clone());
     let context = Arc::new(Context {
         client: client.clone(),
         objects: controller.store(),
-        scheduler: Scheduler::start(MAX_POLLS_IN_FLIGHT, cancel.clone()),
+        scheduler: scheduler.clone(),
         cluster_object_namespace: args.cluster_object_namespace,
         scaler_timeout: Duration::from_millis(args.scaler_timeout_ms),
         registered: Mutex::default(),
         events: Events::new(client.clone()),
         metrics: Arc::clone(&telemetry.metrics),
         store: telemetry.values.clone(),
+        sources,
+        targets: crate::scaling::replicas::TargetCache::new(
+            client.clone(),
+            args.watch_namespace.clone(),
+            cancel.clone(),
+        ),
     });
-    let synced = controller.store();
-    let readiness = telemetry.readiness.clone();
-    tokio::spawn(async move {
-        if synced.wait_until_ready().await.is_ok() {
-            readiness.set_ready();
-        }
-    });
+    let reconciled = ready::Reconciled::default();
+    let gate_stop = cancel.child_token();
+    let gate = tokio::spawn(ready::first_round(
+        cache,
+        reconciled.clone(),
+        scheduler.clone(),
+        first_round,
+        gate_stop.clone(),
+    ));
     info!(
         namespace = args.watch_namespace.as_deref().unwrap_or("<all>"),
         "operator started"
     );
     controller
-        .graceful_shutdown_on(cancel.cancelled_owned())
+        .graceful_shutdown_on(cancel.clone().cancelled_owned())
         .run(reconcile, error_policy, context)
-        .for_each(|_| futures::future::ready(()))
+        .for_each(|result| {
+            reconciled.record(&result);
+            futures::future::ready(())
+        })
         .await;
+    gate_stop.cancel();
+    let _ = gate.await;
     info!("operator stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_operator_command_line_has_no_clashing_flags() {
+        crate::cli::Cli::command().debug_assert();
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from([
+            "tidescale",
+            "operator",
+            "--leader-elect",
+            "--pod-namespace=ops",
+            "--leader-election-retry-period=1s",
+        ]);
+        let Ok(crate::cli::Command::Operator(command)) = cli.map(|c| c.command) else {
+            panic!("parses");
+        };
+        assert!(command.leader_election.leader_elect);
+        assert_eq!(command.adapter.pod_namespace, "ops");
+    }
 }

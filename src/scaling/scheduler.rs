@@ -1,14 +1,18 @@
 //! One scheduler for every ScaledObject (design.md §4.3): a single timer queue instead of a
 //! task per object, polls spread by jitter so thousands of objects with the same interval do
 //! not all fire in the same millisecond, and a bound on polls in flight.
+//!
+//! It also counts the objects whose first poll has not finished yet ([`Scheduler::unpolled`]):
+//! a leader reports ready only once every object it found at start has been polled, so the
+//! metrics it serves are real values, not empty ones.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
 use rand::Rng;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::{DelayQueue, delay_queue};
 
@@ -21,6 +25,8 @@ pub trait Pollable: Send + Sync + 'static {
     fn interval(&self) -> Duration;
     /// Run one poll.
     fn poll(self: Arc<Self>) -> futures::future::BoxFuture<'static, ()>;
+    /// A poll is starting `lateness` after it was due (timer and in-flight bound included).
+    fn started_late(&self, _lateness: Duration) {}
 }
 
 enum Command<P> {
@@ -31,13 +37,66 @@ enum Command<P> {
 /// Handle to add, replace and remove objects; cheap to clone.
 pub struct Scheduler<P> {
     commands: mpsc::UnboundedSender<Command<P>>,
+    first_polls: Arc<FirstPolls>,
 }
 
 impl<P> Clone for Scheduler<P> {
     fn clone(&self) -> Self {
         Self {
             commands: self.commands.clone(),
+            first_polls: Arc::clone(&self.first_polls),
         }
+    }
+}
+
+/// Which registered objects have not finished a first poll. Updated synchronously by
+/// [`Scheduler::upsert`], so a caller that registered an object and then reads
+/// [`Scheduler::unpolled`] never sees it counted as done before it was polled.
+#[derive(Default)]
+struct FirstPolls {
+    keys: Mutex<FirstPollKeys>,
+    unpolled: watch::Sender<usize>,
+}
+
+#[derive(Default)]
+struct FirstPollKeys {
+    pending: HashSet<ObjectKey>,
+    done: HashSet<ObjectKey>,
+}
+
+impl FirstPolls {
+    fn update(&self, change: impl FnOnce(&mut FirstPollKeys)) {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        change(&mut keys);
+        let pending = keys.pending.len();
+        self.unpolled.send_if_modified(|count| {
+            let changed = *count != pending;
+            *count = pending;
+            changed
+        });
+    }
+
+    fn registered(&self, key: &ObjectKey) {
+        self.update(|keys| {
+            if !keys.done.contains(key) {
+                keys.pending.insert(key.clone());
+            }
+        });
+    }
+
+    fn removed(&self, key: &ObjectKey) {
+        self.update(|keys| {
+            keys.pending.remove(key);
+            keys.done.remove(key);
+        });
+    }
+
+    fn polled(&self, key: &ObjectKey) {
+        self.update(|keys| {
+            if keys.pending.remove(key) {
+                keys.done.insert(key.clone());
+            }
+        });
     }
 }
 
@@ -46,29 +105,51 @@ impl<P: Pollable> Scheduler<P> {
     /// once.
     pub fn start(max_in_flight: usize, cancel: CancellationToken) -> Self {
         let (commands, rx) = mpsc::unbounded_channel();
+        let first_polls = Arc::new(FirstPolls::default());
         tokio::spawn(run(
             rx,
             Arc::new(Semaphore::new(max_in_flight.max(1))),
+            Arc::clone(&first_polls),
             cancel,
         ));
-        Self { commands }
+        Self {
+            commands,
+            first_polls,
+        }
     }
 
     /// Poll `object` now and then every interval, replacing what `key` had.
     pub fn upsert(&self, key: ObjectKey, object: Arc<P>) {
+        self.first_polls.registered(&key);
         // The scheduler only stops on cancellation, when nobody needs it anymore.
         let _ = self.commands.send(Command::Upsert(key, object));
     }
 
     /// Stop polling `key`.
     pub fn remove(&self, key: ObjectKey) {
+        self.first_polls.removed(&key);
         let _ = self.commands.send(Command::Remove(key));
+    }
+
+    /// How many registered objects have not finished their first poll yet; 0 once every
+    /// object registered so far was polled at least once (a failed poll counts as finished).
+    pub fn unpolled(&self) -> watch::Receiver<usize> {
+        self.first_polls.unpolled.subscribe()
+    }
+
+    /// Whether `key` is registered and finished at least one poll.
+    pub fn was_polled(&self, key: &ObjectKey) -> bool {
+        let keys = self.first_polls.keys.lock();
+        keys.unwrap_or_else(PoisonError::into_inner)
+            .done
+            .contains(key)
     }
 }
 
 async fn run<P: Pollable>(
     mut rx: mpsc::UnboundedReceiver<Command<P>>,
     permits: Arc<Semaphore>,
+    first_polls: Arc<FirstPolls>,
     cancel: CancellationToken,
 ) {
     let mut queue: DelayQueue<ObjectKey> = DelayQueue::new();
@@ -92,14 +173,18 @@ async fn run<P: Pollable>(
                 }
             },
             Some(expired) = queue.next(), if !queue.is_empty() => {
+                let due = expired.deadline();
                 let key = expired.into_inner();
                 let Some((object, timer)) = entries.get_mut(&key) else { continue };
                 *timer = queue.insert(key.clone(), jittered(object.interval()));
                 let object = Arc::clone(object);
                 let permits = Arc::clone(&permits);
+                let first_polls = Arc::clone(&first_polls);
                 tokio::spawn(async move {
                     let Ok(_permit) = permits.acquire_owned().await else { return };
+                    object.started_late(tokio::time::Instant::now().saturating_duration_since(due));
                     object.poll().await;
+                    first_polls.polled(&key);
                 });
             }
         }
@@ -175,6 +260,64 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(3_500)).await;
         assert_eq!(old.polls.load(Ordering::SeqCst), 1);
         assert!(new.polls.load(Ordering::SeqCst) >= 3);
+    }
+
+    struct Slow(Duration);
+
+    impl Pollable for Slow {
+        fn interval(&self) -> Duration {
+            Duration::from_secs(60)
+        }
+        fn poll(self: Arc<Self>) -> futures::future::BoxFuture<'static, ()> {
+            Box::pin(tokio::time::sleep(self.0))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unpolled_counts_objects_until_their_first_poll_finishes() {
+        let scheduler = Scheduler::start(8, CancellationToken::new());
+        let unpolled = scheduler.unpolled();
+        assert_eq!(
+            *unpolled.borrow(),
+            0,
+            "nothing registered, nothing to wait for"
+        );
+        scheduler.upsert(
+            ("ns".into(), "a".into()),
+            Arc::new(Slow(Duration::from_secs(1))),
+        );
+        scheduler.upsert(
+            ("ns".into(), "b".into()),
+            Arc::new(Slow(Duration::from_secs(3))),
+        );
+        assert_eq!(*unpolled.borrow(), 2, "counted as soon as upsert returns");
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert_eq!(*unpolled.borrow(), 1, "a finished, b still polling");
+        assert!(scheduler.was_polled(&("ns".into(), "a".into())));
+        assert!(!scheduler.was_polled(&("ns".into(), "b".into())));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(*unpolled.borrow(), 0);
+        scheduler.upsert(
+            ("ns".into(), "a".into()),
+            Arc::new(Slow(Duration::from_secs(1))),
+        );
+        assert_eq!(
+            *unpolled.borrow(),
+            0,
+            "a new revision of a polled object is not waited for"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn removing_an_unpolled_object_stops_waiting_for_it() {
+        let scheduler = Scheduler::start(8, CancellationToken::new());
+        scheduler.upsert(
+            ("ns".into(), "a".into()),
+            Arc::new(Slow(Duration::from_secs(10))),
+        );
+        assert_eq!(*scheduler.unpolled().borrow(), 1);
+        scheduler.remove(("ns".into(), "a".into()));
+        assert_eq!(*scheduler.unpolled().borrow(), 0);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 pub mod cluster;
+pub mod rabbitmq;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,0 +1,305 @@
+//! Two full operators with leader election on one sandbox and a RabbitMQ ScaledObject (the
+//! real broker, `eval "$(scripts/services env)"`): only the leader polls and scales; when it
+//! stops, the other takes over within about a retry period and scales the target back down.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use tidescale::crd::ScaledObject;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+
+const NS: &str = "elected";
+
+fn amqp_url() -> String {
+    std::env::var("TIDESCALE_TEST_RABBITMQ_AMQP")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+fn management_url() -> String {
+    std::env::var("TIDESCALE_TEST_RABBITMQ_HTTP")
+        .unwrap_or_else(|_| "http://guest:guest@127.0.0.1:15672".into())
+}
+
+/// RabbitMQ's management API, for the test's queue.
+struct Broker {
+    http: reqwest::Client,
+    base: reqwest::Url,
+    queue: String,
+}
+
+impl Broker {
+    async fn new(queue: &str) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let base = reqwest::Url::parse(&management_url()).expect("TIDESCALE_TEST_RABBITMQ_HTTP");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let broker = Broker {
+            http,
+            base,
+            queue: queue.to_owned(),
+        };
+        let path = format!("queues/%2f/{queue}");
+        broker
+            .call(
+                reqwest::Method::PUT,
+                &path,
+                Some(serde_json::json!({"durable": false})),
+            )
+            .await;
+        broker
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) {
+        let mut bare = self.base.clone();
+        let _ = bare.set_username("");
+        let _ = bare.set_password(None);
+        let url = format!("{}/api/{path}", bare.as_str().trim_end_matches('/'));
+        let mut request = self
+            .http
+            .request(method, &url)
+            .basic_auth(self.base.username(), self.base.password());
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap_or_else(|e| {
+            panic!("RabbitMQ management API at {} is unreachable ({e}); set TIDESCALE_TEST_RABBITMQ_HTTP or run scripts/test", self.base)
+        });
+        assert!(
+            response.status().is_success(),
+            "{url}: {}",
+            response.status()
+        );
+    }
+
+    async fn publish(&self, count: usize) {
+        for _ in 0..count {
+            let body = serde_json::json!({"properties": {}, "routing_key": self.queue, "payload": "job", "payload_encoding": "string"});
+            self.call(
+                reqwest::Method::POST,
+                "exchanges/%2f/amq.default/publish",
+                Some(body),
+            )
+            .await;
+        }
+    }
+
+    async fn purge(&self) {
+        let path = format!("queues/%2f/{}/contents", self.queue);
+        self.call(reqwest::Method::DELETE, &path, None).await;
+    }
+
+    async fn delete(&self) {
+        let path = format!("queues/%2f/{}", self.queue);
+        self.call(reqwest::Method::DELETE, &path, None).await;
+    }
+}
+
+/// One operator replica with leader election.
+struct Operator {
+    telemetry: Telemetry,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Operator {
+    async fn start(dev: &DevCluster, identity: &str) -> Self {
+        let client = dev.client().await.expect("client");
+        let telemetry = Telemetry::default();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run_with_leader_election(
+            client,
+            dev_operator_args(),
+            lease_config("tidescale-operator", identity),
+            telemetry.clone(),
+            cancel.clone(),
+        ));
+        Self {
+            telemetry,
+            cancel,
+            task,
+        }
+    }
+
+    fn leads(&self) -> bool {
+        self.telemetry.leadership.current().is_leader
+    }
+
+    /// Whether this replica ever polled the ScaledObject (values or KEDA metric families).
+    fn polled(&self) -> bool {
+        !self.telemetry.values.object(NS, "orders").is_empty()
+            || self
+                .telemetry
+                .metrics
+                .render()
+                .contains("scaledObject=\"orders\"")
+    }
+}
+
+async fn replicas(client: &kube::Client) -> i32 {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    api.get("orders")
+        .await
+        .ok()
+        .and_then(|d| d.spec?.replicas)
+        .unwrap_or(-1)
+}
+
+async fn create<K>(client: &kube::Client, yaml: &str)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let object: K = serde_yaml_ng::from_str(yaml).expect("test object parses");
+    let api: Api<K> = Api::namespaced(client.clone(), NS);
+    api.create(&PostParams::default(), &object)
+        .await
+        .expect("create");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_scales_and_the_standby_takes_over_when_it_stops() {
+    let queue = format!("tidescale-leader-{}", std::process::id());
+    let broker = Broker::new(&queue).await;
+    let dev = cluster().await;
+    let client = dev.client().await.expect("client");
+    let a = Operator::start(&dev, "a").await;
+    let b = Operator::start(&dev, "b").await;
+    eventually("both replicas ready", Duration::from_secs(10), || async {
+        (a.telemetry.readiness.is_ready() && b.telemetry.readiness.is_ready()).then_some(())
+    })
+    .await;
+    let leader = eventually("one leader", Duration::from_secs(5), || async {
+        assert!(!(a.leads() && b.leads()), "two leaders");
+        if a.leads() {
+            Some(0)
+        } else {
+            b.leads().then_some(1)
+        }
+    })
+    .await;
+    let (leader, standby) = if leader == 0 { (a, b) } else { (b, a) };
+
+    let namespace: Namespace =
+        serde_yaml_ng::from_str(&format!("metadata: {{name: {NS}}}")).expect("namespace");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("create the namespace");
+    create::<Deployment>(&client, &format!("metadata: {{name: orders, namespace: {NS}}}\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{app: orders}}}}\n  template:\n    metadata: {{labels: {{app: orders}}}}\n    spec: {{containers: [{{name: orders, image: 'orders:1'}}]}}\n")).await;
+    create::<ScaledObject>(&client, &format!("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {{name: orders, namespace: {NS}}}\nspec:\n  scaleTargetRef: {{name: orders}}\n  pollingInterval: 1\n  cooldownPeriod: 2\n  triggers:\n    - type: rabbitmq\n      metadata: {{queueName: {queue}, mode: QueueLength, value: '5', host: '{}'}}\n", amqp_url())).await;
+
+    broker.publish(12).await;
+    eventually(
+        "the leader to scale to 1",
+        Duration::from_secs(10),
+        || async { (replicas(&client).await == 1).then_some(()) },
+    )
+    .await;
+    assert!(leader.polled(), "the leader polls");
+    assert!(!standby.polled(), "the standby neither polls nor scales");
+    assert!(leader.leads() && !standby.leads());
+
+    leader.cancel.cancel();
+    let stopped = Instant::now();
+    leader.task.await.expect("the leader stops and releases");
+    eventually("the standby to lead", Duration::from_secs(5), || async {
+        standby.leads().then_some(())
+    })
+    .await;
+    let took = stopped.elapsed();
+    eprintln!("operator takeover after release: {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "released, not expired: {took:?}"
+    );
+
+    broker.purge().await;
+    eventually(
+        "the new leader to scale to 0 after the cooldown",
+        Duration::from_secs(15),
+        || async { (replicas(&client).await == 0).then_some(()) },
+    )
+    .await;
+    assert!(standby.polled(), "the new leader polls");
+    standby.cancel.cancel();
+    standby.task.await.expect("stops");
+    broker.delete().await;
+    dev.shutdown().await;
+}
+
+/// Start one operator (elected or alone) where a ScaledObject already exists, and sample
+/// `/readyz`'s flag: the first moment it is ready, the object's value was already polled.
+async fn ready_only_after_the_first_poll(elected: bool) {
+    let queue = format!("tidescale-ready-{}-{elected}", std::process::id());
+    let broker = Broker::new(&queue).await;
+    broker.publish(3).await;
+    let dev = cluster().await;
+    let client = dev.client().await.expect("client");
+    let namespace: Namespace =
+        serde_yaml_ng::from_str(&format!("metadata: {{name: {NS}}}")).expect("namespace");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("create the namespace");
+    create::<Deployment>(&client, &format!("metadata: {{name: orders, namespace: {NS}}}\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{app: orders}}}}\n  template:\n    metadata: {{labels: {{app: orders}}}}\n    spec: {{containers: [{{name: orders, image: 'orders:1'}}]}}\n")).await;
+    create::<ScaledObject>(&client, &format!("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {{name: orders, namespace: {NS}}}\nspec:\n  scaleTargetRef: {{name: orders}}\n  pollingInterval: 30\n  triggers:\n    - type: rabbitmq\n      metadata: {{queueName: {queue}, mode: QueueLength, value: '5', host: '{}'}}\n", amqp_url())).await;
+
+    let telemetry = Telemetry::default();
+    let cancel = CancellationToken::new();
+    let operator_client = dev.client().await.expect("client");
+    let task = if elected {
+        tokio::spawn(run_with_leader_election(
+            operator_client,
+            dev_operator_args(),
+            lease_config("tidescale-operator", "only"),
+            telemetry.clone(),
+            cancel.clone(),
+        ))
+    } else {
+        tokio::spawn(tidescale::operator::run_with_client(
+            operator_client,
+            dev_operator_args(),
+            telemetry.clone(),
+            cancel.clone(),
+        ))
+    };
+    let started = Instant::now();
+    while !telemetry.readiness.is_ready() {
+        assert!(started.elapsed() < Duration::from_secs(15), "never ready");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(
+        !telemetry.values.object(NS, "orders").is_empty(),
+        "ready before the first poll of a ScaledObject that existed at start"
+    );
+    assert!(telemetry.leadership.current().is_leader);
+    assert!(
+        telemetry.metrics.render().contains("tidescale_leader 1"),
+        "the leader gauge is set"
+    );
+    cancel.cancel();
+    task.await.expect("stops");
+    broker.delete().await;
+    dev.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_elected_leader_is_ready_only_after_the_first_poll_of_every_object() {
+    ready_only_after_the_first_poll(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_operator_is_ready_only_after_the_first_poll_of_every_object() {
+    ready_only_after_the_first_poll(false).await;
+}
