@@ -345,7 +345,10 @@ async fn start_servers(client: kube::Client, cancel: CancellationToken) -> Resul
         ("requestheader-allowed-names", "[\"front-proxy-client\"]"),
         ("requestheader-username-headers", "[\"X-Remote-User\"]"),
         ("requestheader-group-headers", "[\"X-Remote-Group\"]"),
-        ("requestheader-extra-headers-prefix", "[\"X-Remote-Extra-\"]"),
+        (
+            "requestheader-extra-headers-prefix",
+            "[\"X-Remote-Extra-\"]",
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -410,7 +413,10 @@ struct Target {
     tls: Arc<rustls::ClientConfig>,
 }
 
-fn client_tls(ca_pem: &str, identity: &tidescale_sandbox::pki::Issued) -> Result<rustls::ClientConfig> {
+fn client_tls(
+    ca_pem: &str,
+    identity: &tidescale_sandbox::pki::Issued,
+) -> Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert?)?;
@@ -546,7 +552,12 @@ struct Open {
 
 /// 1,000 req/s over `CONNECTIONS` connections (each on a fixed schedule, staggered), plus the
 /// side connections reading live metrics; client latency from send to full body.
-async fn open_loop(target: Target, secs: f64, warmup: Duration, recorder: Arc<Recorder>) -> Result<Open> {
+async fn open_loop(
+    target: Target,
+    secs: f64,
+    warmup: Duration,
+    recorder: Arc<Recorder>,
+) -> Result<Open> {
     let paths = paths();
     let live_paths: Arc<Vec<String>> = Arc::new(
         (0..LIVE_OBJECTS)
@@ -714,7 +725,13 @@ impl Pooled {
 }
 
 #[allow(clippy::too_many_lines, clippy::cast_precision_loss)]
-fn run(plan: &Plan, quick: bool, server_rt: &Runtime, client_rt: &Runtime, control_rt: &Runtime) -> Result<()> {
+fn run(
+    plan: &Plan,
+    quick: bool,
+    server_rt: &Runtime,
+    client_rt: &Runtime,
+    control_rt: &Runtime,
+) -> Result<()> {
     let started = Instant::now();
     eprintln!("[adapter_latency] starting the sandbox (SubjectAccessReviews) …");
     let (sandbox, kube_client) = control_rt.block_on(async {
@@ -756,7 +773,10 @@ fn run(plan: &Plan, quick: bool, server_rt: &Runtime, client_rt: &Runtime, contr
                     .body(Empty::<Bytes>::new())?;
                 let response = sender.send_request(request).await?;
                 let body = response.into_body().collect().await?.to_bytes();
-                bail!("adapter answered {first}/{second}: {}", String::from_utf8_lossy(&body));
+                bail!(
+                    "adapter answered {first}/{second}: {}",
+                    String::from_utf8_lossy(&body)
+                );
             }
             let request = hyper::Request::get(&path)
                 .header("X-Remote-User", HPA)
@@ -764,18 +784,32 @@ fn run(plan: &Plan, quick: bool, server_rt: &Runtime, client_rt: &Runtime, contr
                 .body(Empty::<Bytes>::new())?;
             let response = sender.send_request(request).await?;
             let body = response.into_body().collect().await?.to_bytes();
-            anyhow::Ok((first_us, second_us, String::from_utf8_lossy(&body).into_owned()))
+            anyhow::Ok((
+                first_us,
+                second_us,
+                String::from_utf8_lossy(&body).into_owned(),
+            ))
         }
     }))??;
-    eprintln!("[adapter_latency] first request (real SAR) {first_us:.0} µs, second (cached) {second_us:.0} µs; body: {body}");
+    eprintln!(
+        "[adapter_latency] first request (real SAR) {first_us:.0} µs, second (cached) {second_us:.0} µs; body: {body}"
+    );
 
     // (1) Closed loop, interleaved.
     let mut ratios = Vec::new();
     let mut cpu_ratios = Vec::new();
     let mut rounds = Vec::new();
     for round in 0..plan.closed_rounds {
-        let a = client_rt.block_on(client_rt.spawn(closed_loop(adapter.clone(), plan.closed_secs, plan.warmup)))??;
-        let h = client_rt.block_on(client_rt.spawn(closed_loop(hello.clone(), plan.closed_secs, plan.warmup)))??;
+        let a = client_rt.block_on(client_rt.spawn(closed_loop(
+            adapter.clone(),
+            plan.closed_secs,
+            plan.warmup,
+        )))??;
+        let h = client_rt.block_on(client_rt.spawn(closed_loop(
+            hello.clone(),
+            plan.closed_secs,
+            plan.warmup,
+        )))??;
         let a_rps = a.requests as f64 / a.secs;
         let h_rps = h.requests as f64 / h.secs;
         let a_cpu = a.server_cpu_ns as f64 / a.requests.max(1) as f64 / 1e3;
@@ -818,13 +852,21 @@ fn run(plan: &Plan, quick: bool, server_rt: &Runtime, client_rt: &Runtime, contr
             eprintln!(
                 "[adapter_latency] open round {} ({}): {} requests, {} errors, {} side live reads ({} errors), {polls} polls recorded",
                 round + 1,
-                if slow { "backend +100 ms" } else { "backend normal" },
+                if slow {
+                    "backend +100 ms"
+                } else {
+                    "backend normal"
+                },
                 open.client_ns.len(),
                 open.errors,
                 open.side_requests,
                 open.side_errors
             );
-            if slow { slowed.add(open) } else { normal.add(open) }
+            if slow {
+                slowed.add(open)
+            } else {
+                normal.add(open)
+            }
         }
     }
     servers.backend.delay_ms.store(0, Ordering::Relaxed);
@@ -854,14 +896,28 @@ fn run(plan: &Plan, quick: bool, server_rt: &Runtime, client_rt: &Runtime, contr
     println!(
         "One run{}; server runtime 1 worker {}; client + sandbox runtimes 1 worker each {}; HTTP/1.1 over TLS 1.3 (rustls, ring) with a front-proxy client certificate; {CONNECTIONS} keep-alive connections; {OBJECTS} ScaledObjects, requests spread over them. Authorization: SubjectAccessReview to an in-process sandbox, first one real ({first_us:.0} µs end to end), then the adapter's 10 s cache ({second_us:.0} µs).",
         if quick { " (--quick)" } else { "" },
-        if pinned { format!("pinned to CPU {SERVER_CPU}") } else { "(pinning failed)".into() },
-        if pinned { format!("pinned to CPU {CLIENT_CPU}") } else { "(pinning failed)".into() },
+        if pinned {
+            format!("pinned to CPU {SERVER_CPU}")
+        } else {
+            "(pinning failed)".into()
+        },
+        if pinned {
+            format!("pinned to CPU {CLIENT_CPU}")
+        } else {
+            "(pinning failed)".into()
+        },
     );
     println!();
     println!("| Figure | Adapter | Baseline | Ratio | Target | |");
     println!("|---|---|---|---|---|---|");
-    let a_rps = rounds.iter().map(|r| r["adapter_rps"].as_f64().unwrap_or(0.0)).collect::<Vec<_>>();
-    let h_rps = rounds.iter().map(|r| r["hello_rps"].as_f64().unwrap_or(0.0)).collect::<Vec<_>>();
+    let a_rps = rounds
+        .iter()
+        .map(|r| r["adapter_rps"].as_f64().unwrap_or(0.0))
+        .collect::<Vec<_>>();
+    let h_rps = rounds
+        .iter()
+        .map(|r| r["hello_rps"].as_f64().unwrap_or(0.0))
+        .collect::<Vec<_>>();
     println!(
         "| Closed-loop throughput, concurrency {CONNECTIONS} (median of {} rounds) | {:.0} req/s | {:.0} req/s (axum hello-world, same `server::serve`) | **{throughput_ratio:.2}×** | ≥ 0.5× | {} |",
         plan.closed_rounds,
@@ -869,8 +925,14 @@ fn run(plan: &Plan, quick: bool, server_rt: &Runtime, client_rt: &Runtime, contr
         median(&mut h_rps.clone()),
         mark(throughput_ratio >= 0.5)
     );
-    let a_cpu = rounds.iter().map(|r| r["adapter_cpu_us_per_req"].as_f64().unwrap_or(0.0)).collect::<Vec<_>>();
-    let h_cpu = rounds.iter().map(|r| r["hello_cpu_us_per_req"].as_f64().unwrap_or(0.0)).collect::<Vec<_>>();
+    let a_cpu = rounds
+        .iter()
+        .map(|r| r["adapter_cpu_us_per_req"].as_f64().unwrap_or(0.0))
+        .collect::<Vec<_>>();
+    let h_cpu = rounds
+        .iter()
+        .map(|r| r["hello_cpu_us_per_req"].as_f64().unwrap_or(0.0))
+        .collect::<Vec<_>>();
     println!(
         "| Server CPU per request (closed loop) | {:.1} µs | {:.1} µs | {cpu_ratio:.2}× (hello/adapter) | — | |",
         median(&mut a_cpu.clone()),

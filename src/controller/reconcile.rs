@@ -225,6 +225,7 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
         targets: ctx.targets.clone(),
         last_active: Default::default(),
     });
+    crate::scaling::live::register(&polled, so);
     let types = so
         .spec
         .triggers

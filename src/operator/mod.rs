@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::adapter::AdapterArgs;
+use crate::adapter::service::AdapterInputs;
 use crate::controller::events::Events;
 use crate::controller::reconcile::{Context, error_policy, reconcile};
 use crate::crd::ScaledObject;
@@ -159,12 +160,28 @@ pub async fn run(command: OperatorCommand) -> anyhow::Result<()> {
     )
     .await?;
     info!(metrics = %metrics_server.local_addr(), probes = %probe_server.local_addr(), "serving telemetry");
+    let adapter_server = if adapter.disable_adapter {
+        None
+    } else {
+        let inputs = AdapterInputs {
+            store: telemetry.values.clone(),
+            readiness: telemetry.readiness.clone(),
+            leadership: lease.is_some().then(|| telemetry.leadership.subscribe()),
+        };
+        Some(
+            crate::adapter::service::start(&adapter, client.clone(), inputs, cancel.clone())
+                .await?,
+        )
+    };
     match lease {
         Some(lease) => run_with_leader_election(client, operator, lease, telemetry, cancel).await,
         None => run_with_client(client, operator, telemetry, cancel).await,
     }
     metrics_server.stopped().await;
     probe_server.stopped().await;
+    if let Some(server) = adapter_server {
+        server.stopped().await;
+    }
     Ok(())
 }
 

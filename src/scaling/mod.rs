@@ -5,6 +5,7 @@
 pub mod decision;
 pub mod fallback;
 pub mod last_active;
+pub mod live;
 pub mod modifiers;
 pub mod poll;
 pub mod replicas;

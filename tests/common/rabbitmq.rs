@@ -22,6 +22,7 @@ pub struct Broker {
 
 impl Broker {
     pub async fn new(queue: &str) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let base =
             reqwest::Url::parse(&management_url()).expect("TIDESCALE_TEST_RABBITMQ_HTTP is a URL");
         let http = reqwest::Client::builder()

@@ -19,7 +19,13 @@ use tidescale_sandbox::{
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::adapter::server::ServerHandle;
+use crate::adapter::service::AdapterInputs;
 use crate::operator::{self, OperatorArgs};
+
+mod adapter;
+
+pub use adapter::dev_adapter_args;
 
 /// How long to wait for the freshly started API server to accept a connection.
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,6 +58,7 @@ pub struct DevCluster {
     pub sandbox: SandboxHandle,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    servers: Vec<ServerHandle>,
 }
 
 impl DevCluster {
@@ -73,6 +80,7 @@ impl DevCluster {
             sandbox,
             stop,
             tasks: vec![controllers],
+            servers: Vec::new(),
         })
     }
 
@@ -110,11 +118,34 @@ impl DevCluster {
         Ok(())
     }
 
-    /// Stop the operator and the controllers, then the API server.
+    /// Serve the metrics adapter from `telemetry`'s values on a local port and register it
+    /// with the sandbox (Service, Endpoints, APIServices), so the sandbox's HPA controller
+    /// scales 1↔N from tidescale's metrics. Returns where it listens.
+    pub async fn spawn_adapter(
+        &mut self,
+        telemetry: &operator::Telemetry,
+    ) -> anyhow::Result<SocketAddr> {
+        let inputs = AdapterInputs {
+            store: telemetry.values.clone(),
+            readiness: telemetry.readiness.clone(),
+            leadership: None,
+        };
+        let client = self.client().await?;
+        let server =
+            adapter::start_and_register(&self.sandbox, client, inputs, self.stop.clone()).await?;
+        let addr = server.local_addr();
+        self.servers.push(server);
+        Ok(addr)
+    }
+
+    /// Stop the operator, the adapter and the controllers, then the API server.
     pub async fn shutdown(mut self) {
         self.stop.cancel();
         for task in self.tasks.drain(..) {
             let _ = task.await;
+        }
+        for server in self.servers.drain(..) {
+            server.stopped().await;
         }
         self.sandbox.shutdown().await;
     }
@@ -151,9 +182,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", kubeconfig.display()))?;
     println!("kubeconfig: {}", kubeconfig.display());
     if !no_operator {
+        let telemetry = operator::Telemetry::default();
         cluster
-            .spawn_operator(dev_operator_args(), operator::Telemetry::default())
+            .spawn_operator(dev_operator_args(), telemetry.clone())
             .await?;
+        let adapter = cluster.spawn_adapter(&telemetry).await?;
+        println!(
+            "metrics adapter: https://{adapter} (registered as the external and custom metrics APIs)"
+        );
     }
     let operator = if no_operator {
         "without the operator"
