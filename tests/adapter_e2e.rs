@@ -167,3 +167,124 @@ spec:
     broker.delete().await;
     cluster.shutdown().await;
 }
+
+/// librdkafka's in-process mock cluster (`environment.md`): `topic` with one partition per
+/// entry of `messages`, each holding that many records, and `group` committed at offset 0.
+mod kafka {
+    use std::time::Duration;
+
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    pub type Cluster = MockCluster<'static, DefaultProducerContext>;
+
+    pub fn cluster(topic: &str, group: &str, messages: &[usize]) -> Cluster {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        let partitions = i32::try_from(messages.len()).expect("few partitions");
+        cluster
+            .create_topic(topic, partitions, 1)
+            .expect("create topic");
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .create()
+            .expect("producer");
+        for (partition, count) in messages.iter().enumerate() {
+            for _ in 0..*count {
+                let record = BaseRecord::to(topic)
+                    .partition(partition as i32)
+                    .payload("job")
+                    .key("k");
+                producer.send(record).expect("enqueue");
+            }
+        }
+        producer.flush(Duration::from_secs(10)).expect("flush");
+        commit(&cluster, group, topic, partitions, 0);
+        cluster
+    }
+
+    /// Commit `offset` on every partition, as a consumer that processed that far would.
+    pub fn commit(cluster: &Cluster, group: &str, topic: &str, partitions: i32, offset: i64) {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut list = TopicPartitionList::new();
+        for partition in 0..partitions {
+            list.add_partition_offset(topic, partition, Offset::Offset(offset))
+                .expect("offset");
+        }
+        consumer.commit(&list, CommitMode::Sync).expect("commit");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_lag_scales_to_the_partition_count_and_back() {
+    const PARTITIONS: i32 = 3;
+    const PER_PARTITION: usize = 20;
+    let broker = kafka::cluster("payments", "billing", &[PER_PARTITION; PARTITIONS as usize]);
+    let mut cluster = cluster::start_with_hpa_sync(Duration::from_secs(1)).await;
+    cluster
+        .dev
+        .spawn_adapter(&cluster.telemetry)
+        .await
+        .expect("the adapter starts and registers");
+    cluster.namespace("pay").await;
+    cluster.deployment("pay", "billing", 0).await;
+    // Lag 60 with lagThreshold 5 would ask for 12 replicas; without allowIdleConsumers KEDA
+    // caps the metric at partitions × threshold, so the HPA settles at 3.
+    cluster
+        .create::<ScaledObject>(&format!(
+            "metadata: {{name: billing, namespace: pay}}
+spec:
+  scaleTargetRef: {{name: billing}}
+  pollingInterval: 1
+  cooldownPeriod: 3
+  maxReplicaCount: 10
+  advanced:
+    horizontalPodAutoscalerConfig:
+      behavior:
+        scaleDown: {{stabilizationWindowSeconds: 0}}
+  triggers:
+  - type: kafka
+    metadata: {{bootstrapServers: '{}', consumerGroup: billing, topic: payments, lagThreshold: '5'}}
+",
+            broker.bootstrap_servers()
+        ))
+        .await;
+    eventually(
+        "billing scaled to the partition count",
+        Duration::from_secs(40),
+        || async {
+            (deployment_replicas(&cluster.client, "pay", "billing").await == PARTITIONS)
+                .then_some(())
+        },
+    )
+    .await;
+    // Stays there: never more replicas than partitions.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        deployment_replicas(&cluster.client, "pay", "billing").await,
+        PARTITIONS
+    );
+    kafka::commit(
+        &broker,
+        "billing",
+        "payments",
+        PARTITIONS,
+        PER_PARTITION as i64,
+    );
+    eventually(
+        "billing back to 0 once the group caught up",
+        Duration::from_secs(40),
+        || async {
+            (deployment_replicas(&cluster.client, "pay", "billing").await == 0).then_some(())
+        },
+    )
+    .await;
+    cluster.shutdown().await;
+}
