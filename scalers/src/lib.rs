@@ -48,6 +48,8 @@ pub mod prometheus;
 pub mod rabbitmq;
 #[cfg(feature = "prometheus")]
 pub mod sigv4;
+#[cfg(feature = "prometheus")]
+pub mod aws_sts;
 
 /// The default timeout of every backend call: KEDA's `KEDA_HTTP_DEFAULT_TIMEOUT` (3000 ms).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(3000);

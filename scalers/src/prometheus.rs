@@ -14,8 +14,9 @@
 //! | `unsafeSsl` | no | false | M | skip server certificate verification (not with `tls`/`ca`) |
 //! | `timeout` | no | global | M | Go duration or integer ms |
 //! | `awsRegion` | no | – | M,A | Amazon Managed Prometheus: SigV4-sign queries for this region |
-//! | `identityOwner` | no | `pod` | M | `pod` or `operator`: `operator` signs with the operator's AWS credentials |
-//! | `awsAccessKeyID` / `awsAccessKeyId`, `awsSecretAccessKey`, `awsSessionToken` | with `awsRegion` | – | A | SigV4 credentials (`awsRoleArn` is refused) |
+//! | `identityOwner` | no | `pod` | M | `pod` or `operator`: `operator` signs with the operator's AWS credentials (`AWS_ACCESS_KEY_ID`…, else IRSA web identity) |
+//! | `awsAccessKeyID` / `awsAccessKeyId`, `awsSecretAccessKey`, `awsSessionToken` | with `awsRegion` | – | A | SigV4 credentials |
+//! | `awsRoleArn` | no | – | A | STS `AssumeRole` of this role, with the keys above or else the operator's identity; queries are signed with the temporary credentials |
 //! | `cloud` | no | `AzurePublicCloud` | M | Azure managed Prometheus scope: `AzurePublicCloud`, `AzureUSGovernmentCloud`, `AzureChinaCloud`, `Private` |
 //! | `azureManagedPrometheusResourceURL` | with `cloud: Private` | – | M | the AAD scope used as is |
 //! | `authModes` / `authMode` | no | – | M,A | list of `apiKey, basic, tls, bearer, custom, oauth`; at most one of bearer/basic/oauth |
@@ -28,7 +29,8 @@
 //! legacy key. `apiKey` and `oauth` pass validation but are never applied (as in KEDA).
 //!
 //! Without `authModes`, the cloud transports of [`cloud`] apply: `podIdentity.provider:
-//! azure-workload` (Azure AD bearer), `gcp` (metadata-server bearer) or `awsRegion` (SigV4).
+//! azure-workload` (Azure AD bearer), `gcp` (metadata-server bearer) or `awsRegion` (SigV4;
+//! `podIdentity.provider: aws`/`aws-eks` uses the operator's keys or IRSA, see [`crate::aws_sts`]).
 //!
 //! Metric `s<i>-prometheus`. HTTP clients are shared per origin and TLS settings through
 //! [`crate::pool::http`].

@@ -196,7 +196,9 @@ fn form_decode(s: &str) -> String {
         .into_owned()
 }
 
-fn encode(s: &str) -> String {
+/// `s` percent-encoded as SigV4 wants: RFC 3986 unreserved characters stay, everything else
+/// becomes `%XX` (uppercase hex). Also the encoding of STS form bodies.
+pub fn encode(s: &str) -> String {
     utf8_percent_encode(s, UNRESERVED).to_string()
 }
 

@@ -5,10 +5,15 @@
 //! |---|---|---|
 //! | Azure Monitor managed Prometheus | `podIdentity.provider: azure-workload` | `Authorization: Bearer` AAD token for the scope of `cloud` (`azureManagedPrometheusResourceURL` with `cloud: Private`) |
 //! | Google Managed Prometheus | `podIdentity.provider: gcp` | `Authorization: Bearer` token from the GKE metadata server, scope `monitoring.read` |
-//! | Amazon Managed Prometheus | `awsRegion` set | SigV4 (service `aps`) with `awsAccessKeyID`/`awsSecretAccessKey`/`awsSessionToken`, or the operator's `AWS_*` credentials with `podIdentity.provider: aws` / `identityOwner: operator` |
+//! | Amazon Managed Prometheus, static keys | `awsRegion` set | SigV4 (service `aps`) with `awsAccessKeyID`/`awsSecretAccessKey`/`awsSessionToken` |
+//! | Amazon Managed Prometheus, operator identity | `awsRegion` and `podIdentity.provider: aws`/`aws-eks` or `identityOwner: operator` | SigV4 with the operator's `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, else IRSA: STS `AssumeRoleWithWebIdentity` with `AWS_ROLE_ARN` and the token in `AWS_WEB_IDENTITY_TOKEN_FILE` |
+//! | Amazon Managed Prometheus, assume role | `awsRegion` and authParams `awsRoleArn` | SigV4 with credentials from STS `AssumeRole` (SigV4, service `sts`), based on `awsAccessKeyID`/`awsSecretAccessKey` when given, else on the operator's identity (as KEDA's default credential chain) |
 //!
-//! Tokens are cached until shortly before expiry and shared by every trigger with the same
-//! identity (Azure: [`crate::azure_ad::TokenSource`]; GCP: [`GcpTokenSource`]).
+//! STS is reached at `https://sts.<awsRegion>.amazonaws.com/` or `AWS_ENDPOINT_URL_STS`
+//! ([`crate::aws_sts`]). Tokens and STS credentials are cached until shortly before expiry
+//! and shared by every trigger with the same identity (Azure: [`crate::azure_ad::TokenSource`];
+//! GCP: [`GcpTokenSource`]; AWS: [`crate::aws_sts::StsCredentials`], refreshed 5 minutes
+//! before `Expiration`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
@@ -17,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::aws_sts::{Credentials, StsCredentials};
 use crate::azure_ad::{self, TOKEN_REFRESH_MARGIN, TokenSource, WorkloadIdentity};
 use crate::metadata::{AUTH, Params};
 use crate::naming::query_escape;
@@ -71,8 +77,15 @@ pub enum AwsSource {
     /// `awsAccessKeyID` + `awsSecretAccessKey` (+ `awsSessionToken`) from authParams.
     Static(AwsCredentials),
     /// The operator's own `AWS_*` environment (`podIdentity.provider: aws`, or
-    /// `identityOwner: operator`).
+    /// `identityOwner: operator`): static keys, else web identity (IRSA).
     Operator,
+    /// STS `AssumeRole` of `role_arn` (authParams `awsRoleArn`) with `base` credentials.
+    AssumeRole {
+        /// `awsRoleArn`.
+        role_arn: String,
+        /// The credentials that assume the role.
+        base: Box<AwsSource>,
+    },
 }
 
 impl PartialEq for AwsSource {
@@ -83,6 +96,13 @@ impl PartialEq for AwsSource {
                     && a.secret_access_key.expose_secret() == b.secret_access_key.expose_secret()
             }
             (Self::Operator, Self::Operator) => true,
+            (
+                Self::AssumeRole { role_arn, base },
+                Self::AssumeRole {
+                    role_arn: other_arn,
+                    base: other_base,
+                },
+            ) => role_arn == other_arn && base == other_base,
             _ => false,
         }
     }
@@ -125,7 +145,7 @@ pub fn parse(p: &mut Params<'_>, aws_region: Option<String>) -> Cloud {
             Some(region) => match aws_static(p) {
                 Some(credentials) => Cloud::Aws {
                     region,
-                    credentials: AwsSource::Static(credentials),
+                    credentials,
                 },
                 None => Cloud::None,
             },
@@ -156,15 +176,10 @@ fn azure_scope(cloud: Option<&str>, private_resource: Option<String>) -> Result<
         })
 }
 
-/// Static keys from authParams; a missing pair is recorded in `p`.
-fn aws_static(p: &mut Params<'_>) -> Option<AwsCredentials> {
-    if p.key("awsRoleArn").sources(AUTH).string().is_some() {
-        p.invalid(
-            "authParams \"awsRoleArn\" (STS AssumeRole) is not supported by tidescale yet; use \
-             awsAccessKeyID/awsSecretAccessKey or podIdentity provider aws",
-        );
-        return None;
-    }
+/// Static keys from authParams, or `awsRoleArn` assumed with them (else with the operator's
+/// identity, as KEDA's default credential chain); a missing pair is recorded in `p`.
+fn aws_static(p: &mut Params<'_>) -> Option<AwsSource> {
+    let role_arn = p.key("awsRoleArn").sources(AUTH).string();
     let id = p
         .key("awsAccessKeyID")
         .alias("awsAccessKeyId")
@@ -172,11 +187,24 @@ fn aws_static(p: &mut Params<'_>) -> Option<AwsCredentials> {
         .string();
     let secret = p.key("awsSecretAccessKey").sources(AUTH).secret();
     let session_token = p.key("awsSessionToken").sources(AUTH).secret();
-    match (id, secret) {
-        (Some(access_key_id), Some(secret_access_key)) => Some(AwsCredentials {
-            access_key_id,
-            secret_access_key,
-            session_token,
+    match (id, secret, role_arn) {
+        (Some(access_key_id), Some(secret_access_key), role_arn) => {
+            let keys = AwsSource::Static(AwsCredentials {
+                access_key_id,
+                secret_access_key,
+                session_token,
+            });
+            Some(match role_arn {
+                Some(role_arn) => AwsSource::AssumeRole {
+                    role_arn,
+                    base: Box::new(keys),
+                },
+                None => keys,
+            })
+        }
+        (None, None, Some(role_arn)) => Some(AwsSource::AssumeRole {
+            role_arn,
+            base: Box::new(AwsSource::Operator),
         }),
         _ => {
             p.invalid(
@@ -199,8 +227,8 @@ pub enum CloudAuth {
     Aws {
         /// `awsRegion`.
         region: String,
-        /// The access keys.
-        credentials: AwsCredentials,
+        /// The access keys, static or from STS.
+        credentials: Credentials,
     },
 }
 
@@ -231,36 +259,57 @@ pub fn connect(
             credentials,
         } => CloudAuth::Aws {
             region: region.clone(),
-            credentials: match credentials {
-                AwsSource::Static(c) => c.clone(),
-                AwsSource::Operator => operator_aws(env)?,
-            },
+            credentials: aws_credentials(credentials, region, env, token_tls)?,
         },
     }))
 }
 
-/// The operator's static `AWS_*` credentials.
-fn operator_aws(env: &BTreeMap<String, String>) -> Result<AwsCredentials, String> {
+/// The credentials `source` resolves to (STS providers are created, not called).
+fn aws_credentials(
+    source: &AwsSource,
+    region: &str,
+    env: &BTreeMap<String, String>,
+    tls: &TlsSettings,
+) -> Result<Credentials, String> {
+    Ok(match source {
+        AwsSource::Static(c) => Credentials::Static(c.clone()),
+        AwsSource::Operator => operator_aws(region, env, tls)?,
+        AwsSource::AssumeRole { role_arn, base } => {
+            let base = aws_credentials(base, region, env, tls)
+                .map_err(|e| format!("awsRoleArn: base credentials: {e}"))?;
+            Credentials::Sts(StsCredentials::assume_role(
+                region, role_arn, base, env, tls,
+            )?)
+        }
+    })
+}
+
+/// The operator's own identity, in the AWS SDK's order: static `AWS_*` keys, else web
+/// identity (IRSA: `AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`).
+fn operator_aws(
+    region: &str,
+    env: &BTreeMap<String, String>,
+    tls: &TlsSettings,
+) -> Result<Credentials, String> {
     let get = |k: &str| {
         env.get(k)
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
     };
     match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
-        (Some(access_key_id), Some(secret)) => Ok(AwsCredentials {
+        (Some(access_key_id), Some(secret)) => Ok(Credentials::Static(AwsCredentials {
             access_key_id,
             secret_access_key: SecretString::from(secret),
             session_token: get("AWS_SESSION_TOKEN").map(SecretString::from),
-        }),
-        _ if get("AWS_WEB_IDENTITY_TOKEN_FILE").is_some() => Err(
-            "podIdentity aws: web identity (IRSA, AWS_WEB_IDENTITY_TOKEN_FILE) is not supported \
-             by tidescale yet; give the operator AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
-                .to_owned(),
-        ),
-        _ => Err(
-            "podIdentity aws: the operator has no AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-                .to_owned(),
-        ),
+        })),
+        _ => match StsCredentials::web_identity(region, env, tls)? {
+            Some(irsa) => Ok(Credentials::Sts(irsa)),
+            None => Err(
+                "podIdentity aws: the operator has neither AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY nor AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN (IRSA)"
+                    .to_owned(),
+            ),
+        },
     }
 }
 
@@ -278,7 +327,7 @@ impl CloudAuth {
                 region,
                 credentials,
             } => sigv4::sign(
-                credentials,
+                &credentials.get(deadline).await?,
                 sigv4::Scope {
                     region,
                     service: PROMETHEUS_SERVICE,
@@ -306,7 +355,7 @@ impl CloudAuth {
         match self {
             CloudAuth::Azure(source) => source.forget().await,
             CloudAuth::Gcp(source) => source.forget().await,
-            CloudAuth::Aws { .. } => {}
+            CloudAuth::Aws { credentials, .. } => credentials.forget().await,
         }
     }
 }

@@ -64,6 +64,8 @@ fn aws_static(id: &str, secret: &str) -> Cloud {
 #[case::aws_key_id_alias("", &[], &[("awsRegion", "eu-west-1"), ("awsAccessKeyId", "AKID"), ("awsSecretAccessKey", "s3cr3t")], aws_static("AKID", "s3cr3t"))]
 #[case::aws_pod_identity("aws", &[("awsRegion", "eu-west-1")], &[], Cloud::Aws { region: "eu-west-1".into(), credentials: AwsSource::Operator })]
 #[case::aws_identity_owner_operator("", &[("awsRegion", "eu-west-1"), ("identityOwner", "operator")], &[], Cloud::Aws { region: "eu-west-1".into(), credentials: AwsSource::Operator })]
+#[case::aws_role_arn_on_operator("", &[("awsRegion", "eu-west-1")], &[("awsRoleArn", "arn:aws:iam::1:role/r")], Cloud::Aws { region: "eu-west-1".into(), credentials: AwsSource::AssumeRole { role_arn: "arn:aws:iam::1:role/r".into(), base: Box::new(AwsSource::Operator) } })]
+#[case::aws_role_arn_on_keys("", &[("awsRegion", "eu-west-1")], &[("awsRoleArn", "arn:aws:iam::1:role/r"), ("awsAccessKeyID", "AKID"), ("awsSecretAccessKey", "s3cr3t")], Cloud::Aws { region: "eu-west-1".into(), credentials: AwsSource::AssumeRole { role_arn: "arn:aws:iam::1:role/r".into(), base: Box::new(AwsSource::Static(AwsCredentials { access_key_id: "AKID".into(), secret_access_key: SecretString::from("s3cr3t"), session_token: None })) } })]
 #[case::aws_pod_identity_without_region("aws", &[], &[], Cloud::None)]
 #[case::auth_modes_skip_cloud("", &[("awsRegion", "eu-west-1"), ("authModes", "bearer")], &[("bearerToken", "t")], Cloud::None)]
 fn cloud_transport_is_chosen_from_identity_and_keys(
@@ -80,7 +82,6 @@ fn cloud_transport_is_chosen_from_identity_and_keys(
 #[case::unknown_cloud("azure-workload", &[("cloud", "Mars")], &[], "parameter \"cloud\" value \"Mars\" must be one of [AzurePublicCloud")]
 #[case::private_without_url("azure-workload", &[("cloud", "Private")], &[], "parameter \"azureManagedPrometheusResourceURL\" is required")]
 #[case::aws_without_keys("", &[("awsRegion", "eu-west-1")], &[("awsAccessKeyID", "AKID")], "awsAccessKeyID and awsSecretAccessKey are required in authParams")]
-#[case::aws_role_arn("", &[("awsRegion", "eu-west-1")], &[("awsRoleArn", "arn:aws:iam::1:role/r")], "authParams \"awsRoleArn\" (STS AssumeRole) is not supported")]
 #[case::aws_with_azure("azure-workload", &[("awsRegion", "eu-west-1")], &[], "awsRegion cannot be combined with podIdentity provider azure-workload")]
 #[case::bad_identity_owner("", &[("identityOwner", "me")], &[], "parameter \"identityOwner\" value \"me\" (from triggerMetadata) must be one of [pod operator]")]
 fn invalid_cloud_settings_name_the_key(
@@ -111,19 +112,46 @@ fn aws_secrets_never_print() {
 }
 
 #[test]
-fn operator_aws_credentials_come_from_env_and_irsa_is_refused_by_name() {
-    let creds = operator_aws(&map(&[
-        ("AWS_ACCESS_KEY_ID", "AKID"),
-        ("AWS_SECRET_ACCESS_KEY", "s"),
-        ("AWS_SESSION_TOKEN", "t"),
-    ]))
-    .expect("static env");
+fn operator_aws_credentials_come_from_static_env_first_then_irsa() {
+    let tls = TlsSettings::default();
+    let Credentials::Static(creds) = operator_aws(
+        "eu-west-1",
+        &map(&[
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("AWS_SESSION_TOKEN", "t"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/f"),
+            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r"),
+        ]),
+        &tls,
+    )
+    .expect("static env") else {
+        panic!("static keys win over web identity");
+    };
     assert_eq!(creds.access_key_id, "AKID");
     assert!(creds.session_token.is_some());
-    let err = operator_aws(&map(&[("AWS_WEB_IDENTITY_TOKEN_FILE", "/f")])).unwrap_err();
-    assert!(err.contains("AWS_WEB_IDENTITY_TOKEN_FILE"), "{err}");
-    let err = operator_aws(&BTreeMap::new()).unwrap_err();
-    assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+    let irsa = operator_aws(
+        "eu-west-1",
+        &map(&[
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/f"),
+            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r"),
+        ]),
+        &tls,
+    )
+    .expect("irsa");
+    assert!(matches!(irsa, Credentials::Sts(_)), "{irsa:?}");
+    let err = operator_aws(
+        "eu-west-1",
+        &map(&[("AWS_WEB_IDENTITY_TOKEN_FILE", "/f")]),
+        &tls,
+    )
+    .unwrap_err();
+    assert!(err.contains("AWS_ROLE_ARN is not"), "{err}");
+    let err = operator_aws("eu-west-1", &BTreeMap::new(), &tls).unwrap_err();
+    assert!(
+        err.contains("AWS_ACCESS_KEY_ID") && err.contains("AWS_WEB_IDENTITY_TOKEN_FILE"),
+        "{err}"
+    );
 }
 
 /// What the fake cloud endpoints saw.
