@@ -32,6 +32,8 @@ pub mod metadata;
 pub mod naming;
 pub mod pool;
 
+#[cfg(feature = "prometheus")]
+pub mod aws_sts;
 #[cfg(any(
     feature = "azure-servicebus",
     feature = "prometheus",
@@ -48,8 +50,6 @@ pub mod prometheus;
 pub mod rabbitmq;
 #[cfg(feature = "prometheus")]
 pub mod sigv4;
-#[cfg(feature = "prometheus")]
-pub mod aws_sts;
 
 /// The default timeout of every backend call: KEDA's `KEDA_HTTP_DEFAULT_TIMEOUT` (3000 ms).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(3000);

@@ -1,15 +1,20 @@
 //! The Kafka scaler's pooled clients and the offset reads of spec §3.4 steps 1–2.
 //!
 //! Per (bootstrap servers, security settings) the pool holds ONE shared entry: a group-less
-//! librdkafka client (metadata and high watermarks, see `reads.rs`) and, for plaintext and
-//! SASL PLAIN/SCRAM-SHA-256/SCRAM-SHA-512 without TLS (`sasl.rs`), the shared broker connections of `conn.rs`, which read committed offsets of ANY consumer group
-//! with OffsetFetch. So 1,000 triggers with 1,000 distinct groups cost one librdkafka instance
-//! and one TCP connection per broker for offsets, not 1,001 instances.
+//! librdkafka client (metadata and high watermarks, see `reads.rs`) and, for plaintext, SASL
+//! PLAIN/SCRAM-SHA-256/SCRAM-SHA-512 (`sasl.rs`) and TLS with or without those (tokio-rustls,
+//! `conn.rs`), the shared broker connections of `conn.rs`, which read committed offsets of ANY
+//! consumer group with OffsetFetch. So 1,000 triggers with 1,000 distinct groups cost one
+//! librdkafka instance and one connection per broker for offsets, not 1,001 instances.
 //!
-//! TLS, OAUTHBEARER and GSSAPI triggers keep the older path: committed offsets through a
-//! librdkafka handle whose `group.id` is the group (it never subscribes, it only sends
-//! OffsetFetch), one per distinct group, reference counted in a second pool. librdkafka already
-//! implements those; TLS on the raw path (tokio-rustls) is future work.
+//! The pool key holds every security property (CA, client certificate and key, passwords), so
+//! triggers with different TLS material never share a client; its `Debug` shows property
+//! names and short SHA-256 fingerprints of the CA and certificate, never values.
+//!
+//! OAUTHBEARER and GSSAPI triggers, and TLS material rustls cannot load (a key encrypted other
+//! than as PKCS#8, which OpenSSL still reads), keep the older path: committed offsets through
+//! a librdkafka handle whose `group.id` is the group (it never subscribes, it only sends
+//! OffsetFetch), one per distinct group, reference counted in a second pool.
 //!
 //! librdkafka calls block: each runs on `spawn_blocking`, is given the remaining time of the
 //! poll's deadline, and is also wrapped in a tokio timeout. Raw-protocol requests are async
@@ -26,12 +31,14 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::TYPE;
 use super::conn::Brokers;
+use super::conn::Tls;
 use super::lag::PartitionOffsets;
 use super::params::PartitionLimitation;
 use super::reads::{self, CallError, OffsetMap, Offsets, Parts, blocking, remaining};
 use super::sasl::{Mechanism, SaslAuth};
 use super::wire::WireError;
 use crate::ScalerError;
+use crate::pool::http::{TlsSettings, rustls_config};
 use crate::pool::{Pool, Shared};
 
 /// librdkafka properties that identify a connection: servers plus security settings. Values may
@@ -76,25 +83,57 @@ impl ClientKey {
         cfg
     }
 
-    /// `Some` when the raw-protocol offset path can serve this key: no TLS, and no SASL or
-    /// SASL PLAIN/SCRAM (whose credentials it returns).
-    fn shared_auth(&self) -> Option<Option<SaslAuth>> {
-        let get = |name: &str| {
-            self.props
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.clone())
-        };
-        let protocol = get("security.protocol")?;
-        match (protocol.expose_secret(), self.props.len()) {
-            ("plaintext", 1) => Some(None),
-            ("sasl_plaintext", 4) => Some(Some(SaslAuth {
-                mechanism: Mechanism::from_librdkafka(get("sasl.mechanism")?.expose_secret())?,
-                username: get("sasl.username")?,
-                password: get("sasl.password")?,
-            })),
-            _ => None,
+    /// `Some` when the raw-protocol offset path can serve this key: no SASL or SASL
+    /// PLAIN/SCRAM (whose credentials it returns), with or without TLS (whose settings it
+    /// returns). Any other property (OAUTHBEARER, GSSAPI) means `None`.
+    fn shared_security(&self) -> Option<SharedSecurity> {
+        let mut protocol = None;
+        let (mut mechanism, mut username, mut password) = (None, None, None);
+        let mut tls = TlsSettings::default();
+        let text = |v: &SecretString| Some(v.expose_secret().to_owned());
+        for (k, v) in &self.props {
+            match *k {
+                "security.protocol" => protocol = Some(v.expose_secret()),
+                "sasl.mechanism" => {
+                    mechanism = Some(Mechanism::from_librdkafka(v.expose_secret())?);
+                }
+                "sasl.username" => username = Some(v.clone()),
+                "sasl.password" => password = Some(v.clone()),
+                "ssl.ca.pem" => tls.ca = text(v),
+                "ssl.certificate.pem" => tls.cert = text(v),
+                "ssl.key.pem" => tls.key = text(v),
+                "ssl.key.password" => tls.key_password = text(v),
+                "enable.ssl.certificate.verification" => {
+                    tls.unsafe_ssl = v.expose_secret() == "false";
+                }
+                // Always set together with the line above (`unsafeSsl`).
+                "ssl.endpoint.identification.algorithm" => {}
+                _ => return None,
+            }
         }
+        let (with_tls, with_sasl) = match protocol? {
+            "plaintext" => (false, false),
+            "sasl_plaintext" => (false, true),
+            "ssl" => (true, false),
+            "sasl_ssl" => (true, true),
+            _ => return None,
+        };
+        let sasl = match (with_sasl, mechanism, username, password) {
+            (false, None, None, None) => None,
+            (true, Some(mechanism), Some(username), Some(password)) => Some(SaslAuth {
+                mechanism,
+                username,
+                password,
+            }),
+            _ => return None,
+        };
+        if !with_tls && tls != TlsSettings::default() {
+            return None;
+        }
+        Some(SharedSecurity {
+            sasl,
+            tls: with_tls.then_some(tls),
+        })
     }
 
     /// librdkafka echoes bad values in its errors; strip any secret before it reaches a message.
@@ -110,13 +149,37 @@ impl ClientKey {
     }
 }
 
+/// What the shared offset connections of a key need: SASL credentials and TLS settings.
+struct SharedSecurity {
+    sasl: Option<SaslAuth>,
+    tls: Option<TlsSettings>,
+}
+
+/// A short SHA-256 fingerprint of a public PEM (CA, certificate), to tell keys apart in logs.
+fn fingerprint(pem: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, pem.as_bytes());
+    digest.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 impl std::fmt::Debug for ClientKey {
-    // Property values may be secrets: show the names only.
+    // Property values may be secrets: names only, plus fingerprints of the public PEMs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.props.iter().map(|(k, _)| *k).collect();
+        let props: Vec<String> = self
+            .props
+            .iter()
+            .map(|(k, v)| match *k {
+                "ssl.ca.pem" | "ssl.certificate.pem" => {
+                    format!("{k}=sha256:{}", fingerprint(v.expose_secret()))
+                }
+                _ => (*k).to_owned(),
+            })
+            .collect();
         f.debug_struct("ClientKey")
             .field("servers", &self.servers)
-            .field("props", &names)
+            .field("props", &props)
             .finish()
     }
 }
@@ -160,7 +223,8 @@ type GroupKey = (ClientKey, String);
 
 /// Group-less clients: one per (servers, security settings).
 static CLIENTS: LazyLock<Arc<Pool<ClientKey, Handle>>> = LazyLock::new(|| Arc::new(Pool::new()));
-/// Group-bound handles of TLS/SASL triggers: one per (servers, security settings, group).
+/// Group-bound handles of OAUTHBEARER triggers (and TLS keys rustls cannot load): one per
+/// (servers, security settings, group).
 static GROUPS: LazyLock<Arc<Pool<GroupKey, Handle>>> = LazyLock::new(|| Arc::new(Pool::new()));
 
 /// Counters of the Kafka pools for one `bootstrap.servers` string, for tests and telemetry.
@@ -168,9 +232,9 @@ static GROUPS: LazyLock<Arc<Pool<GroupKey, Handle>>> = LazyLock::new(|| Arc::new
 pub struct PoolStats {
     /// Shared group-less clients (one per distinct security setting).
     pub clients: usize,
-    /// Group-bound librdkafka handles (TLS/SASL triggers only: one per distinct group).
+    /// Group-bound librdkafka handles (OAUTHBEARER, unloadable TLS keys: one per group).
     pub group_handles: usize,
-    /// Open TCP connections of the shared committed-offset path (plaintext).
+    /// Open connections of the shared committed-offset path (plaintext, SASL, TLS).
     pub connections: usize,
     /// TCP connections that path has opened since its client was created.
     pub connections_opened: u64,
@@ -197,14 +261,14 @@ pub fn pool_stats(servers: &str) -> PoolStats {
 
 /// Where a trigger's committed offsets come from.
 enum GroupReader {
-    /// Shared connections of the trigger's client (plaintext or SASL PLAIN/SCRAM).
+    /// Shared connections of the trigger's client (plaintext or TLS, SASL PLAIN/SCRAM or none).
     Shared(Arc<Brokers>),
-    /// A librdkafka handle bound to the group (TLS, OAUTHBEARER, GSSAPI).
+    /// A librdkafka handle bound to the group (OAUTHBEARER, GSSAPI, TLS rustls cannot load).
     Handle(Shared<GroupKey, Handle>),
 }
 
-/// One trigger's share of a pooled client (and, for TLS/SASL, of a group handle). Released on
-/// [`Lease::release`] or drop, whichever comes first.
+/// One trigger's share of a pooled client (and, off the shared path, of a group handle).
+/// Released on [`Lease::release`] or drop, whichever comes first.
 pub(crate) struct Lease {
     key: ClientKey,
     group: String,
@@ -243,9 +307,9 @@ fn create(key: &ClientKey, group: Option<&str>, timeout: Duration) -> Result<Han
             scaler: TYPE,
             message: key.redact(format!("kafka client configuration rejected: {e}")),
         })?;
-    let brokers = match (group, key.shared_auth()) {
-        (None, Some(auth)) => Some(Arc::new(Brokers::new(&key.servers, auth))),
-        _ => None,
+    let brokers = match group {
+        None => shared_brokers(key),
+        Some(_) => None,
     };
     Ok(Handle {
         consumer: Arc::new(consumer),
@@ -254,7 +318,31 @@ fn create(key: &ClientKey, group: Option<&str>, timeout: Duration) -> Result<Han
     })
 }
 
-/// Take a share of the client for `key` (and, for TLS/SASL, of the handle for `group`),
+/// The shared offset connections for `key`, if the raw path can serve it. TLS material that
+/// librdkafka accepted (it has already built its client) but rustls cannot load keeps the
+/// per-group librdkafka path; the reason names the parameter, never its value.
+pub(super) fn shared_brokers(key: &ClientKey) -> Option<Arc<Brokers>> {
+    let security = key.shared_security()?;
+    let brokers = Brokers::new(&key.servers, security.sasl);
+    let brokers = match security.tls {
+        None => brokers,
+        Some(tls) => match rustls_config(&tls) {
+            Ok(config) => brokers.with_tls(Tls::new(config)),
+            Err(reason) => {
+                tracing::info!(
+                    servers = %key.servers,
+                    %reason,
+                    "kafka: TLS settings not usable by the shared offset connections; \
+                     reading committed offsets with one librdkafka handle per consumer group"
+                );
+                return None;
+            }
+        },
+    };
+    Some(Arc::new(brokers))
+}
+
+/// Take a share of the client for `key` (and, off the shared path, of the handle for `group`),
 /// creating them if needed. No network I/O; reachability is checked by the caller.
 pub(crate) fn acquire(
     key: &ClientKey,
@@ -389,7 +477,7 @@ impl Lease {
         }
     }
 
-    /// The plaintext path: partitions and watermarks through the shared librdkafka client,
+    /// The shared path: partitions and watermarks through the shared librdkafka client,
     /// committed offsets over the shared connections, the last two concurrently.
     async fn read_shared(
         &self,

@@ -20,17 +20,30 @@
 //!
 //! * SASL PLAIN and SCRAM-SHA-256/512 (`sasl.rs`) authenticate each connection once, right
 //!   after ApiVersions, so SASL triggers share connections exactly as plaintext ones do.
+//! * TLS (`tls=enable`, with or without SASL) wraps each socket in tokio-rustls (ring provider)
+//!   before the first request: the rustls config is built once per client (`client.rs`, from
+//!   `ca`/`cert`/`key`/`keyPassword`/`unsafeSsl` via `pool::http::rustls_config`), SNI and
+//!   certificate name checks use the broker host as advertised, and the TCP connect plus the
+//!   handshake are bounded by the same deadline as every other step. A handshake failure is a
+//!   [`WireError::Tls`] naming the broker and rustls' reason, never any key material.
 //!
-//! TLS (and OAUTHBEARER/GSSAPI) triggers keep the per-group librdkafka handle (`client.rs`),
-//! which implements every mechanism the spec lists.
+//! OAUTHBEARER/GSSAPI triggers, and TLS settings rustls cannot load (e.g. a legacy encrypted
+//! PEM key), keep the per-group librdkafka handle (`client.rs`).
 
 use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 use super::sasl::{self, Mechanism, SaslAuth, Scram};
 use super::wire::{self, Committed, MAX_RESPONSE, WireError};
@@ -46,10 +59,74 @@ struct Counters {
     opened: AtomicU64,
 }
 
+/// A broker socket: plain TCP, or TCP wrapped in TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The TLS side of a [`Brokers`]: the connector, built once per client.
+#[derive(Clone)]
+pub(crate) struct Tls(TlsConnector);
+
+impl Tls {
+    pub(crate) fn new(config: ClientConfig) -> Self {
+        Self(TlsConnector::from(Arc::new(config)))
+    }
+}
+
+/// The host of `host:port` (IPv6 literals in brackets), for SNI and certificate checks.
+fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
 /// One open broker connection. Dropping it closes the socket and updates the counters.
 struct Conn {
     addr: String,
-    stream: TcpStream,
+    stream: Stream,
     next_id: i32,
     counters: Arc<Counters>,
 }
@@ -70,12 +147,16 @@ pub(crate) struct Brokers {
     counters: Arc<Counters>,
     /// SASL credentials every new connection authenticates with.
     sasl: Option<SaslAuth>,
+    /// TLS every new connection is wrapped in.
+    tls: Option<Tls>,
 }
 
 impl std::fmt::Debug for Brokers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Brokers")
             .field("bootstrap", &self.bootstrap)
+            .field("tls", &self.tls.is_some())
+            .field("sasl", &self.sasl.as_ref().map(|a| a.mechanism))
             .field("open", &self.open_connections())
             .finish()
     }
@@ -96,7 +177,14 @@ impl Brokers {
             coordinators: Mutex::new(HashMap::new()),
             counters: Arc::new(Counters::default()),
             sasl,
+            tls: None,
         }
+    }
+
+    /// Wrap every connection in TLS with `tls`.
+    pub(crate) fn with_tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// TCP connections open right now.
@@ -196,7 +284,10 @@ impl Brokers {
             .map_err(|_| timed_out(addr))?;
         let mut conn = match guard.take() {
             Some(conn) => conn,
-            None => Conn::open(addr, &self.counters, self.sasl.as_ref(), deadline).await?,
+            None => {
+                let security = (self.sasl.as_ref(), self.tls.as_ref());
+                Conn::open(addr, &self.counters, security, deadline).await?
+            }
         };
         // On error (or if this future is dropped) `conn` is dropped here: the socket closes.
         let reply = conn.round_trip(api_key, version, body, deadline).await?;
@@ -212,14 +303,15 @@ fn timed_out(addr: &str) -> WireError {
 }
 
 impl Conn {
-    /// Connect and check the broker supports the versions this path sends.
+    /// Connect (and shake hands, with TLS), then check the broker supports the versions this
+    /// path sends and authenticate (with SASL).
     async fn open(
         addr: &str,
         counters: &Arc<Counters>,
-        auth: Option<&SaslAuth>,
+        (auth, tls): (Option<&SaslAuth>, Option<&Tls>),
         deadline: Instant,
     ) -> Result<Self, WireError> {
-        let stream = timeout_at(deadline, TcpStream::connect(addr))
+        let tcp = timeout_at(deadline, TcpStream::connect(addr))
             .await
             .map_err(|_| timed_out(addr))?
             .map_err(|source| WireError::Io {
@@ -227,7 +319,11 @@ impl Conn {
                 source,
             })?;
         // Best effort: a request is one small write, Nagle would only delay it.
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let stream = match tls {
+            None => Stream::Plain(tcp),
+            Some(tls) => Stream::Tls(Box::new(handshake(addr, tls, tcp, deadline).await?)),
+        };
         counters.open.fetch_add(1, Ordering::Relaxed);
         counters.opened.fetch_add(1, Ordering::Relaxed);
         let mut conn = Self {
@@ -342,6 +438,8 @@ impl Conn {
             source,
         };
         self.stream.write_all(request).await.map_err(io)?;
+        // TLS may hold the last record back until flushed (a no-op on plain TCP).
+        self.stream.flush().await.map_err(io)?;
         let mut size = [0u8; 4];
         self.stream.read_exact(&mut size).await.map_err(io)?;
         let size = i32::from_be_bytes(size);
@@ -355,9 +453,34 @@ impl Conn {
     }
 }
 
+/// The TLS handshake on a connected socket, bounded by `deadline`. SNI and the certificate
+/// name check use the broker's host as written in `addr`.
+async fn handshake(
+    addr: &str,
+    tls: &Tls,
+    tcp: TcpStream,
+    deadline: Instant,
+) -> Result<TlsStream<TcpStream>, WireError> {
+    let fail = |reason: String| WireError::Tls {
+        addr: addr.to_owned(),
+        reason,
+    };
+    let name = ServerName::try_from(host_of(addr).to_owned())
+        .map_err(|_| fail("the broker host is not a valid TLS server name".into()))?;
+    timeout_at(deadline, tls.0.connect(name, tcp))
+        .await
+        .map_err(|_| timed_out(addr))?
+        // rustls' reason (e.g. "invalid peer certificate: UnknownIssuer") names no secret.
+        .map_err(|e| fail(e.to_string()))
+}
+
 #[cfg(test)]
 #[path = "conn_sasl_tests.rs"]
 mod sasl_tests;
+
+#[cfg(test)]
+#[path = "conn_tls_tests.rs"]
+mod tls_tests;
 
 #[cfg(test)]
 mod tests {

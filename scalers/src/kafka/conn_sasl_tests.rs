@@ -2,6 +2,7 @@
 //! ApiVersions, SaslHandshake v1, SaslAuthenticate v0 (PLAIN, or SCRAM with the server side
 //! computed here), FindCoordinator v2 and OffsetFetch v4, and refuses any other request before
 //! authentication. The SCRAM algorithm itself is pinned by RFC 7677's vector (`sasl_tests.rs`).
+//! `conn_tls_tests.rs` serves the same broker behind a tokio-rustls acceptor.
 
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
@@ -9,19 +10,19 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::SecretString;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use super::*;
 
-const USER: &str = "alice";
-const PASSWORD: &str = "s3cret-pw";
+pub(super) const USER: &str = "alice";
+pub(super) const PASSWORD: &str = "s3cret-pw";
 
 fn put_s(out: &mut Vec<u8>, v: &str) {
     out.extend_from_slice(&i16::try_from(v.len()).unwrap().to_be_bytes());
     out.extend_from_slice(v.as_bytes());
 }
 
-fn auth(mechanism: Mechanism, password: &str) -> SaslAuth {
+pub(super) fn auth(mechanism: Mechanism, password: &str) -> SaslAuth {
     SaslAuth {
         mechanism,
         username: SecretString::from(USER),
@@ -31,13 +32,18 @@ fn auth(mechanism: Mechanism, password: &str) -> SaslAuth {
 
 /// What the broker saw.
 #[derive(Default)]
-struct Seen {
-    connections: AtomicUsize,
-    authenticated: AtomicUsize,
-    offset_fetches: AtomicUsize,
+pub(super) struct Seen {
+    pub(super) connections: AtomicUsize,
+    pub(super) authenticated: AtomicUsize,
+    pub(super) offset_fetches: AtomicUsize,
 }
 
-async fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
+/// Any socket the in-test broker can serve: TCP, or TLS over TCP.
+pub(super) trait Io: AsyncRead + AsyncWrite + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
+
+async fn read_frame(s: &mut impl Io) -> Option<Vec<u8>> {
     let mut size = [0u8; 4];
     s.read_exact(&mut size).await.ok()?;
     let mut buf = vec![0u8; usize::try_from(i32::from_be_bytes(size)).ok()?];
@@ -45,7 +51,7 @@ async fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
     Some(buf)
 }
 
-async fn reply(s: &mut TcpStream, id: i32, body: &[u8]) {
+async fn reply(s: &mut impl Io, id: i32, body: &[u8]) {
     let mut out = i32::try_from(body.len() + 4)
         .unwrap()
         .to_be_bytes()
@@ -53,6 +59,7 @@ async fn reply(s: &mut TcpStream, id: i32, body: &[u8]) {
     out.extend_from_slice(&id.to_be_bytes());
     out.extend_from_slice(body);
     let _ = s.write_all(&out).await;
+    let _ = s.flush().await;
 }
 
 fn auth_reply(code: i16, bytes: &[u8]) -> Vec<u8> {
@@ -68,11 +75,19 @@ fn auth_bytes(body: &[u8]) -> Vec<u8> {
     body[4..].to_vec()
 }
 
-async fn serve(mut s: TcpStream, port: u16, mechanism: Mechanism, seen: Arc<Seen>) {
+/// Serve one connection. FindCoordinator answers with one of `coordinators` (host, port),
+/// picked by the group name; without a `mechanism` the broker requires no SASL.
+pub(super) async fn serve(
+    mut s: impl Io,
+    coordinators: Vec<(String, u16)>,
+    mechanism: Option<Mechanism>,
+    seen: Arc<Seen>,
+) {
     seen.connections.fetch_add(1, Ordering::SeqCst);
+    let mut authed = mechanism.is_none();
+    let mechanism = mechanism.unwrap_or(Mechanism::Plain);
     let expected = auth(mechanism, PASSWORD);
     let mut scram: Option<(Scram, String)> = None;
-    let mut authed = false;
     while let Some(frame) = read_frame(&mut s).await {
         let key = i16::from_be_bytes([frame[0], frame[1]]);
         let id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -129,8 +144,15 @@ async fn serve(mut s: TcpStream, port: u16, mechanism: Mechanism, seen: Arc<Seen
             10 => {
                 let mut b = vec![0, 0, 0, 0, 0, 0, 0xff, 0xff];
                 b.extend_from_slice(&1i32.to_be_bytes());
-                put_s(&mut b, "127.0.0.1");
-                b.extend_from_slice(&i32::from(port).to_be_bytes());
+                // FindCoordinator v2 body: key (the group), key type.
+                let len = usize::from(u16::from_be_bytes([body[0], body[1]]));
+                let pick = body[2..2 + len]
+                    .iter()
+                    .map(|b| usize::from(*b))
+                    .sum::<usize>();
+                let (host, port) = &coordinators[pick % coordinators.len()];
+                put_s(&mut b, host);
+                b.extend_from_slice(&i32::from(*port).to_be_bytes());
                 reply(&mut s, id, &b).await;
             }
             9 => {
@@ -159,7 +181,8 @@ async fn sasl_broker(mechanism: Mechanism) -> (String, Arc<Seen>) {
     let seen2 = Arc::clone(&seen);
     tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {
-            tokio::spawn(serve(s, addr.port(), mechanism, Arc::clone(&seen2)));
+            let coordinators = vec![("127.0.0.1".to_owned(), addr.port())];
+            tokio::spawn(serve(s, coordinators, Some(mechanism), Arc::clone(&seen2)));
         }
     });
     (addr.to_string(), seen)

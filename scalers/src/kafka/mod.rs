@@ -21,18 +21,26 @@
 //! | `fullMetadata` | M | no | true | accepted for compatibility: librdkafka always fetches sparse metadata |
 //! | `version` | M | no | `1.0.0` | Sarama version string; validated only (librdkafka negotiates) |
 //! | `tls` / `sasl` / `saslTokenProvider` | M,A | no | `disable` / `none` / `bearer` | metadata wins |
-//! | `unsafeSsl`, `awsRegion` | M | no | false / – | |
-//! | `ca`, `cert`, `key`, `keyPassword`, `username`, `password`, `oauthTokenEndpointUri`, `scopes`, `oauthExtensions`, `keytab`, `realm`, `kerberosConfig`, `kerberosServiceName`, `kerberosDisableFAST` | A | – | – | auth-only |
+//! | `unsafeSsl`, `awsRegion` | M | no | false / – | `unsafeSsl`: no certificate checks (handshake signatures still verified) |
+//! | `ca`, `cert`, `key`, `keyPassword` | A | no | system roots + `ca` / – | PEM; `key` PKCS#1/SEC1/PKCS#8, or encrypted PKCS#8 with `keyPassword` |
+//! | `username`, `password`, `oauthTokenEndpointUri`, `scopes`, `oauthExtensions`, `keytab`, `realm`, `kerberosConfig`, `kerberosServiceName`, `kerberosDisableFAST` | A | – | – | auth-only |
 //!
 //! Protocol: metadata and high watermarks (ListOffsets, timestamp −1) through one shared
 //! librdkafka client per (servers, security settings); committed offsets of any group with
-//! FindCoordinator + OffsetFetch over shared broker connections (`conn.rs`; plaintext and SASL
-//! PLAIN/SCRAM), or on a librdkafka handle bound to the group for TLS, OAUTHBEARER and GSSAPI
-//! triggers (`client.rs` explains why). See
-//! <https://keda.sh/docs/latest/scalers/apache-kafka/>.
+//! FindCoordinator + OffsetFetch over shared broker connections, one per broker per
+//! (servers, security settings), or on a librdkafka handle bound to the group otherwise
+//! (`client.rs` explains why). See <https://keda.sh/docs/latest/scalers/apache-kafka/>.
+//!
+//! | security | committed offsets |
+//! |---|---|
+//! | none, SASL PLAIN, SCRAM-SHA-256/512 | shared connections (`conn.rs`, `sasl.rs`) |
+//! | `tls=enable`, alone or with those SASL mechanisms | shared connections over tokio-rustls (ring): CA from `ca` plus system roots, client certificate from `cert`/`key`, SNI = broker host |
+//! | `tls=enable` with a `key` rustls cannot load (e.g. legacy encrypted PEM) | librdkafka handle per group |
+//! | OAUTHBEARER | librdkafka handle per group |
+//! | GSSAPI, MSK IAM | refused at build |
 //!
 //! Security: `tls=enable`, SCRAM and `oauthbearer` need librdkafka built with OpenSSL and
-//! libcurl, i.e. the `kafka-tls` feature; without it such a trigger parses (so `tidescale
+//! libcurl (metadata and watermarks still go through librdkafka), i.e. the `kafka-tls` feature; without it such a trigger parses (so `tidescale
 //! check` accepts what KEDA accepts) but building it fails with a config error naming the
 //! missing support. PLAIN works in every build. MSK IAM and GSSAPI are refused at build: they
 //! need signing and per-trigger Kerberos files librdkafka cannot do in-process.

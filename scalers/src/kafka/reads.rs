@@ -1,11 +1,12 @@
 //! The blocking librdkafka reads of spec §3.4 steps 1–2: topic partitions (Metadata), high
-//! watermarks (ListOffsets, timestamp −1) and, for TLS/SASL triggers only, committed offsets
-//! through a group-bound handle.
+//! watermarks (ListOffsets, timestamp −1) and, for OAUTHBEARER triggers (and TLS material
+//! rustls cannot load) only, committed offsets through a group-bound handle.
 //!
 //! rdkafka stays in charge of metadata and watermarks because it does them well through the
 //! one shared group-less client: it batches ListOffsets per partition leader, follows
 //! leadership changes and speaks every security mechanism. Only committed offsets needed a
-//! per-group handle, and those moved to the shared connections of `conn.rs` for plaintext.
+//! per-group handle, and those moved to the shared connections of `conn.rs` for plaintext,
+//! SASL PLAIN/SCRAM and TLS.
 //!
 //! Every function here blocks: callers run it on `spawn_blocking` through [`blocking`], which
 //! also bounds it with a tokio timeout.
@@ -64,7 +65,7 @@ fn partition_list(partitions: &[(String, i32)]) -> TopicPartitionList {
 }
 
 /// The whole poll through a group-bound handle, in one blocking task (a hand-off per request
-/// costs more than the request itself on a nearby broker). The TLS/SASL path.
+/// costs more than the request itself on a nearby broker). The per-group-handle path.
 pub(crate) fn read_with_handle(
     client: &BaseConsumer,
     group: &BaseConsumer,

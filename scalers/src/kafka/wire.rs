@@ -72,6 +72,9 @@ pub(crate) enum WireError {
     },
     #[error("no kafka bootstrap server configured")]
     NoBrokers,
+    /// The TLS handshake failed (rustls' reason: certificates and protocol, never key material).
+    #[error("kafka broker {addr}: TLS handshake failed: {reason}")]
+    Tls { addr: String, reason: String },
     /// SASL failed (the broker's message is not quoted: it may echo the user name).
     #[error("kafka broker {addr}: SASL {mechanism} authentication failed: {reason}")]
     Sasl {
