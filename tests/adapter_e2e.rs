@@ -117,6 +117,17 @@ spec:
             .any(|r| r["name"] == metric.to_lowercase()),
         "{list}"
     );
+    // Discovery through the aggregator works for kubectl (no "empty response" failures).
+    let resources = Command::new(common::tool("KUBECTL", "kubectl"))
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["api-resources", "--api-group=external.metrics.k8s.io"])
+        .output()
+        .expect("run kubectl");
+    assert!(
+        resources.status.success(),
+        "kubectl api-resources: {}",
+        String::from_utf8_lossy(&resources.stderr)
+    );
     // …and the custom metric described on the scale target.
     let custom = kubectl_raw(
         &kubeconfig,

@@ -115,6 +115,21 @@ fn render_resource_list(state: &ApiState, group_version: GroupVersion) -> Value 
                 .collect(),
         ),
     };
+    let mut resources = resources;
+    if resources.is_empty() {
+        // client-go's discovery treats a group-version without resources as a failure
+        // ("received empty response for: external.metrics.k8s.io/v1beta1"), which makes
+        // `kubectl api-resources` exit non-zero on a cluster without ScaledObjects; KEDA lists a
+        // fixed `externalmetrics` entry for the same reason.
+        let (name, kind) = match group_version {
+            GroupVersion::External => (PLACEHOLDER.to_owned(), "ExternalMetricValueList"),
+            GroupVersion::Custom(_) => (
+                format!("{SCALED_OBJECTS_RESOURCE}/{PLACEHOLDER}"),
+                "MetricValueList",
+            ),
+        };
+        resources.push(resource(name, kind));
+    }
     json!({
         "kind": "APIResourceList",
         "apiVersion": "v1",
@@ -122,6 +137,9 @@ fn render_resource_list(state: &ApiState, group_version: GroupVersion) -> Value 
         "resources": resources,
     })
 }
+
+/// The resource listed while no metric exists (KEDA's name).
+const PLACEHOLDER: &str = "externalmetrics";
 
 /// `GET /version`: Go's `version.Info` shape with the crate version.
 pub fn version() -> Response {

@@ -60,16 +60,29 @@ async fn external_resources_list_every_known_metric_and_follow_changes() {
     assert_eq!(body["resources"][3], external("s1-cron"));
 }
 
+/// client-go fails discovery of a group-version without resources ("received empty
+/// response"), so an empty store lists KEDA's fixed `externalmetrics` entry.
 #[tokio::test]
-async fn empty_store_lists_no_resources_as_an_empty_array() {
+async fn empty_store_lists_one_placeholder_so_kubectl_discovery_succeeds() {
     let state = super::super::api::ApiState::new(Default::default(), Default::default());
-    for gv in [
-        "external.metrics.k8s.io/v1beta1",
-        "custom.metrics.k8s.io/v1beta2",
+    for (gv, name, kind) in [
+        (
+            "external.metrics.k8s.io/v1beta1",
+            "externalmetrics",
+            "ExternalMetricValueList",
+        ),
+        (
+            "custom.metrics.k8s.io/v1beta2",
+            "scaledobjects.keda.sh/externalmetrics",
+            "MetricValueList",
+        ),
     ] {
         let (status, body) = get(&state, &format!("/apis/{gv}")).await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(body["resources"], json!([]));
+        assert_eq!(
+            body["resources"],
+            json!([{"name": name, "singularName": "", "namespaced": true, "kind": kind, "verbs": ["get"]}])
+        );
     }
 }
 
