@@ -3,6 +3,8 @@
 //! balances over all of them); a follower authenticates and authorizes it as usual, then relays
 //! it to the leader's adapter endpoint (advertised on the Lease) and returns the answer
 //! verbatim. While no leader is known, reads get 503 with `Retry-After`.
+//! A relayed read reaching a replica that does not lead (leadership changing hands) also gets
+//! 503: it is never forwarded again (no loops) nor answered from a store that was not polled.
 //!
 //! The internal hop is authenticated by the serving certificate itself: every replica serves
 //! the same certificate (shared through the Secret, or the same mounted files), so a follower
@@ -90,11 +92,16 @@ async fn forward_if_follower(
 ) -> Response {
     let leadership = forwarder.leadership.borrow().clone();
     let path = request.uri().path();
-    if leadership.is_leader
-        || !needs_leader(path)
-        || request.extensions().get::<ReplicaPeer>().is_some()
-    {
+    if leadership.is_leader || !needs_leader(path) {
         return next.run(request).await;
+    }
+    if request.extensions().get::<ReplicaPeer>().is_some() {
+        // A replica believes we lead but we do not (leadership is changing hands): never
+        // forward again (no loops), and never serve values we did not poll.
+        if is_resource_list(path) {
+            return next.run(request).await;
+        }
+        return unavailable("this replica is not the leader: metric values are not available");
     }
     match leadership.leader_endpoint {
         Some(endpoint) => match forwarder.relay(&endpoint, request).await {
