@@ -8,9 +8,10 @@
 //! ConfigMap arrives, [`AuthConfigCell::loaded`] is false (readiness) and no client
 //! certificate is trusted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -49,10 +50,23 @@ pub enum AuthConfigError {
 }
 
 /// A set of trusted CAs: verifies client certificate chains (ClientAuth usage, validity).
+///
+/// Verdicts are remembered per chain: the aggregator presents the same front-proxy certificate
+/// on every request, and re-checking its signature costs ~100 µs — most of an HPA read
+/// (benches/adapter_latency.rs). A new CA bundle builds a new `TrustedCas`, so rotation drops
+/// every verdict; a positive one never outlives the certificate or [`VERDICT_TTL`].
 #[derive(Clone)]
 pub struct TrustedCas {
     verifier: Arc<dyn ClientCertVerifier>,
+    verdicts: Arc<Mutex<HashMap<[u8; 32], (bool, Instant)>>>,
 }
+
+/// How long a verdict is reused at most.
+const VERDICT_TTL: Duration = Duration::from_secs(60);
+/// How long a refusal is remembered (bounded CPU for repeated bad certificates).
+const REFUSAL_TTL: Duration = Duration::from_secs(10);
+/// Most verdicts kept; beyond, the table starts over.
+const MAX_VERDICTS: usize = 1024;
 
 impl std::fmt::Debug for TrustedCas {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -82,7 +96,10 @@ impl TrustedCas {
         )
         .build()
         .map_err(|e| err(e.to_string()))?;
-        Ok(Self { verifier })
+        Ok(Self {
+            verifier,
+            verdicts: Arc::default(),
+        })
     }
 
     /// Whether `chain` (leaf first) verifies against these CAs now, for client authentication.
@@ -90,9 +107,34 @@ impl TrustedCas {
         let Some((leaf, intermediates)) = chain.split_first() else {
             return false;
         };
-        self.verifier
+        let key = fingerprint(chain);
+        let now = Instant::now();
+        if let Some((verdict, until)) = self.lock().get(&key).copied()
+            && now < until
+        {
+            return verdict;
+        }
+        let verdict = self
+            .verifier
             .verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now())
-            .is_ok()
+            .is_ok();
+        let until = if verdict {
+            now + VERDICT_TTL.min(remaining_validity(leaf))
+        } else {
+            now + REFUSAL_TTL
+        };
+        let mut verdicts = self.lock();
+        if verdicts.len() >= MAX_VERDICTS {
+            verdicts.clear();
+        }
+        verdicts.insert(key, (verdict, until));
+        verdict
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (bool, Instant)>> {
+        self.verdicts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The CA subjects, hinted to clients in the TLS CertificateRequest.
@@ -269,6 +311,27 @@ impl AuthConfigCell {
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(self.clone().watch(client, cancel))
     }
+}
+
+/// SHA-256 over the whole chain.
+fn fingerprint(chain: &[CertificateDer<'static>]) -> [u8; 32] {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    for cert in chain {
+        context.update(&(cert.len() as u64).to_be_bytes());
+        context.update(cert);
+    }
+    let mut key = [0; 32];
+    key.copy_from_slice(context.finish().as_ref());
+    key
+}
+
+/// Time until the leaf's notAfter (zero when unreadable or past).
+fn remaining_validity(leaf: &CertificateDer<'_>) -> Duration {
+    x509_parser::parse_x509_certificate(leaf)
+        .ok()
+        .and_then(|(_, cert)| cert.validity().time_to_expiration())
+        .and_then(|left| Duration::try_from(left).ok())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
