@@ -58,8 +58,11 @@ pub enum AuthConfigError {
 #[derive(Clone)]
 pub struct TrustedCas {
     verifier: Arc<dyn ClientCertVerifier>,
-    verdicts: Arc<Mutex<HashMap<[u8; 32], (bool, Instant)>>>,
+    verdicts: Arc<Mutex<Verdicts>>,
 }
+
+/// Chain fingerprint → (verified, reusable until).
+type Verdicts = HashMap<[u8; 32], (bool, Instant)>;
 
 /// How long a verdict is reused at most.
 const VERDICT_TTL: Duration = Duration::from_secs(60);
@@ -131,7 +134,7 @@ impl TrustedCas {
         verdict
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (bool, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Verdicts> {
         self.verdicts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -17,39 +17,9 @@ pub struct Cluster {
     pub telemetry: tidescale::operator::Telemetry,
 }
 
-/// Start the cluster and the operator.
+/// Start the cluster and the operator, with kube-controller-manager's HPA sync period.
 pub async fn start() -> Cluster {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    // The operator's own log lines, shown when a test fails.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "info,kube=warn,tidescale_sandbox=warn",
-        ))
-        .with_test_writer()
-        .try_init();
-    let pods = PodTimings {
-        start_delay: Duration::from_millis(100),
-        ready_delay: Duration::from_millis(100),
-        ..PodTimings::default()
-    };
-    let controllers = ControllerConfig {
-        tick: Duration::from_millis(100),
-        pods,
-        ..ControllerConfig::default()
-    };
-    let mut dev = DevCluster::start(SandboxConfig::default(), controllers)
-        .await
-        .expect("cluster starts");
-    let telemetry = tidescale::operator::Telemetry::default();
-    dev.spawn_operator(dev_operator_args(), telemetry.clone())
-        .await
-        .expect("operator starts");
-    let client = dev.client().await.expect("client");
-    Cluster {
-        dev,
-        client,
-        telemetry,
-    }
+    start_with_hpa_sync(ControllerConfig::default().hpa.sync_period).await
 }
 
 impl Cluster {

@@ -12,94 +12,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::common::rabbitmq::{Broker, amqp_url};
 
 const NS: &str = "elected";
-
-fn amqp_url() -> String {
-    std::env::var("TIDESCALE_TEST_RABBITMQ_AMQP")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-fn management_url() -> String {
-    std::env::var("TIDESCALE_TEST_RABBITMQ_HTTP")
-        .unwrap_or_else(|_| "http://guest:guest@127.0.0.1:15672".into())
-}
-
-/// RabbitMQ's management API, for the test's queue.
-struct Broker {
-    http: reqwest::Client,
-    base: reqwest::Url,
-    queue: String,
-}
-
-impl Broker {
-    async fn new(queue: &str) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let base = reqwest::Url::parse(&management_url()).expect("TIDESCALE_TEST_RABBITMQ_HTTP");
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
-        let broker = Broker {
-            http,
-            base,
-            queue: queue.to_owned(),
-        };
-        let path = format!("queues/%2f/{queue}");
-        broker
-            .call(
-                reqwest::Method::PUT,
-                &path,
-                Some(serde_json::json!({"durable": false})),
-            )
-            .await;
-        broker
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) {
-        let mut bare = self.base.clone();
-        let _ = bare.set_username("");
-        let _ = bare.set_password(None);
-        let url = format!("{}/api/{path}", bare.as_str().trim_end_matches('/'));
-        let mut request = self
-            .http
-            .request(method, &url)
-            .basic_auth(self.base.username(), self.base.password());
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap_or_else(|e| {
-            panic!("RabbitMQ management API at {} is unreachable ({e}); set TIDESCALE_TEST_RABBITMQ_HTTP or run scripts/test", self.base)
-        });
-        assert!(
-            response.status().is_success(),
-            "{url}: {}",
-            response.status()
-        );
-    }
-
-    async fn publish(&self, count: usize) {
-        for _ in 0..count {
-            let body = serde_json::json!({"properties": {}, "routing_key": self.queue, "payload": "job", "payload_encoding": "string"});
-            self.call(
-                reqwest::Method::POST,
-                "exchanges/%2f/amq.default/publish",
-                Some(body),
-            )
-            .await;
-        }
-    }
-
-    async fn purge(&self) {
-        let path = format!("queues/%2f/{}/contents", self.queue);
-        self.call(reqwest::Method::DELETE, &path, None).await;
-    }
-
-    async fn delete(&self) {
-        let path = format!("queues/%2f/{}", self.queue);
-        self.call(reqwest::Method::DELETE, &path, None).await;
-    }
-}
 
 /// One operator replica with leader election.
 struct Operator {
