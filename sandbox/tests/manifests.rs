@@ -8,11 +8,16 @@ fn manifests() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../manifests")
 }
 
-/// Every `metadata.namespace` named in the example files.
+/// Every `metadata.namespace` named in the example files (the YAML files `kubectl apply -f
+/// <dir>` applies: top level only; `workers/` holds the sample programs' own manifests).
 fn example_namespaces(dir: &std::path::Path) -> std::collections::BTreeSet<String> {
     let mut out = std::collections::BTreeSet::new();
     for entry in std::fs::read_dir(dir).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let path = entry.unwrap().path();
+        if !path.is_file() || path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(path).unwrap();
         for doc in serde_yaml_ng::Deserializer::from_str(&text) {
             let value =
                 <serde_json::Value as serde::Deserialize>::deserialize(doc).unwrap_or_default();
