@@ -5,6 +5,7 @@
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 pub mod cluster;
+pub mod dev;
 pub mod rabbitmq;
 
 use std::path::{Path, PathBuf};
