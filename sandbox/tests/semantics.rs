@@ -368,3 +368,60 @@ async fn lease_takeover_races_have_exactly_one_winner() {
         "MicroTime keeps microseconds: {stored}"
     );
 }
+
+#[tokio::test]
+async fn a_status_patch_carrying_a_stale_resource_version_conflicts_and_changes_nothing() {
+    let env = common::start().await;
+    install_widgets(&env);
+    let resource = kube::discovery::ApiResource {
+        group: "example.com".into(),
+        version: "v1".into(),
+        api_version: "example.com/v1".into(),
+        kind: "Widget".into(),
+        plural: "widgets".into(),
+    };
+    let api: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(env.client().await, "default", &resource);
+    let widget = serde_json::from_value(json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w"}, "spec": {"color": "red"}}))
+    .unwrap();
+    let snapshot = api.create(&PostParams::default(), &widget).await.unwrap();
+    let stale = snapshot.metadata.resource_version.clone().unwrap();
+    let params = PatchParams::default();
+    let newer = api
+        .patch_status(
+            "w",
+            &params,
+            &Patch::Merge(json!({"status": {"replicas": 2}})),
+        )
+        .await
+        .expect("a patch without a resourceVersion is unconditional");
+    let conflict = |result: kube::Result<kube::api::DynamicObject>| matches!(result, Err(kube::Error::Api(ref s)) if s.code == 409 && s.reason == "Conflict");
+    let merge = json!({"metadata": {"resourceVersion": stale}, "status": {"replicas": 5}});
+    assert!(conflict(
+        api.patch_status("w", &params, &Patch::Merge(merge)).await
+    ));
+    // A JSON patch that sets the version is a precondition too, as in kube-apiserver.
+    let ops = json!([
+        {"op": "replace", "path": "/metadata/resourceVersion", "value": stale},
+        {"op": "replace", "path": "/status/replicas", "value": 7}
+    ]);
+    let ops: json_patch::Patch = serde_json::from_value(ops).unwrap();
+    assert!(conflict(
+        api.patch_status("w", &params, &Patch::Json::<()>(ops))
+            .await
+    ));
+    let stored = api.get_status("w").await.unwrap();
+    assert_eq!(stored.data["status"]["replicas"], 2, "nothing was written");
+    assert_eq!(
+        stored.metadata.resource_version,
+        newer.metadata.resource_version
+    );
+    let current = json!({"metadata": {"resourceVersion": newer.metadata.resource_version},
+        "status": {"replicas": 5}});
+    let written = api
+        .patch_status("w", &params, &Patch::Merge(current))
+        .await
+        .expect("the current resourceVersion passes");
+    assert_eq!(written.data["status"]["replicas"], 5);
+}

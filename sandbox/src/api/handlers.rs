@@ -427,7 +427,6 @@ fn patch_converted(
     } else {
         Subresource::Main
     };
-    let precondition = meta::resource_version(patch).map(str::to_owned);
     let (time, manager, api_version) = (
         call.store.now_string(),
         call.field_manager(),
@@ -437,6 +436,7 @@ fn patch_converted(
         let current = call.store.get(&call.gr(), call.ns(), call.name())?;
         let patched = crate::patch::apply_patch(kind, false, &convert::to_v1(&current), patch)?;
         let mut new = convert::to_v2(&patched, Some(&current));
+        let precondition = crate::patch::precondition(kind, patch, &current, &new);
         let expected = precondition
             .as_deref()
             .or_else(|| meta::resource_version(&current))

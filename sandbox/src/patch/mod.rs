@@ -4,7 +4,8 @@
 //! apply are hand-written ([`strategic`], [`apply`], [`fields`]) because nothing else implements
 //! them. A patch is always applied to the latest stored object and committed with that object's
 //! resourceVersion as precondition, retrying on a lost race, so patches never lose updates and
-//! never need a resourceVersion from the client (one in the patch body is a precondition).
+//! never need a resourceVersion from the client (one the patch sets is a precondition, see
+//! [`precondition`]).
 
 pub mod apply;
 pub mod fields;
@@ -124,6 +125,24 @@ fn patched(
     }
 }
 
+/// The resourceVersion a patch demands of the stored object, as kube-apiserver compares the
+/// patched object's version with the stored one (`spec/kubernetes.md` §5.5): the one the body
+/// sets (merge, strategic and apply patches), or one a JSON patch's operations leave on the
+/// object. `None`: unconditional, applied to whatever is latest.
+pub fn precondition(
+    kind: PatchKind,
+    patch: &Value,
+    current: &Value,
+    new: &Value,
+) -> Option<String> {
+    match kind {
+        PatchKind::Json => meta::resource_version(new)
+            .filter(|rv| Some(*rv) != meta::resource_version(current))
+            .map(str::to_owned),
+        _ => meta::resource_version(patch).map(str::to_owned),
+    }
+}
+
 /// Who is patching, for server-side apply and managedFields.
 #[derive(Debug, Clone, Default)]
 pub struct PatchContext {
@@ -149,7 +168,6 @@ impl Store {
         ctx: &PatchContext,
     ) -> Result<Value, ApiError> {
         let info = self.info(gr)?;
-        let precondition = meta::resource_version(patch).map(str::to_owned);
         let time = self.now_string();
         let mgr = apply::Manager {
             name: ctx.field_manager.as_deref().unwrap_or("unknown"),
@@ -178,7 +196,8 @@ impl Store {
                     "the patch may not change the object's name or namespace",
                 ));
             }
-            let expected = precondition
+            let demanded = precondition(kind, patch, &current, &new);
+            let expected = demanded
                 .as_deref()
                 .or_else(|| meta::resource_version(&current))
                 .unwrap_or_default()
@@ -188,7 +207,7 @@ impl Store {
                 // Lost a race with another writer (not an apply conflict): patch the new latest.
                 Err(e)
                     if e.reason == "Conflict"
-                        && precondition.is_none()
+                        && demanded.is_none()
                         && e.details
                             .as_ref()
                             .is_some_and(|d| d.get("causes").is_none()) =>
@@ -219,6 +238,32 @@ mod tests {
         assert_eq!(
             patched["metadata"]["finalizers"],
             json!(["finalizer.keda.sh"])
+        );
+    }
+
+    #[test]
+    fn a_version_the_patch_sets_is_its_precondition() {
+        let current = json!({"metadata": {"name": "x", "resourceVersion": "7"}});
+        let merge = json!({"metadata": {"resourceVersion": "5"}, "status": {"a": 1}});
+        let new = apply_patch(PatchKind::Merge, true, &current, &merge).unwrap();
+        let demanded = precondition(PatchKind::Merge, &merge, &current, &new);
+        assert_eq!(demanded.as_deref(), Some("5"));
+        let ops = json!([{"op": "replace", "path": "/metadata/resourceVersion", "value": "5"}]);
+        let new = apply_patch(PatchKind::Json, true, &current, &ops).unwrap();
+        let demanded = precondition(PatchKind::Json, &ops, &current, &new);
+        assert_eq!(demanded.as_deref(), Some("5"));
+        let untouched = json!([{"op": "add", "path": "/status", "value": {"a": 1}}]);
+        let new = apply_patch(PatchKind::Json, true, &current, &untouched).unwrap();
+        assert_eq!(
+            precondition(PatchKind::Json, &untouched, &current, &new),
+            None
+        );
+        let cleared = json!({"metadata": {"resourceVersion": null}});
+        let new = apply_patch(PatchKind::Merge, true, &current, &cleared).unwrap();
+        assert_eq!(
+            precondition(PatchKind::Merge, &cleared, &current, &new),
+            None,
+            "null is unconditional"
         );
     }
 
