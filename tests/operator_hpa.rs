@@ -235,3 +235,103 @@ async fn hpa_active_mirrors_the_hpas_scaling_active_condition() {
     broker.delete().await;
     cluster.shutdown().await;
 }
+
+/// The lost update once seen here in CI, replayed step by step: a poll computed the whole status
+/// from its cached snapshot while the reconciler wrote the renamed `hpaName`; the poll's write
+/// must not undo it (it carries the snapshot's resourceVersion and gets a 409, which the poll
+/// loop takes as "recompute next time"), and the reconciler's own write, which is unconditional,
+/// sends only what it changed and so cannot undo a poll's newer `lastActiveTime` either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_holding_a_stale_snapshot_cannot_undo_the_renamed_hpa_in_the_status() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use tidescale::controller::status::{
+        StatusWrite, current_status, set_condition_to, write_if_changed, write_if_current,
+    };
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dev = tidescale::dev::DevCluster::start(
+        tidescale_sandbox::SandboxConfig::default(),
+        tidescale_sandbox::controllers::ControllerConfig::default(),
+    )
+    .await
+    .expect("cluster starts");
+    let client = dev.client().await.expect("client");
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let namespace = serde_yaml_ng::from_str("metadata: {name: shop}").expect("namespace");
+    namespaces
+        .create(&Default::default(), &namespace)
+        .await
+        .expect("create the namespace");
+    let scaled_objects: Api<ScaledObject> = Api::namespaced(client.clone(), "shop");
+    let so: ScaledObject = serde_yaml_ng::from_str(&scaled_object("orders", "orders", ""))
+        .expect("the ScaledObject parses");
+    let created = scaled_objects
+        .create(&Default::default(), &so)
+        .await
+        .expect("create");
+    let mut named = current_status(&created);
+    named.hpa_name = Some("keda-hpa-orders".into());
+    assert!(write_if_changed(&client, &created, &named).await.unwrap());
+    // The poll's snapshot, then the reconciler's rename (its own, older-or-equal snapshot).
+    let snapshot = scaled_objects.get("orders").await.unwrap();
+    let mut renamed = current_status(&snapshot);
+    renamed.hpa_name = Some("orders-hpa".into());
+    assert!(
+        write_if_changed(&client, &snapshot, &renamed)
+            .await
+            .unwrap()
+    );
+
+    // The poll writes what it computed from its snapshot: Active, and the old hpaName with it.
+    let mut polled = current_status(&snapshot);
+    let active = |status: &mut tidescale::crd::ScaledObjectStatus| {
+        set_condition_to(
+            &mut status.conditions,
+            "Active",
+            "True",
+            "ScalerActive",
+            "on",
+        );
+    };
+    active(&mut polled);
+    let written = write_if_current(&client, &snapshot, &polled).await;
+    assert_eq!(
+        written.expect("a 409 is no error"),
+        StatusWrite::Stale,
+        "the stale write is refused"
+    );
+    let stored = scaled_objects.get("orders").await.unwrap();
+    let status = stored.status.clone().unwrap();
+    assert_eq!(
+        status.hpa_name.as_deref(),
+        Some("orders-hpa"),
+        "the rename survives"
+    );
+    assert_eq!(condition_of(&stored, "Active").unwrap().0, "Unknown");
+
+    // The next poll recomputes from the fresh object and its write goes through.
+    let mut polled = current_status(&stored);
+    active(&mut polled);
+    let now = "2026-01-01T00:00:00Z".parse().expect("a timestamp");
+    polled.last_active_time = Some(Time(now));
+    assert_eq!(
+        write_if_current(&client, &stored, &polled).await.unwrap(),
+        StatusWrite::Written
+    );
+    // A reconcile still holding the object before that poll changes one field of its own.
+    let mut reconciled = current_status(&stored);
+    reconciled.triggers_types = Some("rabbitmq".into());
+    assert!(
+        write_if_changed(&client, &stored, &reconciled)
+            .await
+            .unwrap()
+    );
+    let status = scaled_objects.get("orders").await.unwrap().status.unwrap();
+    assert_eq!(status.hpa_name.as_deref(), Some("orders-hpa"));
+    assert_eq!(status.triggers_types.as_deref(), Some("rabbitmq"));
+    assert_eq!(
+        status.last_active_time, polled.last_active_time,
+        "the poll's lastActiveTime survives the reconciler's older snapshot"
+    );
+    dev.shutdown().await;
+}

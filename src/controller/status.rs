@@ -72,23 +72,100 @@ pub fn set_condition_to(
     }
 }
 
-/// Write `status` if it differs from what `so` carries. A merge patch of the whole status:
-/// status is written by tidescale alone.
+/// Write `status` if it differs from what `so` carries, whatever was written since `so` was
+/// read: for the reconciler, whose writes are never retried by a later pass (a reconcile runs
+/// again only on a change), so a write must not fail because a poll wrote in between.
+///
+/// The merge patch carries only the status fields that differ from `so`'s (`null` for one
+/// removed): a snapshot older than a poll's write then cannot undo that poll's `lastActiveTime`,
+/// `triggersActivity` or `health`. A changed `conditions` list is sent whole (merge patches
+/// replace lists); a poll sets Active again on its next pass.
 pub async fn write_if_changed(
     client: &kube::Client,
     so: &ScaledObject,
     status: &ScaledObjectStatus,
 ) -> Result<bool, kube::Error> {
-    if so.status.as_ref() == Some(status) {
+    let Some(changed) = changed_fields(so.status.as_ref(), status) else {
         return Ok(false);
+    };
+    patch_status(client, so, serde_json::json!({ "status": changed }))
+        .await
+        .map(|_| true)
+}
+
+/// What a [`write_if_current`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusWrite {
+    /// `so` already carried this status: nothing was sent.
+    Unchanged,
+    /// Written.
+    Written,
+    /// Someone wrote the object after `so` was read (409 Conflict): nothing was written.
+    Stale,
+}
+
+/// Write `status` only over the very object `so` is a snapshot of: the merge patch carries
+/// `so`'s `metadata.resourceVersion` as a precondition (spec/kubernetes.md §5.5), so the API
+/// server answers 409 when anyone wrote the object since. For the poll loop, which writes the
+/// whole status computed from its cached snapshot: without the precondition a stale snapshot
+/// would undo what the reconciler just wrote (the renamed `hpaName`), and nothing would put it
+/// back. A [`StatusWrite::Stale`] write is not an error: the next poll recomputes from the
+/// fresh object.
+pub async fn write_if_current(
+    client: &kube::Client,
+    so: &ScaledObject,
+    status: &ScaledObjectStatus,
+) -> Result<StatusWrite, kube::Error> {
+    if so.status.as_ref() == Some(status) {
+        return Ok(StatusWrite::Unchanged);
     }
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": so.metadata.resource_version},
+        "status": status,
+    });
+    match patch_status(client, so, patch).await {
+        Ok(()) => Ok(StatusWrite::Written),
+        Err(kube::Error::Api(response)) if response.code == 409 => Ok(StatusWrite::Stale),
+        Err(error) => Err(error),
+    }
+}
+
+/// Merge-patch `so`'s status subresource with `patch`, bounded by the API timeout.
+async fn patch_status(
+    client: &kube::Client,
+    so: &ScaledObject,
+    patch: serde_json::Value,
+) -> Result<(), kube::Error> {
     let namespace = so.metadata.namespace.as_deref().unwrap_or_default();
     let name = so.metadata.name.as_deref().unwrap_or_default();
     let api: Api<ScaledObject> = Api::namespaced(client.clone(), namespace);
-    let patch = Patch::Merge(serde_json::json!({ "status": status }));
+    let patch = Patch::Merge(patch);
     let params = PatchParams::default();
-    let call = api.patch_status(name, &params, &patch);
-    within_api_timeout(call).await.map(|_| true)
+    within_api_timeout(api.patch_status(name, &params, &patch))
+        .await
+        .map(|_| ())
+}
+
+/// The top-level fields of `new` that differ from `old`, `null` for those `new` lacks; `None`
+/// when nothing differs.
+fn changed_fields(
+    old: Option<&ScaledObjectStatus>,
+    new: &ScaledObjectStatus,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let as_map = |status: Option<&ScaledObjectStatus>| match status.map(serde_json::to_value) {
+        Some(Ok(serde_json::Value::Object(map))) => map,
+        _ => serde_json::Map::new(),
+    };
+    let (old, new) = (as_map(old), as_map(Some(new)));
+    let mut changed: serde_json::Map<_, _> = new
+        .iter()
+        .filter(|(key, value)| old.get(*key) != Some(*value))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    for key in old.keys().filter(|key| !new.contains_key(*key)) {
+        changed.insert(key.clone(), serde_json::Value::Null);
+    }
+    (!changed.is_empty()).then_some(changed)
 }
 
 /// `so`'s status to build on: its current one, with KEDA's initial conditions when it has none.
@@ -135,5 +212,27 @@ mod tests {
             set_condition(&mut conditions, "HPAActive", &READY),
             "a new type is added"
         );
+    }
+
+    #[test]
+    fn the_reconcilers_patch_holds_only_the_fields_it_changed() {
+        let old = ScaledObjectStatus {
+            hpa_name: Some("keda-hpa-orders".into()),
+            paused_replica_count: Some(3),
+            triggers_types: Some("rabbitmq".into()),
+            ..ScaledObjectStatus::default()
+        };
+        let mut new = old.clone();
+        assert_eq!(changed_fields(Some(&old), &new), None, "nothing to send");
+        new.hpa_name = Some("orders-hpa".into());
+        new.paused_replica_count = None;
+        let patch = changed_fields(Some(&old), &new).expect("a change");
+        assert_eq!(
+            serde_json::Value::Object(patch),
+            serde_json::json!({"hpaName": "orders-hpa", "pausedReplicaCount": null}),
+            "a field the poll loop owns (lastActiveTime, triggersActivity) is never resent"
+        );
+        let first = changed_fields(None, &new).expect("a new status");
+        assert_eq!(first.len(), 2, "{first:?}");
     }
 }

@@ -6,6 +6,11 @@
 //! come from the watch-fed [`TargetCache`], the object from the controller's cache, and
 //! `lastActiveTime` is kept in memory and persisted on transitions and at most once every
 //! `cooldownPeriod / 4` ([`super::last_active`]).
+//!
+//! The status is written from the cached snapshot with the snapshot's resourceVersion as a
+//! precondition ([`write_if_current`]): the reconciler writes status too (`hpaName` after a
+//! rename) and is not run again for it, so a poll must never write over a newer object; a poll
+//! that lost the race is simply redone from the fresh object a polling interval later.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,7 +30,7 @@ use super::replicas::TargetCache;
 use super::scheduler::Pollable;
 use super::store::{MetricRecord, MetricStore};
 use crate::controller::events::Events;
-use crate::controller::status::{set_condition, set_condition_to, write_if_changed};
+use crate::controller::status::{StatusWrite, set_condition, set_condition_to, write_if_current};
 use crate::controller::target::Target;
 use crate::controller::triggers::BuiltTrigger;
 use crate::crd::names::{
@@ -173,8 +178,21 @@ impl PolledObject {
             interval,
         )
         .map(Time);
-        if let Err(error) = write_if_changed(&self.client, &latest, &status).await {
-            warn!(namespace = %self.namespace, scaled_object = %self.name, error = %error, "cannot write the status");
+        self.write_status(&latest, &status).await;
+    }
+
+    /// Write `status` over `latest` unless the object changed since (see
+    /// [`write_if_current`]): a stale write is dropped, and the next poll computes the status
+    /// again from the fresh object.
+    async fn write_status(&self, latest: &ScaledObject, status: &ScaledObjectStatus) {
+        match write_if_current(&self.client, latest, status).await {
+            Ok(StatusWrite::Stale) => {
+                debug!(namespace = %self.namespace, scaled_object = %self.name, "the object changed since this poll read it; not writing the status");
+            }
+            Ok(StatusWrite::Written | StatusWrite::Unchanged) => {}
+            Err(error) => {
+                warn!(namespace = %self.namespace, scaled_object = %self.name, error = %error, "cannot write the status");
+            }
         }
     }
 
