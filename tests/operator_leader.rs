@@ -1,8 +1,9 @@
 //! Leader election on the sandbox API server with short durations: exactly one candidate
 //! leads; a released Lease is taken over within about a retry period, an abandoned one after
 //! the lease duration and not before; a conflicting write is retried; a leader cut off from
-//! the API steps down before its lease could be taken; and two full operators on a RabbitMQ
-//! ScaledObject where only the leader polls and scales, until it stops and the other does.
+//! the API steps down before its lease could be taken; a poll in flight when leadership is lost
+//! writes nothing; and two full operators on a RabbitMQ ScaledObject where only the leader
+//! polls and scales, until it stops and the other does.
 
 mod common;
 
@@ -301,5 +302,7 @@ async fn a_leader_cut_off_from_the_api_steps_down_before_its_lease_expires() {
     dev.shutdown().await;
 }
 
+#[path = "operator_leader/in_flight.rs"]
+mod in_flight;
 #[path = "operator_leader/rabbitmq.rs"]
 mod rabbitmq;

@@ -208,7 +208,8 @@ pub async fn run_with_client(
 
 /// Run one replica of several on `client` until `cancel` fires: compete for `lease`, run the
 /// controller and the scheduler only while leading, stop them promptly when leadership is
-/// lost, and on `cancel` stop them and then release the Lease so a standby takes over at once.
+/// lost (polls still in flight are dropped before they write), and on `cancel` stop them and
+/// then release the Lease so a standby takes over at once.
 ///
 /// Ready once the ScaledObject cache synced; a replica that leads from the start is ready only
 /// after its first round of polls (see [`run_with_client`]).
@@ -284,8 +285,9 @@ fn scaled_objects_api(client: &kube::Client, args: &OperatorArgs) -> Api<ScaledO
     }
 }
 
-/// The controller and the scheduler until `cancel` fires; raises `first_round` once `cache`
-/// synced and every object found then was reconciled and polled once.
+/// The controller and the scheduler until `cancel` fires, returning only once no poll runs
+/// anymore; raises `first_round` once `cache` synced and every object found then was
+/// reconciled and polled once.
 async fn run_controller(
     client: kube::Client,
     args: OperatorArgs,
@@ -348,6 +350,8 @@ async fn run_controller(
         .await;
     gate_stop.cancel();
     let _ = gate.await;
+    // Polls in flight were dropped when `cancel` fired; once this returns none can write.
+    scheduler.stopped().await;
     info!("operator stopped");
 }
 

@@ -10,7 +10,9 @@
 //! The status is written from the cached snapshot with the snapshot's resourceVersion as a
 //! precondition ([`write_if_current`]): the reconciler writes status too (`hpaName` after a
 //! rename) and is not run again for it, so a poll must never write over a newer object; a poll
-//! that lost the race is simply redone from the fresh object a polling interval later.
+//! that lost the race is simply redone from the fresh object a polling interval later. Nothing
+//! is written once the scheduler's token fired (leadership lost): a poll checks it before its
+//! writes, and the scheduler drops polls still in flight.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use futures::future::{BoxFuture, join_all};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::{ObjectRef, Store};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::decision::{Decision, ObjectState, PollOutcome, ScaleChange, ScaleReason, decide};
@@ -79,8 +82,8 @@ impl Pollable for PolledObject {
         self.interval
     }
 
-    fn poll(self: Arc<Self>) -> BoxFuture<'static, ()> {
-        Box::pin(async move { self.poll_once().await })
+    fn poll(self: Arc<Self>, stop: CancellationToken) -> BoxFuture<'static, ()> {
+        Box::pin(async move { self.poll_once(&stop).await })
     }
 
     fn started_late(&self, lateness: Duration) {
@@ -105,7 +108,8 @@ struct TriggerResults {
 }
 
 impl PolledObject {
-    async fn poll_once(&self) {
+    /// One poll; writes nothing once `stop` fired (leadership lost, or shutting down).
+    async fn poll_once(&self, stop: &CancellationToken) {
         let reference = ObjectRef::new(&self.name).within(&self.namespace);
         let Some(latest) = self.objects.get(&reference) else {
             return;
@@ -162,6 +166,10 @@ impl PolledObject {
             self.records(&results, composite, fallback_replicas, current, now),
         );
         debug!(namespace = %self.namespace, scaled_object = %self.name, current, active = results.outcome.active, "polled");
+        // Leadership may have gone while the triggers answered: no write after that.
+        if stop.is_cancelled() {
+            return;
+        }
         if let Some(change) = decision.scale {
             self.scale(&latest, current, change).await;
         }
@@ -178,7 +186,9 @@ impl PolledObject {
             interval,
         )
         .map(Time);
-        self.write_status(&latest, &status).await;
+        if !stop.is_cancelled() {
+            self.write_status(&latest, &status).await;
+        }
     }
 
     /// Write `status` over `latest` unless the object changed since (see

@@ -5,6 +5,10 @@
 //! It also counts the objects whose first poll has not finished yet ([`Scheduler::unpolled`]):
 //! a leader reports ready only once every object it found at start has been polled, so the
 //! metrics it serves are real values, not empty ones.
+//!
+//! Its token ends a leadership term: when it fires, polls still in flight are dropped (and
+//! each poll checks the token before writing), and [`Scheduler::stopped`] resolves once none
+//! is left, so a replica that lost its Lease writes no `/scale` after the term is over.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,6 +18,7 @@ use futures::StreamExt;
 use rand::Rng;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tokio_util::time::{DelayQueue, delay_queue};
 
 /// `namespace/name` of a scheduled object.
@@ -23,8 +28,9 @@ pub type ObjectKey = (String, String);
 pub trait Pollable: Send + Sync + 'static {
     /// Time between two polls.
     fn interval(&self) -> Duration;
-    /// Run one poll.
-    fn poll(self: Arc<Self>) -> futures::future::BoxFuture<'static, ()>;
+    /// Run one poll, writing nothing once `stop` fired (the poll is also dropped then, at
+    /// its next await).
+    fn poll(self: Arc<Self>, stop: CancellationToken) -> futures::future::BoxFuture<'static, ()>;
     /// A poll is starting `lateness` after it was due (timer and in-flight bound included).
     fn started_late(&self, _lateness: Duration) {}
 }
@@ -38,6 +44,7 @@ enum Command<P> {
 pub struct Scheduler<P> {
     commands: mpsc::UnboundedSender<Command<P>>,
     first_polls: Arc<FirstPolls>,
+    polls: TaskTracker,
 }
 
 impl<P> Clone for Scheduler<P> {
@@ -45,6 +52,7 @@ impl<P> Clone for Scheduler<P> {
         Self {
             commands: self.commands.clone(),
             first_polls: Arc::clone(&self.first_polls),
+            polls: self.polls.clone(),
         }
     }
 }
@@ -101,21 +109,31 @@ impl FirstPolls {
 }
 
 impl<P: Pollable> Scheduler<P> {
-    /// Start the scheduler; it stops when `cancel` fires. At most `max_in_flight` polls run at
-    /// once.
+    /// Start the scheduler; it stops when `cancel` fires, dropping the polls in flight. At
+    /// most `max_in_flight` polls run at once.
     pub fn start(max_in_flight: usize, cancel: CancellationToken) -> Self {
         let (commands, rx) = mpsc::unbounded_channel();
         let first_polls = Arc::new(FirstPolls::default());
+        let polls = TaskTracker::new();
         tokio::spawn(run(
             rx,
-            Arc::new(Semaphore::new(max_in_flight.max(1))),
-            Arc::clone(&first_polls),
-            cancel,
+            Runner {
+                permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
+                first_polls: Arc::clone(&first_polls),
+                polls: polls.clone(),
+                cancel,
+            },
         ));
         Self {
             commands,
             first_polls,
+            polls,
         }
+    }
+
+    /// Resolves once the scheduler stopped (its token fired) and no poll is running anymore.
+    pub async fn stopped(&self) {
+        self.polls.wait().await;
     }
 
     /// Poll `object` now and then every interval, replacing what `key` had.
@@ -146,19 +164,49 @@ impl<P: Pollable> Scheduler<P> {
     }
 }
 
-async fn run<P: Pollable>(
-    mut rx: mpsc::UnboundedReceiver<Command<P>>,
+/// What the scheduler's task needs to start polls.
+struct Runner {
     permits: Arc<Semaphore>,
     first_polls: Arc<FirstPolls>,
+    /// Every poll task; closed when the scheduler stops.
+    polls: TaskTracker,
     cancel: CancellationToken,
-) {
+}
+
+impl Runner {
+    /// Poll `object` (due at `due`) in a task of its own, once a permit is free; the task ends
+    /// as soon as the token fires, dropping the poll wherever it waits.
+    fn spawn<P: Pollable>(&self, key: ObjectKey, object: Arc<P>, due: tokio::time::Instant) {
+        let permits = Arc::clone(&self.permits);
+        let first_polls = Arc::clone(&self.first_polls);
+        let cancel = self.cancel.clone();
+        self.polls.spawn(async move {
+            let poll = async {
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return;
+                };
+                object.started_late(tokio::time::Instant::now().saturating_duration_since(due));
+                object.poll(cancel.clone()).await;
+                first_polls.polled(&key);
+            };
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => {}
+                () = poll => {}
+            }
+        });
+    }
+}
+
+async fn run<P: Pollable>(mut rx: mpsc::UnboundedReceiver<Command<P>>, runner: Runner) {
     let mut queue: DelayQueue<ObjectKey> = DelayQueue::new();
     let mut entries: HashMap<ObjectKey, (Arc<P>, delay_queue::Key)> = HashMap::new();
     loop {
         tokio::select! {
-            () = cancel.cancelled() => return,
+            biased;
+            () = runner.cancel.cancelled() => break,
             command = rx.recv() => match command {
-                None => return,
+                None => break,
                 Some(Command::Upsert(key, object)) => {
                     if let Some((_, timer)) = entries.remove(&key) {
                         queue.remove(&timer);
@@ -177,18 +225,13 @@ async fn run<P: Pollable>(
                 let key = expired.into_inner();
                 let Some((object, timer)) = entries.get_mut(&key) else { continue };
                 *timer = queue.insert(key.clone(), jittered(object.interval()));
-                let object = Arc::clone(object);
-                let permits = Arc::clone(&permits);
-                let first_polls = Arc::clone(&first_polls);
-                tokio::spawn(async move {
-                    let Ok(_permit) = permits.acquire_owned().await else { return };
-                    object.started_late(tokio::time::Instant::now().saturating_duration_since(due));
-                    object.poll().await;
-                    first_polls.polled(&key);
-                });
+                runner.spawn(key, Arc::clone(object), due);
             }
         }
     }
+    // Polls still running end at their next await (they watch the same token); `stopped`
+    // waits for them.
+    runner.polls.close();
 }
 
 /// `interval` ± 10 %, so objects created together drift apart.
@@ -213,7 +256,7 @@ mod tests {
         fn interval(&self) -> Duration {
             self.interval
         }
-        fn poll(self: Arc<Self>) -> futures::future::BoxFuture<'static, ()> {
+        fn poll(self: Arc<Self>, _: CancellationToken) -> futures::future::BoxFuture<'static, ()> {
             Box::pin(async move {
                 self.polls.fetch_add(1, Ordering::SeqCst);
             })
@@ -268,7 +311,7 @@ mod tests {
         fn interval(&self) -> Duration {
             Duration::from_secs(60)
         }
-        fn poll(self: Arc<Self>) -> futures::future::BoxFuture<'static, ()> {
+        fn poll(self: Arc<Self>, _: CancellationToken) -> futures::future::BoxFuture<'static, ()> {
             Box::pin(tokio::time::sleep(self.0))
         }
     }
@@ -318,6 +361,59 @@ mod tests {
         assert_eq!(*scheduler.unpolled().borrow(), 1);
         scheduler.remove(("ns".into(), "a".into()));
         assert_eq!(*scheduler.unpolled().borrow(), 0);
+    }
+
+    /// Waits for its backend, then writes without looking at the token: only the scheduler
+    /// can keep it from writing once the token fired.
+    struct WritesAfter {
+        backend: Duration,
+        writes: AtomicUsize,
+    }
+
+    impl Pollable for WritesAfter {
+        fn interval(&self) -> Duration {
+            Duration::from_secs(60)
+        }
+        fn poll(self: Arc<Self>, _: CancellationToken) -> futures::future::BoxFuture<'static, ()> {
+            Box::pin(async move {
+                tokio::time::sleep(self.backend).await;
+                self.writes.fetch_add(1, Ordering::SeqCst);
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fired_token_drops_polls_in_flight_before_they_write() {
+        let term = CancellationToken::new();
+        let scheduler = Scheduler::start(8, term.clone());
+        let object = Arc::new(WritesAfter {
+            backend: Duration::from_secs(2),
+            writes: AtomicUsize::new(0),
+        });
+        scheduler.upsert(("ns".into(), "a".into()), Arc::clone(&object));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        term.cancel();
+        tokio::time::timeout(Duration::from_millis(10), scheduler.stopped())
+            .await
+            .expect("no poll is left running once the token fired");
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_eq!(
+            object.writes.load(Ordering::SeqCst),
+            0,
+            "no write after the term"
+        );
+        assert!(!scheduler.was_polled(&("ns".into(), "a".into())));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stopped_waits_for_the_token() {
+        let term = CancellationToken::new();
+        let scheduler = Scheduler::start(8, term.clone());
+        scheduler.upsert(("ns".into(), "a".into()), counter(1000));
+        let waited = tokio::time::timeout(Duration::from_secs(5), scheduler.stopped()).await;
+        assert!(waited.is_err(), "still scheduling");
+        term.cancel();
+        scheduler.stopped().await;
     }
 
     #[test]
