@@ -337,9 +337,9 @@ async fn restore_original_replicas(so: &ScaledObject, ctx: &Context) {
     }
 }
 
-/// Stop polling `key` and close its scalers.
+/// Stop polling `key` (once this returns, no poll of it writes anymore) and close its scalers.
 async fn unregister(ctx: &Context, key: &ObjectKey) {
-    ctx.scheduler.remove(key.clone());
+    ctx.scheduler.remove(key.clone()).await;
     let removed = ctx.registered.lock().ok().and_then(|mut r| r.remove(key));
     if let Some((_, old)) = removed {
         close_scalers(old).await;

@@ -8,7 +8,10 @@
 //!
 //! Its token ends a leadership term: when it fires, polls still in flight are dropped (and
 //! each poll checks the token before writing), and [`Scheduler::stopped`] resolves once none
-//! is left, so a replica that lost its Lease writes no `/scale` after the term is over.
+//! is left, so a replica that lost its Lease writes no `/scale` after the term is over. The
+//! same holds per object: replacing or removing one ends its registration's own token (a child
+//! of the scheduler's), and [`Scheduler::remove`] returns once its poll in flight is gone, so a
+//! paused or deleted object's target is not scaled by a poll that started before.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -36,8 +39,32 @@ pub trait Pollable: Send + Sync + 'static {
 }
 
 enum Command<P> {
-    Upsert(ObjectKey, Arc<P>),
+    Upsert(ObjectKey, Arc<P>, Registration),
     Remove(ObjectKey),
+}
+
+/// One registration of an object: ends when the object is replaced or removed, or when the
+/// scheduler stops (its token is a child of the scheduler's).
+#[derive(Clone)]
+struct Registration {
+    stop: CancellationToken,
+    /// Its polls in flight.
+    polls: TaskTracker,
+}
+
+impl Registration {
+    fn new(scheduler: &CancellationToken) -> Self {
+        Self {
+            stop: scheduler.child_token(),
+            polls: TaskTracker::new(),
+        }
+    }
+
+    /// Drop its polls in flight (at their next await) and start no other.
+    fn end(&self) {
+        self.stop.cancel();
+        self.polls.close();
+    }
 }
 
 /// Handle to add, replace and remove objects; cheap to clone.
@@ -45,6 +72,9 @@ pub struct Scheduler<P> {
     commands: mpsc::UnboundedSender<Command<P>>,
     first_polls: Arc<FirstPolls>,
     polls: TaskTracker,
+    cancel: CancellationToken,
+    /// The current registration of each object, updated synchronously by upsert and remove.
+    registrations: Arc<Mutex<HashMap<ObjectKey, Registration>>>,
 }
 
 impl<P> Clone for Scheduler<P> {
@@ -53,6 +83,8 @@ impl<P> Clone for Scheduler<P> {
             commands: self.commands.clone(),
             first_polls: Arc::clone(&self.first_polls),
             polls: self.polls.clone(),
+            cancel: self.cancel.clone(),
+            registrations: Arc::clone(&self.registrations),
         }
     }
 }
@@ -121,13 +153,15 @@ impl<P: Pollable> Scheduler<P> {
                 permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
                 first_polls: Arc::clone(&first_polls),
                 polls: polls.clone(),
-                cancel,
+                cancel: cancel.clone(),
             },
         ));
         Self {
             commands,
             first_polls,
             polls,
+            cancel,
+            registrations: Arc::default(),
         }
     }
 
@@ -136,17 +170,42 @@ impl<P: Pollable> Scheduler<P> {
         self.polls.wait().await;
     }
 
-    /// Poll `object` now and then every interval, replacing what `key` had.
+    /// Poll `object` now and then every interval, replacing what `key` had (whose poll in
+    /// flight, if any, is dropped at its next await).
     pub fn upsert(&self, key: ObjectKey, object: Arc<P>) {
         self.first_polls.registered(&key);
+        let registration = Registration::new(&self.cancel);
+        if let Some(previous) = self.swap(&key, Some(registration.clone())) {
+            previous.end();
+        }
         // The scheduler only stops on cancellation, when nobody needs it anymore.
-        let _ = self.commands.send(Command::Upsert(key, object));
+        let _ = self
+            .commands
+            .send(Command::Upsert(key, object, registration));
     }
 
-    /// Stop polling `key`.
-    pub fn remove(&self, key: ObjectKey) {
+    /// Stop polling `key`; returns once its poll in flight, if any, was dropped, so nothing
+    /// of it writes afterwards.
+    pub async fn remove(&self, key: ObjectKey) {
         self.first_polls.removed(&key);
+        let previous = self.swap(&key, None);
         let _ = self.commands.send(Command::Remove(key));
+        if let Some(previous) = previous {
+            previous.end();
+            previous.polls.wait().await;
+        }
+    }
+
+    /// Make `registration` the one of `key`; the previous one.
+    fn swap(&self, key: &ObjectKey, registration: Option<Registration>) -> Option<Registration> {
+        let mut registrations = self
+            .registrations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match registration {
+            Some(registration) => registrations.insert(key.clone(), registration),
+            None => registrations.remove(key),
+        }
     }
 
     /// How many registered objects have not finished their first poll yet; 0 once every
@@ -175,47 +234,54 @@ struct Runner {
 
 impl Runner {
     /// Poll `object` (due at `due`) in a task of its own, once a permit is free; the task ends
-    /// as soon as the token fires, dropping the poll wherever it waits.
-    fn spawn<P: Pollable>(&self, key: ObjectKey, object: Arc<P>, due: tokio::time::Instant) {
+    /// as soon as the registration's token fires, dropping the poll wherever it waits.
+    fn spawn<P: Pollable>(
+        &self,
+        key: ObjectKey,
+        object: Arc<P>,
+        registration: &Registration,
+        due: tokio::time::Instant,
+    ) {
         let permits = Arc::clone(&self.permits);
         let first_polls = Arc::clone(&self.first_polls);
-        let cancel = self.cancel.clone();
-        self.polls.spawn(async move {
+        let stop = registration.stop.clone();
+        let task = registration.polls.track_future(async move {
             let poll = async {
                 let Ok(_permit) = permits.acquire_owned().await else {
                     return;
                 };
                 object.started_late(tokio::time::Instant::now().saturating_duration_since(due));
-                object.poll(cancel.clone()).await;
+                object.poll(stop.clone()).await;
                 first_polls.polled(&key);
             };
             tokio::select! {
                 biased;
-                () = cancel.cancelled() => {}
+                () = stop.cancelled() => {}
                 () = poll => {}
             }
         });
+        self.polls.spawn(task);
     }
 }
 
 async fn run<P: Pollable>(mut rx: mpsc::UnboundedReceiver<Command<P>>, runner: Runner) {
     let mut queue: DelayQueue<ObjectKey> = DelayQueue::new();
-    let mut entries: HashMap<ObjectKey, (Arc<P>, delay_queue::Key)> = HashMap::new();
+    let mut entries: HashMap<ObjectKey, (Arc<P>, Registration, delay_queue::Key)> = HashMap::new();
     loop {
         tokio::select! {
             biased;
             () = runner.cancel.cancelled() => break,
             command = rx.recv() => match command {
                 None => break,
-                Some(Command::Upsert(key, object)) => {
-                    if let Some((_, timer)) = entries.remove(&key) {
+                Some(Command::Upsert(key, object, registration)) => {
+                    if let Some((_, _, timer)) = entries.remove(&key) {
                         queue.remove(&timer);
                     }
                     let timer = queue.insert(key.clone(), Duration::ZERO);
-                    entries.insert(key, (object, timer));
+                    entries.insert(key, (object, registration, timer));
                 }
                 Some(Command::Remove(key)) => {
-                    if let Some((_, timer)) = entries.remove(&key) {
+                    if let Some((_, _, timer)) = entries.remove(&key) {
                         queue.remove(&timer);
                     }
                 }
@@ -223,9 +289,9 @@ async fn run<P: Pollable>(mut rx: mpsc::UnboundedReceiver<Command<P>>, runner: R
             Some(expired) = queue.next(), if !queue.is_empty() => {
                 let due = expired.deadline();
                 let key = expired.into_inner();
-                let Some((object, timer)) = entries.get_mut(&key) else { continue };
+                let Some((object, registration, timer)) = entries.get_mut(&key) else { continue };
                 *timer = queue.insert(key.clone(), jittered(object.interval()));
-                runner.spawn(key, Arc::clone(object), due);
+                runner.spawn(key, Arc::clone(object), registration, due);
             }
         }
     }
@@ -285,7 +351,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(5_500)).await;
         let polls = object.polls.load(Ordering::SeqCst);
         assert!((5..=7).contains(&polls), "about one poll a second: {polls}");
-        scheduler.remove(("ns".into(), "a".into()));
+        scheduler.remove(("ns".into(), "a".into())).await;
         tokio::time::sleep(Duration::from_millis(10)).await;
         let after_remove = object.polls.load(Ordering::SeqCst);
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -359,7 +425,7 @@ mod tests {
             Arc::new(Slow(Duration::from_secs(10))),
         );
         assert_eq!(*scheduler.unpolled().borrow(), 1);
-        scheduler.remove(("ns".into(), "a".into()));
+        scheduler.remove(("ns".into(), "a".into())).await;
         assert_eq!(*scheduler.unpolled().borrow(), 0);
     }
 
@@ -403,6 +469,48 @@ mod tests {
             "no write after the term"
         );
         assert!(!scheduler.was_polled(&("ns".into(), "a".into())));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn removing_or_replacing_an_object_drops_its_poll_in_flight() {
+        let scheduler = Scheduler::start(8, CancellationToken::new());
+        let writes_after = |backend| {
+            Arc::new(WritesAfter {
+                backend,
+                writes: AtomicUsize::new(0),
+            })
+        };
+        let (removed, replaced) = (
+            writes_after(Duration::from_secs(2)),
+            writes_after(Duration::from_secs(2)),
+        );
+        scheduler.upsert(("ns".into(), "a".into()), Arc::clone(&removed));
+        scheduler.upsert(("ns".into(), "b".into()), Arc::clone(&replaced));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::timeout(
+            Duration::from_millis(10),
+            scheduler.remove(("ns".into(), "a".into())),
+        )
+        .await
+        .expect("remove returns once the poll in flight is dropped");
+        let replacement = writes_after(Duration::ZERO);
+        scheduler.upsert(("ns".into(), "b".into()), Arc::clone(&replacement));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            removed.writes.load(Ordering::SeqCst),
+            0,
+            "removed: no write"
+        );
+        assert_eq!(
+            replaced.writes.load(Ordering::SeqCst),
+            0,
+            "replaced: no write"
+        );
+        assert_eq!(
+            replacement.writes.load(Ordering::SeqCst),
+            1,
+            "the new one polls"
+        );
     }
 
     #[tokio::test(start_paused = true)]
