@@ -11,8 +11,8 @@
 //! precondition ([`write_if_current`]): the reconciler writes status too (`hpaName` after a
 //! rename) and is not run again for it, so a poll must never write over a newer object; a poll
 //! that lost the race is simply redone from the fresh object a polling interval later. Nothing
-//! is written once the scheduler's token fired (leadership lost): a poll checks it before its
-//! writes, and the scheduler drops polls still in flight.
+//! is written once the poll's token fired (leadership lost, or the object replaced or
+//! removed): a poll checks it before its writes, and the scheduler drops polls in flight.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -108,7 +108,8 @@ struct TriggerResults {
 }
 
 impl PolledObject {
-    /// One poll; writes nothing once `stop` fired (leadership lost, or shutting down).
+    /// One poll; writes nothing once `stop` fired (leadership lost, the object replaced or
+    /// removed, or shutting down).
     async fn poll_once(&self, stop: &CancellationToken) {
         let reference = ObjectRef::new(&self.name).within(&self.namespace);
         let Some(latest) = self.objects.get(&reference) else {
@@ -166,7 +167,7 @@ impl PolledObject {
             self.records(&results, composite, fallback_replicas, current, now),
         );
         debug!(namespace = %self.namespace, scaled_object = %self.name, current, active = results.outcome.active, "polled");
-        // Leadership may have gone while the triggers answered: no write after that.
+        // Leadership (or the registration) may have ended while the triggers answered.
         if stop.is_cancelled() {
             return;
         }
