@@ -20,7 +20,7 @@
 //!     kube::config::Kubeconfig::from_yaml(&yaml)?, &Default::default()).await?)?;
 //! sandbox.write_kubeconfig(&path, &Credentials::Token(sandbox.service_account_token("ns", "sa")))?;
 //! sandbox.store().compact();                                          // force 410 on old watches
-//! sandbox.restart().await?;                                           // same port, same data
+//! sandbox.restart().await?;                                           // same port and data; old watches 410
 //! ```
 //!
 //! Limits, on purpose: no kubelet (no logs/exec/port-forward); OpenAPI schemas only for custom

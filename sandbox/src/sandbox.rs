@@ -5,11 +5,12 @@
 //! sandbox.write_kubeconfig(&path, &Credentials::Token(sandbox.admin_token().into()))?;
 //! let store = sandbox.store();          // in-process access for controllers (see crate::store)
 //! sandbox.restart().await?;             // same port, same objects, same certificates
-//! sandbox.shutdown().await;
+//! sandbox.shutdown().await;             // down: connections refused (restart() serves again)
 //! ```
 //!
 //! The objects live in the [`Store`] the handle owns, so a restart keeps them (like an API
-//! server restart over a persistent etcd) while every open connection and watch is cut.
+//! server restart over a persistent etcd) while every open connection and watch is cut, and
+//! the watch history is forgotten (resumed watches get 410 and relist, as after a real restart).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -268,9 +269,18 @@ impl SandboxHandle {
         }
     }
 
-    /// Stops and starts again on the same address with the same objects and certificates.
+    /// Stops and starts again on the same address with the same objects and certificates,
+    /// like a kube-apiserver restarted over the same etcd.
+    ///
+    /// A restarted kube-apiserver rebuilds its watch cache from storage at the current
+    /// revision, so watches resuming from a resourceVersion seen before the restart get
+    /// `410 Expired` and clients must relist (`spec/kubernetes.md` §5.4); the sandbox models
+    /// this by compacting the watch history ([`Store::compact`]). Calling [`Self::shutdown`]
+    /// first and `restart` later leaves the API server down in between (an outage: every
+    /// connection refused); the in-process store and controllers keep running meanwhile.
     pub async fn restart(&mut self) -> Result<(), SandboxError> {
         self.shutdown().await;
+        self.store.compact();
         self.serve()
     }
 }

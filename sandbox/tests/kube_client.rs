@@ -152,6 +152,16 @@ async fn watcher_recovers_from_a_sandbox_restart() {
         .await
         .unwrap();
     assert!(next_named(&mut stream, "one").await);
+    let seen = api
+        .get("one")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    api.create(&PostParams::default(), &cm("between"))
+        .await
+        .unwrap();
     env.sandbox.restart().await.unwrap();
     api.create(&PostParams::default(), &cm("two"))
         .await
@@ -161,4 +171,13 @@ async fn watcher_recovers_from_a_sandbox_restart() {
         "the watcher reconnected after the restart"
     );
     assert!(api.get("one").await.is_ok(), "objects survive a restart");
+    // The restarted server forgot its watch cache: resuming from a version older than the
+    // restart's is 410 (the client must relist).
+    let wp = kube::api::WatchParams::default().timeout(5);
+    let mut resumed = api.watch(&wp, &seen).await.unwrap().boxed();
+    let first = resumed.next().await.unwrap().unwrap();
+    assert!(
+        matches!(first, kube::api::WatchEvent::Error(ref e) if e.code == 410),
+        "{first:?}"
+    );
 }
