@@ -15,10 +15,11 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 
 use crate::crd::{ClusterTriggerAuthentication, ScaledObject, TriggerAuthentication};
 use crate::operator::OperatorArgs;
+use crate::operator::watch_backoff::{errors_logged, watch};
 use crate::scaling::scheduler::ObjectKey;
 
 /// Something a ScaledObject's triggers were resolved from.
@@ -125,28 +126,44 @@ pub fn watch_sources(
             None => Api::all(client.clone()),
         }
     }
+    /// The objects of `api` as they change, with their own backoff and errors logged.
+    fn source<K>(
+        api: Api<K>,
+        name: &'static str,
+    ) -> impl futures::Stream<Item = watcher::Result<K>> + Send + 'static
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    {
+        errors_logged(
+            watch(api, watcher::Config::default()).touched_objects(),
+            name,
+        )
+    }
     let namespace = args.watch_namespace.as_deref();
     let (secrets, auths, cluster_auths) = (Arc::clone(index), Arc::clone(index), Arc::clone(index));
     controller
-        .watches(
-            scoped::<Secret>(client, namespace),
-            watcher::Config::default(),
+        .watches_stream(
+            source(scoped::<Secret>(client, namespace), "secrets"),
             move |secret: Secret| {
                 let (namespace, name) = namespace_and_name(&secret.metadata);
                 secrets.changed(&Source::Secret(namespace, name))
             },
         )
-        .watches(
-            scoped::<TriggerAuthentication>(client, namespace),
-            watcher::Config::default(),
+        .watches_stream(
+            source(
+                scoped::<TriggerAuthentication>(client, namespace),
+                "triggerauthentications",
+            ),
             move |auth: TriggerAuthentication| {
                 let (namespace, name) = namespace_and_name(&auth.metadata);
                 auths.changed(&Source::TriggerAuthentication(namespace, name))
             },
         )
-        .watches(
-            Api::<ClusterTriggerAuthentication>::all(client.clone()),
-            watcher::Config::default(),
+        .watches_stream(
+            source(
+                Api::<ClusterTriggerAuthentication>::all(client.clone()),
+                "clustertriggerauthentications",
+            ),
             move |auth: ClusterTriggerAuthentication| {
                 let name = auth.metadata.name.clone().unwrap_or_default();
                 cluster_auths.changed(&Source::ClusterTriggerAuthentication(name))

@@ -9,6 +9,7 @@
 pub mod leader;
 mod leader_args;
 mod ready;
+pub mod watch_backoff;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -16,8 +17,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use kube::api::Api;
-use kube::runtime::{Controller, watcher};
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -29,6 +30,7 @@ use crate::crd::ScaledObject;
 use crate::scaling::scheduler::Scheduler;
 use crate::scaling::store::MetricStore;
 use crate::telemetry::{DEFAULT_LOG_FILTER, LogFormat, Metrics, Readiness, init_logging, serve};
+use watch_backoff::{errors_logged, watch};
 
 pub use leader::{Leadership, LeadershipWatch};
 pub use leader_args::{ConfigError, DEFAULT_LEASE_NAME, LeaderElectionArgs, LeaseConfig};
@@ -297,15 +299,23 @@ async fn run_controller(
     first_round: Readiness,
 ) {
     let scaled_objects = scaled_objects_api(&client, &args);
-    let hpas: Api<HorizontalPodAutoscaler> = match &args.watch_namespace {
+    // Owned HPAs only map to their owner: metadata is enough.
+    let hpas: Api<PartialObjectMeta<HorizontalPodAutoscaler>> = match &args.watch_namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     };
     let sources = Arc::new(crate::controller::secrets::SourceIndex::default());
     // Bounded reconciles: 10,000 objects at start must not all hit the API server at once
     // (a thundering herd of timeouts and retries; benches/operator_scale.rs).
-    let controller = Controller::new(scaled_objects, watcher::Config::default())
-        .owns(hpas, watcher::Config::default())
+    // One stream per watch, each with its own backoff (watch_backoff.rs): a relisting or
+    // failing watch does not pause the others.
+    let (reader, writer) = kube::runtime::reflector::store();
+    let scaled_objects = watch(scaled_objects, watcher::Config::default())
+        .reflect(writer)
+        .applied_objects();
+    let hpas = watch(hpas, watcher::Config::default()).touched_objects();
+    let controller = Controller::for_stream(errors_logged(scaled_objects, "scaledobjects"), reader)
+        .owns_stream(errors_logged(hpas, "horizontalpodautoscalers"))
         .with_config(kube::runtime::controller::Config::default().concurrency(MAX_RECONCILES));
     let controller =
         crate::controller::secrets::watch_sources(controller, &client, &args, &sources);

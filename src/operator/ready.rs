@@ -109,7 +109,7 @@ impl Cache {
         let (store, writer) = reflector::store();
         let (synced_tx, synced) = watch::channel(false);
         let events = watcher(api, watcher::Config::default())
-            .default_backoff()
+            .backoff(super::watch_backoff::watch_backoff())
             .reflect(writer)
             .take_until(cancel.clone().cancelled_owned());
         tokio::spawn(events.for_each(move |event| {

@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::controller::target::{Target, TargetError, within_api_timeout};
+use crate::operator::watch_backoff::watch_backoff;
 
 /// How long a poll waits for a kind's first list before reading `/scale` instead.
 pub const SYNC_WAIT: Duration = Duration::from_secs(5);
@@ -242,7 +243,7 @@ async fn run_watch(
     cancel: CancellationToken,
 ) {
     let config = watcher::Config::default().page_size(PAGE_SIZE);
-    let mut events = std::pin::pin!(watcher(api, config).default_backoff());
+    let mut events = std::pin::pin!(watcher(api, config).backoff(watch_backoff()));
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
