@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod dev;
+pub mod proxy;
 pub mod rabbitmq;
 
 use std::path::{Path, PathBuf};
