@@ -25,7 +25,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use tidescale::crd::ScaledObject;
-use tidescale_sandbox::GroupResource;
+use tidescale_sandbox::{GroupResource, WriteOptions};
 
 /// A ScaledObject `name` in `shop` on `queue` (one replica per 5 messages) through `host`.
 fn scaled_object(name: &str, queue: &str, host: &str, extra: &str) -> String {
@@ -183,7 +183,19 @@ async fn api_server_restart_relists_and_scaling_carries_on() {
         "a scale-in the API server cannot take is not recorded as done"
     );
 
-    // Back, same address and store, watch cache forgotten (resumed watches get 410).
+    // Others keep writing meanwhile (through other API-server replicas; here straight into
+    // the store), so every watch of the operator is behind the restarted server's cache.
+    let configmaps = GroupResource::new("", "configmaps");
+    let written_while_down = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "written-while-down", "namespace": "shop"}});
+    cluster
+        .dev
+        .sandbox
+        .store()
+        .create(&configmaps, written_while_down, &WriteOptions::default())
+        .expect("a write while the API server is down");
+
+    // Back, same address and store, watch cache forgotten: resumed watches get 410 and relist.
     cluster
         .dev
         .sandbox
