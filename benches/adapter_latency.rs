@@ -25,8 +25,11 @@
 //!   runtime (1 worker) and the control runtime (sandbox + kube client, 1 worker) are pinned to
 //!   CPU 1 (`taskset -p` per thread, no unsafe code). Per-thread CPU comes from
 //!   `/proc/self/task/<tid>/schedstat`.
-//! - **Phases**: (1) closed loop, adapter and hello-world interleaved (A/B × rounds): req/s
-//!   ratio (median of rounds) and server CPU per request ratio; (2) open loop at 1,000 req/s
+//! - **Phases**: (0) each app called in process on the server runtime, without TLS, HTTP or
+//!   sockets: the application's own µs per request; (1) closed loop, adapter and hello-world
+//!   interleaved in short slices (A/B × 6 rounds of 2 s; `--quick` 3 × 1 s, so background
+//!   load hits both alike): req/s ratio (median of rounds) and server CPU per request ratio;
+//!   (2) open loop at 1,000 req/s
 //!   (each connection on a fixed 8 ms schedule, staggered): server-side latency (an axum layer
 //!   around the whole secured router: authn + authz + handler, excluding TLS and HTTP parsing)
 //!   and client-side latency (from send to full body); (3) the same open loop while the
@@ -38,6 +41,12 @@
 //!
 //! Output: a markdown table (targets, ✓/✗) and JSON in `target/bench-results/adapter_latency.json`.
 //! Run: `scripts/bench adapter_latency [-- --quick]` or `cargo bench --bench adapter_latency`.
+//!
+//! Profiling aids (env): `TIDESCALE_BENCH_IN_PROCESS_ONLY=1` stops after phase (0);
+//! `TIDESCALE_BENCH_IN_PROCESS_CALLS=N` sets its calls per app; `TIDESCALE_BENCH_IN_PROCESS_APP`
+//! (`adapter`, `hello`, `adapter_bare`, `hello_secure`) runs one app. Instructions per request,
+//! repeatable on a busy machine: run phase (0) under `valgrind --tool=callgrind
+//! --toggle-collect='*in_process*'` with 1,000 and 3,000 calls and divide the difference.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -63,6 +72,7 @@ use tidescale::adapter::api::{self, ApiState};
 use tidescale::adapter::auth_config::{AuthConfig, AuthConfigCell};
 use tidescale::adapter::authz::{Security, secure};
 use tidescale::adapter::certs::{Bundle, ServingCert};
+use tidescale::adapter::peer::PeerCertificates;
 use tidescale::adapter::server::{self, ServerHandle, TlsSettings};
 use tidescale::scaling::store::{LiveMetrics, MetricRecord, MetricStore};
 use tidescale::telemetry::Readiness;
@@ -71,6 +81,7 @@ use tidescale_sandbox::{Credentials, Sandbox, SandboxConfig, SandboxHandle};
 use tokio::runtime::Runtime;
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 const NAMESPACE: &str = "bench";
 /// The metric every measured request reads (cached values).
@@ -95,25 +106,41 @@ struct Plan {
     open_rounds: usize,
     open_secs: f64,
     warmup: Duration,
+    in_process_calls: u32,
+}
+
+/// The allocator the `tidescale` binary runs with (src/main.rs), so the bench measures the
+/// same code paths.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `TIDESCALE_BENCH_IN_PROCESS_CALLS`, or `default`.
+fn calls_or(default: u32) -> u32 {
+    std::env::var("TIDESCALE_BENCH_IN_PROCESS_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let plan = if quick {
         Plan {
-            closed_rounds: 1,
-            closed_secs: 2.0,
+            closed_rounds: 3,
+            closed_secs: 1.0,
             open_rounds: 2,
             open_secs: 1.5,
             warmup: Duration::from_millis(300),
+            in_process_calls: calls_or(5_000),
         }
     } else {
         Plan {
-            closed_rounds: 3,
-            closed_secs: 4.0,
+            closed_rounds: 6,
+            closed_secs: 2.0,
             open_rounds: 4,
             open_secs: 2.5,
             warmup: Duration::from_secs(1),
+            in_process_calls: calls_or(20_000),
         }
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -335,6 +362,8 @@ struct Servers {
     proxy_client: tidescale_sandbox::pki::Issued,
     recorder: Arc<Recorder>,
     backend: Arc<Backend>,
+    /// The four apps themselves, for the in-process breakdown (no TLS, HTTP or sockets).
+    apps: Vec<(&'static str, axum::Router)>,
 }
 
 async fn start_servers(client: kube::Client, cancel: CancellationToken) -> Result<Servers> {
@@ -393,15 +422,21 @@ async fn start_servers(client: kube::Client, cancel: CancellationToken) -> Resul
     let security = Security::new(auth.clone(), client);
     let state = ApiState::new(store, readiness);
     let app = secure(api::router(state.clone()), security.clone()).layer(layer());
-    let adapter = server::serve(local, tls.clone(), app, cancel.clone()).await?;
+    let adapter = server::serve(local, tls.clone(), app.clone(), cancel.clone()).await?;
     let bare = api::router(state).layer(layer());
-    let adapter_bare = server::serve(local, tls.clone(), bare, cancel.clone()).await?;
+    let adapter_bare = server::serve(local, tls.clone(), bare.clone(), cancel.clone()).await?;
 
     let hello_router = || axum::Router::new().fallback(|| async { "Hello, World!" });
     let hello_app = hello_router().layer(layer());
-    let hello = server::serve(local, tls.clone(), hello_app, cancel.clone()).await?;
+    let hello = server::serve(local, tls.clone(), hello_app.clone(), cancel.clone()).await?;
     let hello_secure_app = secure(hello_router(), security).layer(layer());
-    let hello_secure = server::serve(local, tls, hello_secure_app, cancel).await?;
+    let hello_secure = server::serve(local, tls, hello_secure_app.clone(), cancel).await?;
+    let apps = vec![
+        ("adapter", app),
+        ("hello", hello_app),
+        ("adapter_bare", bare),
+        ("hello_secure", hello_secure_app),
+    ];
     Ok(Servers {
         adapter,
         hello,
@@ -412,7 +447,51 @@ async fn start_servers(client: kube::Client, cancel: CancellationToken) -> Resul
         proxy_client,
         recorder,
         backend,
+        apps,
     })
+}
+
+/// Mean µs per request of each app called in process on the server runtime (the request the
+/// aggregator sends, with the front-proxy chain as the TLS layer would attach it): the
+/// application's own cost, without TLS, HTTP parsing or sockets.
+async fn in_process(
+    apps: Vec<(&'static str, axum::Router)>,
+    proxy_client: CertificateDer<'static>,
+    n: u32,
+) -> Result<Vec<(&'static str, f64)>> {
+    let peer = PeerCertificates::new(vec![proxy_client]);
+    let paths = paths();
+    let only = std::env::var("TIDESCALE_BENCH_IN_PROCESS_APP").ok();
+    let mut out = Vec::new();
+    for (name, app) in apps {
+        if only.as_deref().is_some_and(|only| only != name) {
+            continue;
+        }
+        let mut elapsed = Duration::ZERO;
+        for i in 0..n as usize {
+            let mut request = axum::http::Request::get(paths[i % paths.len()].as_str())
+                .header(hyper::header::HOST, "localhost")
+                .header(hyper::header::ACCEPT, "application/json, */*")
+                .header("X-Remote-User", HPA)
+                .header("X-Remote-Group", "system:serviceaccounts")
+                .header("X-Remote-Group", "system:serviceaccounts:kube-system")
+                .body(axum::body::Body::empty())?;
+            request.extensions_mut().insert(peer.clone());
+            let t = Instant::now();
+            let response = app.clone().oneshot(request).await?;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            elapsed += t.elapsed();
+            if status != 200 {
+                bail!(
+                    "{name} answered {status} in process: {}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+        }
+        out.push((name, elapsed.as_secs_f64() * 1e6 / f64::from(n)));
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -772,9 +851,10 @@ fn run(
         tls,
     };
 
-    // What authentication does per request, timed alone on the server's CPU: the front-proxy
-    // chain verification (`TrustedCas::verifies`) and the leaf's subject parse (x509-parser).
-    let (verify_us, parse_us) = server_rt.block_on(server_rt.spawn({
+    // What authentication reads from the client chain, timed alone on the server's CPU: per
+    // request, the front-proxy verdict (`TrustedCas::verifies`, a cached verdict after the
+    // first); per connection, reading the chain (`PeerCertificates::new`: fingerprint + subject).
+    let (verify_us, read_us) = server_rt.block_on(server_rt.spawn({
         let config = servers.auth.current();
         let chain = vec![servers.proxy_client.cert_der.clone()];
         async move {
@@ -783,26 +863,26 @@ fn run(
                 .as_ref()
                 .context("request header config")?
                 .cas;
+            let peer = PeerCertificates::new(chain.clone());
             let n = 2_000u32;
             let t = Instant::now();
             for _ in 0..n {
-                if !cas.verifies(std::hint::black_box(&chain)) {
+                if !cas.verifies(std::hint::black_box(&peer)) {
                     bail!("the front-proxy chain does not verify");
                 }
             }
             let verify = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
             let t = Instant::now();
             for _ in 0..n {
-                let parsed = x509_parser::parse_x509_certificate(std::hint::black_box(&chain[0]))
-                    .map(|(_, c)| c.subject().iter_common_name().count());
-                std::hint::black_box(parsed.is_ok());
+                let read = PeerCertificates::new(std::hint::black_box(chain.clone()));
+                std::hint::black_box(read.subject().is_some());
             }
-            let parse = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
-            anyhow::Ok((verify, parse))
+            let read = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+            anyhow::Ok((verify, read))
         }
     }))??;
     eprintln!(
-        "[adapter_latency] per call: chain verification {verify_us:.1} µs, subject parse {parse_us:.1} µs"
+        "[adapter_latency] front-proxy verdict {verify_us:.1} µs per request; reading the chain {read_us:.1} µs per connection"
     );
 
     // The first request pays the real SubjectAccessReview; the second hits the cache.
@@ -846,6 +926,27 @@ fn run(
     eprintln!(
         "[adapter_latency] first request (real SAR) {first_us:.0} µs, second (cached) {second_us:.0} µs; body: {body}"
     );
+
+    // (0) Each app in process, without TLS, HTTP or sockets: the application's own cost.
+    let in_process_us = server_rt.block_on(server_rt.spawn(in_process(
+        servers.apps.clone(),
+        servers.proxy_client.cert_der.clone(),
+        plan.in_process_calls,
+    )))??;
+    eprintln!(
+        "[adapter_latency] in process, µs per request: {}",
+        in_process_us
+            .iter()
+            .map(|(name, us)| format!("{name} {us:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    if std::env::var_os("TIDESCALE_BENCH_IN_PROCESS_ONLY").is_some() {
+        // A profiling aid: `perf record` this phase alone.
+        cancel.cancel();
+        return Ok(());
+    }
 
     // (1) Closed loop, interleaved: adapter, hello-world, then the breakdown pair.
     let targets = [
@@ -1032,7 +1133,7 @@ fn run(
         s_rps / h_rps
     );
     println!(
-        "| Per request in authn, alone: front-proxy chain verification / leaf subject parse | {verify_us:.1} µs / {parse_us:.1} µs | | | — | |"
+        "| In authn, alone: front-proxy verdict per request / reading the client chain per connection | {verify_us:.1} µs / {read_us:.1} µs | | | — | |"
     );
     println!(
         "| Server-side p50 / p99 at {rate:.0} req/s (open loop) | {server_p50:.0} / **{server_p99:.0} µs** | | | p50 ≤ 150 µs, p99 ≤ 1,000 µs | {} |",
@@ -1074,8 +1175,8 @@ fn run(
         "first_request_us": first_us,
         "cached_request_us": second_us,
         "closed_rounds": rounds,
-        "chain_verification_us": verify_us,
-        "subject_parse_us": parse_us,
+        "front_proxy_verdict_us": verify_us,
+        "chain_read_per_connection_us": read_us,
         "throughput_ratio": throughput_ratio,
         "cpu_per_request_ratio_hello_over_adapter": cpu_ratio,
         "open_loop_rate": rate,

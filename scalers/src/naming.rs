@@ -57,10 +57,35 @@ pub fn milli_quantity(value: f64) -> String {
     if !value.is_finite() || value <= 0.0 {
         return "0".to_owned();
     }
+    if let Some(millis) = whole_millis(value) {
+        return canonical_decimal(&millis.to_string(), -3);
+    }
     // Rust prints the exact decimal expansion rounded to 3 places, as Go's FormatFloat does.
     let text = format!("{value:.3}");
     let digits: String = text.chars().filter(char::is_ascii_digit).collect();
     canonical_decimal(&digits, -3)
+}
+
+/// `value` in thousandths when it is the double nearest a whole number of them (queue lengths,
+/// halves, most targets): its exact expansion then rounds to that number at 3 places, and
+/// the integer is printed without the exact (Dragon4) float formatting that `{:.3}` needs —
+/// on the path of every metrics read.
+///
+/// Below 10¹² half an ulp is under 10⁻⁴, far inside the ±5·10⁻⁴ that rounding to 3 places
+/// allows, so the shortcut can never disagree with the exact expansion; above, or for any
+/// other value, `None`.
+fn whole_millis(value: f64) -> Option<u64> {
+    const LIMIT: f64 = 1e12;
+    if !(0.0..LIMIT).contains(&value) {
+        return None;
+    }
+    let millis = (value * 1000.0).round();
+    // The cast is exact: 0 ≤ millis ≤ 10¹⁵ < 2⁵³.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let whole = millis as u64;
+    #[allow(clippy::cast_precision_loss)]
+    let nearest = whole as f64 / 1000.0;
+    (nearest == value).then_some(whole)
 }
 
 /// An "integer target" (Kafka lag, Service Bus count…) as a canonical DecimalSI quantity.
@@ -90,18 +115,20 @@ fn canonical_decimal(digits: &str, exponent: i32) -> String {
     let mantissa = digits.trim_end_matches('0');
     // Fewer than 2^31 digits come out of any f64 or i64, so the cast cannot truncate.
     let mut exponent = exponent + (digits.len() - mantissa.len()) as i32;
-    let mut mantissa = mantissa.to_owned();
+    // One allocation, sized for the usual case (this runs on every metrics read).
+    let mut text = String::with_capacity(mantissa.len() + 3);
+    text.push_str(mantissa);
     // Go's truncated remainder: 1 and -2 need one more digit, 2 and -1 need two.
     let pad = match exponent % 3 {
         1 | -2 => 1,
         2 | -1 => 2,
         _ => 0,
     };
-    mantissa.push_str(&"0".repeat(pad));
+    text.extend(std::iter::repeat_n('0', pad));
     exponent -= pad as i32;
     // Beyond exa there is no suffix: keep `E` and carry the rest in the mantissa.
     if exponent > 18 {
-        mantissa.push_str(&"0".repeat((exponent - 18) as usize));
+        text.extend(std::iter::repeat_n('0', (exponent - 18) as usize));
         exponent = 18;
     }
     let suffix = match exponent {
@@ -117,7 +144,8 @@ fn canonical_decimal(digits: &str, exponent: i32) -> String {
         // Milli input and integer input never go below -3; 0 needs no suffix.
         _ => "",
     };
-    format!("{mantissa}{suffix}")
+    text.push_str(suffix);
+    text
 }
 
 #[cfg(test)]
@@ -211,6 +239,33 @@ mod tests {
         let text = milli_quantity(f64::MAX);
         assert_eq!(text.len(), 309);
         assert!(text.starts_with("17976931348623157") && text.bytes().all(|b| b.is_ascii_digit()));
+    }
+
+    /// The exact expansion rounded to 3 places, the one rule `milli_quantity` follows.
+    fn exact_millis(value: f64) -> String {
+        let digits: String = format!("{value:.3}")
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        canonical_decimal(&digits, -3)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_whole_millis_shortcut_agrees_with_the_exact_expansion(
+            millis in 0u64..2_000_000_000_000_000,
+            nudge in -2i64..=2,
+            any in 0.0f64..2e12,
+        ) {
+            // Whole thousandths, and their neighbouring doubles (which must not take the
+            // shortcut wrongly), and arbitrary values.
+            #[allow(clippy::cast_precision_loss)]
+            let whole = millis as f64 / 1000.0;
+            let neighbour = f64::from_bits(whole.to_bits().saturating_add_signed(nudge));
+            for value in [whole, neighbour, any] {
+                proptest::prop_assert_eq!(milli_quantity(value), exact_millis(value), "{}", value);
+            }
+        }
     }
 
     #[rstest]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -20,6 +20,7 @@ use super::discovery::{self, DiscoveryCache};
 use super::health::{CheckScope, HealthChecks};
 use super::live::{DEFAULT_LIVE_TIMEOUT, SingleFlight};
 use super::routes::{self, Route};
+use super::selector::SelectorCache;
 use super::status::{ApiError, JSON};
 use super::{custom, external};
 use crate::scaling::store::MetricStore;
@@ -38,6 +39,8 @@ pub struct ApiState {
     pub(crate) flights: SingleFlight,
     /// Rendered resource lists, until the store's shape changes.
     pub(crate) discovery: Arc<DiscoveryCache>,
+    /// Label selectors already parsed.
+    pub(crate) selectors: Arc<SelectorCache>,
 }
 
 impl ApiState {
@@ -49,6 +52,7 @@ impl ApiState {
             live_timeout: DEFAULT_LIVE_TIMEOUT,
             flights: SingleFlight::default(),
             discovery: Arc::new(DiscoveryCache::default()),
+            selectors: Arc::default(),
         }
     }
 
@@ -73,16 +77,13 @@ impl ApiState {
 /// The whole API as one axum router (a single fallback handler: paths are parsed by
 /// `routes`, so every unknown path gets a Status 404 rather than axum's empty one).
 pub fn router(state: ApiState) -> Router {
-    Router::new().fallback(serve).with_state(state)
+    Router::new().fallback(serve).with_state(Arc::new(state))
 }
 
-async fn serve(
-    State(state): State<ApiState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    handle(&state, &method, &uri, &headers).await
+/// Reads the request in place: extracting `Method`, `Uri` and `HeaderMap` would copy them, on
+/// the path of every HPA read.
+async fn serve(State(state): State<Arc<ApiState>>, request: Request) -> Response {
+    handle(&state, request.method(), request.uri(), request.headers()).await
 }
 
 /// Answers one request; never panics, whatever the input.

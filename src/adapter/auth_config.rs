@@ -23,6 +23,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::server::danger::ClientCertVerifier;
 use tokio_util::sync::CancellationToken;
 
+use super::peer::PeerCertificates;
+
 /// Namespace of the authentication ConfigMap.
 pub const AUTH_CONFIGMAP_NAMESPACE: &str = "kube-system";
 /// Name of the authentication ConfigMap.
@@ -105,12 +107,12 @@ impl TrustedCas {
         })
     }
 
-    /// Whether `chain` (leaf first) verifies against these CAs now, for client authentication.
-    pub fn verifies(&self, chain: &[CertificateDer<'static>]) -> bool {
-        let Some((leaf, intermediates)) = chain.split_first() else {
+    /// Whether `peer`'s chain verifies against these CAs now, for client authentication.
+    pub fn verifies(&self, peer: &PeerCertificates) -> bool {
+        let Some((leaf, intermediates)) = peer.certs().split_first() else {
             return false;
         };
-        let key = fingerprint(chain);
+        let key = *peer.fingerprint();
         let now = Instant::now();
         if let Some((verdict, until)) = self.lock().get(&key).copied()
             && now < until
@@ -314,18 +316,6 @@ impl AuthConfigCell {
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(self.clone().watch(client, cancel))
     }
-}
-
-/// SHA-256 over the whole chain.
-fn fingerprint(chain: &[CertificateDer<'static>]) -> [u8; 32] {
-    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-    for cert in chain {
-        context.update(&(cert.len() as u64).to_be_bytes());
-        context.update(cert);
-    }
-    let mut key = [0; 32];
-    key.copy_from_slice(context.finish().as_ref());
-    key
 }
 
 /// Time until the leaf's notAfter (zero when unreadable or past).

@@ -17,14 +17,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use kube::Api;
 use kube::api::PostParams;
-use rustls::pki_types::CertificateDer;
 use serde::Serialize;
 
 use super::auth_config::{AuthConfig, AuthConfigCell, RequestHeaderConfig};
+use super::peer::PeerCertificates;
 
 /// Group every authenticated user is in.
 pub const AUTHENTICATED: &str = "system:authenticated";
@@ -117,24 +117,6 @@ impl std::fmt::Display for BearerToken {
 #[error("authentication failed: {}", .0.join("; "))]
 pub struct AuthnError(pub Vec<String>);
 
-/// The leaf certificate's Subject CN and O values.
-fn subject(leaf: &CertificateDer<'_>) -> Option<(String, Vec<String>)> {
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
-    let cn = cert
-        .subject()
-        .iter_common_name()
-        .next()?
-        .as_str()
-        .ok()?
-        .to_owned();
-    let orgs = cert
-        .subject()
-        .iter_organization()
-        .filter_map(|o| o.as_str().ok().map(str::to_owned))
-        .collect();
-    Some((cn, orgs))
-}
-
 fn values<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Item = &'a str> {
     headers
         .get_all(name)
@@ -163,10 +145,8 @@ fn user_from_headers(rh: &RequestHeaderConfig, headers: &HeaderMap) -> Option<Us
         .collect();
     let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (header, value) in headers {
-        // `http` stores header names in lowercase already.
-        let lower = header.as_str();
         for prefix in &rh.extra_headers_prefixes {
-            let Some(rest) = lower.strip_prefix(prefix.to_ascii_lowercase().as_str()) else {
+            let Some(rest) = strip_prefix_ignore_case(header.as_str(), prefix) else {
                 continue;
             };
             let key = percent_encoding::percent_decode_str(rest)
@@ -185,35 +165,42 @@ fn user_from_headers(rh: &RequestHeaderConfig, headers: &HeaderMap) -> Option<Us
     })
 }
 
-/// Removes every identity header: the configured ones and anything `X-Remote-*`.
-fn strip_identity_headers(config: &AuthConfig, headers: &mut HeaderMap) {
-    let mut names: Vec<String> = headers
-        .keys()
-        .map(|h| h.as_str().to_owned())
-        .filter(|h| h.starts_with("x-remote-"))
-        .collect();
-    if let Some(rh) = &config.request_header {
-        let prefixes: Vec<String> = rh
+/// `name` without `prefix`, compared ASCII-case-insensitively (header names are lowercase in
+/// `http`; configured prefixes may be written in any case).
+fn strip_prefix_ignore_case<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = name.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &name[prefix.len()..])
+}
+
+/// Whether `name` (lowercase) carries an identity: anything `X-Remote-*` or configured.
+fn is_identity_header(config: &AuthConfig, name: &str) -> bool {
+    if name.starts_with("x-remote-") {
+        return true;
+    }
+    let Some(rh) = &config.request_header else {
+        return false;
+    };
+    rh.username_headers
+        .iter()
+        .chain(&rh.group_headers)
+        .chain(&rh.uid_headers)
+        .any(|h| h.eq_ignore_ascii_case(name))
+        || rh
             .extra_headers_prefixes
             .iter()
-            .map(|p| p.to_ascii_lowercase())
-            .collect();
-        names.extend(
-            rh.username_headers
-                .iter()
-                .chain(&rh.group_headers)
-                .chain(&rh.uid_headers)
-                .map(|h| h.to_ascii_lowercase()),
-        );
-        names.extend(
-            headers
-                .keys()
-                .map(|h| h.as_str().to_owned())
-                .filter(|h| prefixes.iter().any(|p| h.starts_with(p.as_str()))),
-        );
-    }
-    for name in names {
-        headers.remove(name.as_str());
+            .any(|p| strip_prefix_ignore_case(name, p).is_some())
+}
+
+/// Removes every identity header: the configured ones and anything `X-Remote-*`.
+fn strip_identity_headers(config: &AuthConfig, headers: &mut HeaderMap) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_identity_header(config, name.as_str()))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(&name);
     }
 }
 
@@ -254,17 +241,18 @@ impl Authenticator {
     pub async fn authenticate(
         &self,
         headers: &mut HeaderMap,
-        peer: &[CertificateDer<'static>],
+        peer: &PeerCertificates,
     ) -> Result<User, AuthnError> {
         let config = self.auth.current();
         let mut errors = vec![];
-        let leaf = peer.first().and_then(subject);
+        let leaf = peer.subject();
         if !peer.is_empty() && leaf.is_none() {
             errors.push("client certificate without a readable subject common name".to_owned());
         }
-        if let (Some(rh), Some((cn, _))) = (&config.request_header, &leaf)
+        if let (Some(rh), Some(leaf)) = (&config.request_header, leaf)
             && rh.cas.verifies(peer)
         {
+            let cn = &leaf.common_name;
             if !rh.allowed_names.is_empty() && !rh.allowed_names.contains(cn) {
                 errors.push(format!(
                     "client certificate CN {cn:?} is not an allowed front proxy"
@@ -275,13 +263,13 @@ impl Authenticator {
             }
         }
         strip_identity_headers(&config, headers);
-        if let Some((cn, orgs)) = &leaf {
+        if let Some(leaf) = leaf {
             match &config.client_cas {
                 Some(cas) if cas.verifies(peer) => {
                     return Ok(User {
-                        name: cn.clone(),
+                        name: leaf.common_name.clone(),
                         uid: String::new(),
-                        groups: orgs.clone(),
+                        groups: leaf.organizations.clone(),
                         extra: BTreeMap::new(),
                     }
                     .authenticated());

@@ -8,14 +8,21 @@
 //! reused for 10 s from a bounded cache, so an HPA re-reading a metric every 15 s costs at
 //! most one review per period. A denial is Go's 403 Status text; a review that cannot be made
 //! is a 500 (Go's behaviour), never an allow.
+//!
+//! The cache answers by reference (user, then request line), so an allowed read costs no
+//! allocation here: this runs on every HPA read.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
+use http::Method;
+use http::request::Parts;
 use k8s_openapi::api::authorization::v1::{
     NonResourceAttributes, ResourceAttributes as SarResourceAttributes, SubjectAccessReview,
     SubjectAccessReviewSpec,
@@ -23,14 +30,12 @@ use k8s_openapi::api::authorization::v1::{
 use kube::Api;
 use kube::api::PostParams;
 
-use rustls::pki_types::CertificateDer;
-
 use super::auth_config::AuthConfigCell;
 use super::authn::{Authenticator, User};
 use super::certs::ServingCert;
 use super::forward::ReplicaPeer;
-use super::request_info::{RequestInfo, resolve};
-use super::server::PeerCertificates;
+use super::peer::PeerCertificates;
+use super::request_info::{RequestInfo, resolve, watch_requested};
 use super::status::ApiError;
 
 /// Paths every caller may read (kubelet probes come without credentials).
@@ -53,12 +58,112 @@ pub enum Decision {
     Deny(String),
 }
 
-type CacheKey = (User, RequestInfo);
+/// Review answers by user, then by request line: a hit is two lookups by reference, with no
+/// key to build and no `RequestInfo` to resolve (resolution is a pure function of the method,
+/// the path and the `watch` flag). The same few users — the HPA controller, the aggregator's
+/// probes — ask again and again, so this runs on nearly every metrics read.
+#[derive(Default)]
+struct Decisions {
+    by_user: FastMap<User, FastMap<String, Vec<Answer>>>,
+    len: usize,
+}
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// One cached answer for a path: the method and `watch` flag it was for, and when it was given.
+struct Answer {
+    method: Method,
+    watch: bool,
+    at: Instant,
+    decision: Decision,
+}
+
+impl Answer {
+    fn fresh(&self) -> bool {
+        self.at.elapsed() < DECISION_CACHE_TTL
+    }
+}
+
+impl Decisions {
+    fn fresh(&self, user: &User, line: &RequestLine<'_>) -> Option<Decision> {
+        self.by_user
+            .get(user)?
+            .get(line.path)?
+            .iter()
+            .find(|a| a.method == *line.method && a.watch == line.watch && a.fresh())
+            .map(|a| a.decision.clone())
+    }
+
+    fn remember(&mut self, user: &User, line: &RequestLine<'_>, decision: Decision) {
+        if self.len >= DECISION_CACHE_SIZE {
+            self.evict_stale();
+        }
+        // Only after a real review: the clones are noise beside the API call.
+        let answers = self
+            .by_user
+            .entry(user.clone())
+            .or_default()
+            .entry(line.path.to_owned())
+            .or_default();
+        answers.retain(|a| !(a.method == *line.method && a.watch == line.watch));
+        answers.push(Answer {
+            method: line.method.clone(),
+            watch: line.watch,
+            at: Instant::now(),
+            decision,
+        });
+        self.len = self.count();
+    }
+
+    fn evict_stale(&mut self) {
+        for paths in self.by_user.values_mut() {
+            for answers in paths.values_mut() {
+                answers.retain(Answer::fresh);
+            }
+            paths.retain(|_, answers| !answers.is_empty());
+        }
+        self.by_user.retain(|_, paths| !paths.is_empty());
+        if self.count() >= DECISION_CACHE_SIZE {
+            self.by_user.clear();
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.by_user
+            .values()
+            .flat_map(|paths| paths.values())
+            .map(Vec::len)
+            .sum()
+    }
+}
+
+/// What authorization depends on besides the user.
+struct RequestLine<'a> {
+    method: &'a Method,
+    path: &'a str,
+    query: Option<&'a str>,
+    watch: bool,
+}
+
+impl<'a> RequestLine<'a> {
+    fn new(method: &'a Method, path: &'a str, query: Option<&'a str>) -> Self {
+        Self {
+            method,
+            path,
+            query,
+            watch: watch_requested(query),
+        }
+    }
+
+    fn info(&self) -> RequestInfo {
+        resolve(self.method, self.path, self.query)
+    }
+}
 
 /// Sends SubjectAccessReviews and caches their answers.
 pub struct Authorizer {
     client: kube::Client,
-    decisions: Mutex<HashMap<CacheKey, (Instant, Decision)>>,
+    decisions: Mutex<Decisions>,
 }
 
 impl std::fmt::Debug for Authorizer {
@@ -150,28 +255,20 @@ impl Authorizer {
     pub fn new(client: kube::Client) -> Self {
         Self {
             client,
-            decisions: Mutex::new(HashMap::new()),
+            decisions: Mutex::default(),
         }
     }
 
-    /// Whether `user` may make the request `info` at `path`; `Err` when no review could be made.
-    pub async fn authorize(
-        &self,
-        user: &User,
-        path: &str,
-        info: &RequestInfo,
-    ) -> Result<Decision, String> {
-        if ALWAYS_ALLOWED_PATHS.contains(&path) || user.groups.iter().any(|g| g == MASTERS) {
+    /// Whether `user` may make the request `line`; `Err` when no review could be made.
+    async fn authorize(&self, user: &User, line: &RequestLine<'_>) -> Result<Decision, String> {
+        if ALWAYS_ALLOWED_PATHS.contains(&line.path) || user.groups.iter().any(|g| g == MASTERS) {
             return Ok(Decision::Allow);
         }
-        let key = (user.clone(), info.clone());
-        if let Some((at, decision)) = self.lock().get(&key)
-            && at.elapsed() < DECISION_CACHE_TTL
-        {
-            return Ok(decision.clone());
+        if let Some(decision) = self.lock().fresh(user, line) {
+            return Ok(decision);
         }
         let review = SubjectAccessReview {
-            spec: sar_spec(user, info),
+            spec: sar_spec(user, &line.info()),
             ..SubjectAccessReview::default()
         };
         let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
@@ -186,18 +283,11 @@ impl Authorizer {
         } else {
             Decision::Deny(status.reason.unwrap_or_default())
         };
-        let mut decisions = self.lock();
-        if decisions.len() >= DECISION_CACHE_SIZE {
-            decisions.retain(|_, (at, _)| at.elapsed() < DECISION_CACHE_TTL);
-            if decisions.len() >= DECISION_CACHE_SIZE {
-                decisions.clear();
-            }
-        }
-        decisions.insert(key, (Instant::now(), decision.clone()));
+        self.lock().remember(user, line, decision.clone());
         Ok(decision)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, (Instant, Decision)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Decisions> {
         self.decisions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -244,8 +334,8 @@ impl Security {
     }
 
     /// Whether `peer` proved possession of the replicas' shared serving certificate.
-    fn is_replica(&self, peer: &[CertificateDer<'static>]) -> bool {
-        let (Some(serving), Some(leaf)) = (&self.replica_certificate, peer.first()) else {
+    fn is_replica(&self, peer: &PeerCertificates) -> bool {
+        let (Some(serving), Some(leaf)) = (&self.replica_certificate, peer.leaf()) else {
             return false;
         };
         serving
@@ -259,49 +349,104 @@ impl Security {
 /// Puts authentication and authorization in front of `router`; handlers find the [`User`] in
 /// the request extensions.
 pub fn secure(router: axum::Router, security: Arc<Security>) -> axum::Router {
-    router.layer(axum::middleware::from_fn_with_state(security, guard))
+    router.layer(SecureLayer(security))
 }
 
-async fn guard(State(security): State<Arc<Security>>, request: Request, next: Next) -> Response {
-    let (mut parts, body) = request.into_parts();
+/// The layer [`secure`] adds. A plain tower service rather than `middleware::from_fn`, which
+/// boxed and moved the request and the inner service once more on every HPA read.
+#[derive(Clone)]
+struct SecureLayer(Arc<Security>);
+
+impl<S> tower::Layer<S> for SecureLayer {
+    type Service = Secured<S>;
+
+    fn layer(&self, inner: S) -> Secured<S> {
+        Secured {
+            inner,
+            security: self.0.clone(),
+        }
+    }
+}
+
+/// `inner`, called only for requests [`admit`] lets through.
+#[derive(Clone)]
+struct Secured<S> {
+    inner: S,
+    security: Arc<Security>,
+}
+
+impl<S> tower::Service<Request> for Secured<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The clone is fresh, the ready one is used (tower's rule for services behind `&mut`).
+        let fresh = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, fresh);
+        let security = self.security.clone();
+        Box::pin(async move {
+            let (mut parts, body) = request.into_parts();
+            if let Err(refusal) = admit(&security, &mut parts).await {
+                return Ok(refusal);
+            }
+            inner.call(Request::from_parts(parts, body)).await
+        })
+    }
+}
+
+/// Authenticates and authorizes a request; `Err` is the answer to send instead. Strips the
+/// credentials it used; adds the [`User`] to the extensions, or marks a fellow replica's
+/// request with [`ReplicaPeer`].
+async fn admit(security: &Security, parts: &mut Parts) -> Result<(), Response> {
     let peer = parts
         .extensions
         .get::<PeerCertificates>()
         .cloned()
         .unwrap_or_default();
-    if security.is_replica(&peer.0) {
+    if security.is_replica(&peer) {
         parts.extensions.insert(ReplicaPeer);
-        return next.run(Request::from_parts(parts, body)).await;
+        return Ok(());
     }
     let user = match security
         .authenticator
-        .authenticate(&mut parts.headers, &peer.0)
+        .authenticate(&mut parts.headers, &peer)
         .await
     {
         Ok(user) => user,
         Err(error) => {
             tracing::info!(path = %parts.uri.path(), %error, "request not authenticated");
-            return ApiError::unauthorized().into_response();
+            return Err(ApiError::unauthorized().into_response());
         }
     };
     // Credentials stop here (Go drops `Authorization` once authenticated, whichever method won).
     parts.headers.remove(http::header::AUTHORIZATION);
-    let path = parts.uri.path().to_owned();
-    let info = resolve(&parts.method, &path, parts.uri.query());
-    match security.authorizer.authorize(&user, &path, &info).await {
-        Ok(Decision::Allow) => {}
+    let line = RequestLine::new(&parts.method, parts.uri.path(), parts.uri.query());
+    match security.authorizer.authorize(&user, &line).await {
+        Ok(Decision::Allow) => {
+            parts.extensions.insert(user);
+            Ok(())
+        }
         Ok(Decision::Deny(reason)) => {
-            tracing::debug!(user = %user.name, %path, "request forbidden");
-            return forbidden(&user, &info, &reason).into_response();
+            tracing::debug!(user = %user.name, path = line.path, "request forbidden");
+            Err(forbidden(&user, &line.info(), &reason).into_response())
         }
         Err(error) => {
             tracing::warn!(%error, "authorizing a request");
-            return ApiError::internal(format!("Internal error occurred: {error}"), error)
-                .into_response();
+            Err(
+                ApiError::internal(format!("Internal error occurred: {error}"), error)
+                    .into_response(),
+            )
         }
     }
-    parts.extensions.insert(user);
-    next.run(Request::from_parts(parts, body)).await
 }
 
 #[cfg(test)]

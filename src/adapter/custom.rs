@@ -99,8 +99,8 @@ pub async fn read_object(
     request: &ObjectRequest<'_>,
     query: &Query,
 ) -> Result<Response, ApiError> {
-    let selector = parse_selector(query.label_selector.as_deref().unwrap_or(""))?;
-    parse_selector(query.metric_label_selector.as_deref().unwrap_or(""))?;
+    let selector = parse_selector(state, query.label_selector.as_deref().unwrap_or(""))?;
+    parse_selector(state, query.metric_label_selector.as_deref().unwrap_or(""))?;
     let found = match request.namespace {
         Some(namespace) => find(state, namespace, request, &selector),
         None => Vec::new(),
@@ -156,7 +156,9 @@ pub async fn read_object(
 
 /// `namespaces/{ns}/metrics/{metric}`: nothing is described on Namespace objects.
 pub fn read_namespace(namespace: &str, metric: &str, query: &Query) -> Result<Response, ApiError> {
-    parse_selector(query.metric_label_selector.as_deref().unwrap_or(""))?;
+    // Checked for its syntax only (a rare read: nothing to cache).
+    Selector::parse(query.metric_label_selector.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Err(ApiError::not_found(format!(
         "the server could not find the metric {metric} for namespaces {namespace}"
     )))

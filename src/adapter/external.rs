@@ -14,41 +14,21 @@
 //! shared [`SingleFlight`](super::live::SingleFlight). A failed read without fallback is a 500
 //! with the scaler's (secret-free) error as the cause; a live timeout is a 504.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use axum::http::StatusCode;
 use axum::response::Response;
 use futures::future::join_all;
 use k8s_openapi::jiff::Timestamp;
-use serde::Serialize;
 use tidescale_scalers::naming::milli_quantity;
 
-use super::api::{ApiState, json_response};
+use super::api::{ApiState, json_bytes};
 use super::live::LiveError;
 use super::routes::Query;
 use super::selector::Selector;
-use super::status::{ApiError, EmptyObject};
+use super::status::ApiError;
 use crate::crd::names::LABEL_SCALED_OBJECT_NAME;
 use crate::scaling::store::{Described, MetricHit, MetricRecord};
-
-/// `ExternalMetricValueList`.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ExternalMetricValueList {
-    kind: &'static str,
-    api_version: &'static str,
-    metadata: EmptyObject,
-    items: Vec<ExternalMetricValue>,
-}
-
-/// `ExternalMetricValue` (no `window`: values are instantaneous).
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ExternalMetricValue {
-    metric_name: String,
-    metric_labels: BTreeMap<String, String>,
-    timestamp: String,
-    value: String,
-}
 
 /// Answers an external metric read.
 pub async fn read(
@@ -58,7 +38,7 @@ pub async fn read(
     query: &Query,
 ) -> Result<Response, ApiError> {
     let selector_text = query.label_selector.as_deref().unwrap_or("");
-    let selector = parse_selector(selector_text)?;
+    let selector = parse_selector(state, selector_text)?;
     let hits = matching_hits(state, namespace, metric, &selector);
     if hits.is_empty() {
         let mut message =
@@ -69,26 +49,41 @@ pub async fn read(
         return Err(ApiError::not_found(message));
     }
     let records = resolve_all(state, namespace, &hits).await?;
-    let items = records
-        .into_iter()
-        .map(|record| ExternalMetricValue {
-            metric_name: metric.to_owned(),
-            metric_labels: BTreeMap::new(),
-            timestamp: format_timestamp(record.timestamp),
-            value: milli_quantity(record.value),
-        })
-        .collect();
-    Ok(json_response(&ExternalMetricValueList {
-        kind: "ExternalMetricValueList",
-        api_version: "external.metrics.k8s.io/v1beta1",
-        metadata: EmptyObject {},
-        items,
-    }))
+    Ok(json_bytes(StatusCode::OK, render(metric, &records).into()))
 }
 
-/// Parses a selector parameter; syntax errors are 400s.
-pub(crate) fn parse_selector(text: &str) -> Result<Selector, ApiError> {
-    Selector::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))
+/// The `ExternalMetricValueList` of `records`, each named `metric` (no `window`: values are
+/// instantaneous; no labels). Written by hand, not through serde: this is the body of every
+/// HPA read, and serde escaped each constant key and string anew, which cost more than the
+/// rest of the read (benches/adapter_latency.rs). Only the metric name needs escaping:
+/// timestamps and quantities are ASCII digits, letters, `-`, `:` and `.`.
+fn render(metric: &str, records: &[MetricRecord]) -> Vec<u8> {
+    const HEAD: &[u8] = br#"{"kind":"ExternalMetricValueList","apiVersion":"external.metrics.k8s.io/v1beta1","metadata":{},"items":["#;
+    let name = serde_json::Value::from(metric).to_string();
+    let mut out = Vec::with_capacity(HEAD.len() + 2 + records.len() * (name.len() + 96));
+    out.extend_from_slice(HEAD);
+    for (i, record) in records.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"metricName":"#);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(br#","metricLabels":{},"timestamp":""#);
+        out.extend_from_slice(format_timestamp(record.timestamp).as_bytes());
+        out.extend_from_slice(br#"","value":""#);
+        out.extend_from_slice(milli_quantity(record.value).as_bytes());
+        out.extend_from_slice(br#""}"#);
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// Parses a selector parameter (once per distinct text); syntax errors are 400s.
+pub(crate) fn parse_selector(state: &ApiState, text: &str) -> Result<Arc<Selector>, ApiError> {
+    state
+        .selectors
+        .parse(text)
+        .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 /// The ScaledObjects of `namespace` that have `metric` and whose labels match `selector`.
@@ -148,10 +143,13 @@ async fn resolve(
     namespace: &str,
     hit: &MetricHit,
 ) -> Result<MetricRecord, ApiError> {
-    let what = format!(
-        "unable to read metric {} of ScaledObject {namespace}/{}",
-        hit.metric, hit.object
-    );
+    // Only an error needs the words (they cost an allocation on every read otherwise).
+    let what = || {
+        format!(
+            "unable to read metric {} of ScaledObject {namespace}/{}",
+            hit.metric, hit.object
+        )
+    };
     let record = match (&hit.live, &hit.record) {
         (Some(querier), _) => state
             .flights
@@ -164,21 +162,42 @@ async fn resolve(
             )
             .await
             .map_err(|error| match error {
-                LiveError::Timeout(_) => ApiError::timeout(format!("{what}: {error}")),
-                LiveError::Failed(cause) => ApiError::internal(what.clone(), cause),
+                LiveError::Timeout(_) => ApiError::timeout(format!("{}: {error}", what())),
+                LiveError::Failed(cause) => ApiError::internal(what(), cause),
             })?,
         (None, Some(record)) => record.clone(),
-        (None, None) => return Err(ApiError::not_found(format!("{what}: not polled yet"))),
+        (None, None) => return Err(ApiError::not_found(format!("{}: not polled yet", what()))),
     };
     match &record.error {
-        Some(cause) => Err(ApiError::internal(what, cause.clone())),
+        Some(cause) => Err(ApiError::internal(what(), cause.clone())),
         None => Ok(record),
     }
 }
 
 /// `metav1.Time`: RFC 3339, whole seconds, UTC.
+///
+/// The last second formatted is kept per thread: polls record values a second apart at most,
+/// so consecutive reads nearly always carry the same second, and formatting it again cost more
+/// than serializing the rest of the answer.
 pub(crate) fn format_timestamp(timestamp: Timestamp) -> String {
-    timestamp.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    thread_local! {
+        static LAST: std::cell::RefCell<(i64, String)> = const {
+            std::cell::RefCell::new((i64::MIN, String::new()))
+        };
+    }
+    let format = || timestamp.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    // `as_second` truncates toward zero: before 1970 two seconds would share a key.
+    let second = timestamp.as_second();
+    if second < 0 {
+        return format();
+    }
+    LAST.with_borrow_mut(|(last, text)| {
+        if *last != second {
+            *text = format();
+            *last = second;
+        }
+        text.clone()
+    })
 }
 
 #[cfg(test)]

@@ -207,3 +207,18 @@ async fn values_are_canonical_quantities(#[case] value: f64, #[case] quantity: &
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["items"][0]["value"], quantity);
 }
+
+#[test]
+fn the_hand_written_body_is_json_with_the_name_escaped() {
+    let name = "we\"ird\\name\u{7}";
+    let records = [record(1.5), record(2.0)];
+    let body: serde_json::Value =
+        serde_json::from_slice(&super::render(name, &records)).expect("the rendered list is JSON");
+    assert_eq!(
+        body,
+        list(vec![item(name, "1500m"), item(name, "2")]),
+        "same document as the typed one"
+    );
+    let empty: serde_json::Value = serde_json::from_slice(&super::render("m", &[])).unwrap();
+    assert_eq!(empty, list(vec![]));
+}

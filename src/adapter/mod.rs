@@ -9,7 +9,8 @@
 //!   the leader), `service` (everything started together).
 //! - Security (who may ask): `server` (TLS accept loop), `certs` (serving certificate: files
 //!   hot-reloaded or self-generated and published), `auth_config` (the
-//!   extension-apiserver-authentication ConfigMap), `authn`, `request_info`, `authz`.
+//!   extension-apiserver-authentication ConfigMap), `authn`, `peer` (the client chain, read once per connection),
+//!   `request_info`, `authz`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ pub mod external;
 pub mod forward;
 pub mod health;
 pub mod live;
+pub mod peer;
 pub mod request_info;
 pub mod routes;
 pub mod selector;

@@ -67,38 +67,39 @@ fn http_verb(method: &Method) -> String {
     }
 }
 
-fn decode(segment: &str) -> String {
+/// A segment percent-decoded; borrowed when there is nothing to decode (nearly always).
+fn decode(segment: &str) -> Cow<'_, str> {
     percent_encoding::percent_decode_str(segment)
         .decode_utf8()
-        .map_or_else(|_| segment.to_owned(), Cow::into_owned)
+        .unwrap_or(Cow::Borrowed(segment))
 }
 
 fn resource_request(method: &Method, path: &str, query: Option<&str>) -> Option<RequestInfo> {
-    let parts: Vec<String> = path
+    let parts: Vec<Cow<'_, str>> = path
         .trim_matches('/')
         .split('/')
         .filter(|s| !s.is_empty())
         .map(decode)
         .collect();
     let mut attrs = ResourceAttributes::default();
-    let rest: &[String] = match parts.first().map(String::as_str) {
+    let rest: &[Cow<'_, str>] = match parts.first().map(AsRef::as_ref) {
         // `/apis/<group>/<version>/<something>`: at least four segments.
         Some("apis") if parts.len() >= 4 => {
-            attrs.group.clone_from(&parts[1]);
+            attrs.group = parts[1].to_string();
             &parts[2..]
         }
         // The core group: `/api/<version>/<something>`.
         Some("api") if parts.len() >= 3 => &parts[1..],
         _ => return None,
     };
-    attrs.version.clone_from(&rest[0]);
+    attrs.version = rest[0].to_string();
     let mut rest = &rest[1..];
     let mut via_special = false;
     if rest[0] == "watch" || rest[0] == "proxy" {
         if rest.len() < 2 {
             return None;
         }
-        attrs.verb.clone_from(&rest[0]);
+        attrs.verb = rest[0].to_string();
         rest = &rest[1..];
         via_special = true;
     } else {
@@ -113,21 +114,21 @@ fn resource_request(method: &Method, path: &str, query: Option<&str>) -> Option<
         .to_owned();
     }
     if rest[0] == "namespaces" && rest.len() > 1 {
-        attrs.namespace.clone_from(&rest[1]);
+        attrs.namespace = rest[1].to_string();
         // `namespaces/<ns>/status` and `/finalize` are subresources of the Namespace itself.
         if rest.len() > 2 && rest[2] != "status" && rest[2] != "finalize" {
             rest = &rest[2..];
         }
     }
     if rest.len() >= 3 && !(via_special && attrs.verb == "proxy") {
-        attrs.subresource.clone_from(&rest[2]);
+        attrs.subresource = rest[2].to_string();
     }
     if rest.len() >= 2 {
-        attrs.name.clone_from(&rest[1]);
+        attrs.name = rest[1].to_string();
     }
-    attrs.resource.clone_from(&rest[0]);
+    attrs.resource = rest[0].to_string();
     if attrs.name.is_empty() && attrs.verb == "get" {
-        attrs.verb = if query_flag(query, "watch") {
+        attrs.verb = if watch_requested(query) {
             "watch"
         } else {
             "list"
@@ -138,6 +139,12 @@ fn resource_request(method: &Method, path: &str, query: Option<&str>) -> Option<
         attrs.verb = "deletecollection".to_owned();
     }
     Some(RequestInfo::Resource(attrs))
+}
+
+/// Whether the query asks for a watch (`watch=true`): with the method and the path, all that
+/// [`resolve`] reads.
+pub fn watch_requested(query: Option<&str>) -> bool {
+    query_flag(query, "watch")
 }
 
 /// Whether `key` is set to a true value (`true`, `1`, as Go's `strconv.ParseBool`).

@@ -7,6 +7,8 @@
 //! the aggregator re-encodes it with Go's `url.Values.Encode`. HEAD is treated as GET (hyper drops
 //! the body), as Go servers do.
 
+use std::borrow::Cow;
+
 use axum::http::Method;
 
 use super::status::ApiError;
@@ -190,21 +192,35 @@ pub fn parse(
     Ok(ParsedRequest { route, query })
 }
 
-/// Decodes the path into a route, or 404/400.
+/// The most segments a served path has (`/apis/custom.metrics.k8s.io/{v}/namespaces/{ns}/
+/// {resource}/{name}/{metric}`).
+const MAX_SEGMENTS: usize = 8;
+
+/// Decodes the path into a route, or 404/400. The segments stay on the stack (this runs on
+/// every read); a longer path is still decoded to the end, so a bad escape anywhere is a 400
+/// as it would be for a short path.
 pub fn parse_path(path: &str) -> Result<Route, ApiError> {
     let rest = path.strip_prefix('/').ok_or_else(ApiError::no_route)?;
-    let segments = rest
-        .split('/')
-        .map(|raw| {
-            let segment = percent_decode(raw, false)?;
-            if segment.is_empty() || segment == "." || segment == ".." {
-                return Err(ApiError::no_route());
-            }
-            Ok(segment)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
-    route_of(&parts).ok_or_else(ApiError::no_route)
+    let mut segments: [Cow<'_, str>; MAX_SEGMENTS] = Default::default();
+    let mut count = 0;
+    for raw in rest.split('/') {
+        let segment = percent_decode(raw, false)?;
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(ApiError::no_route());
+        }
+        if let Some(slot) = segments.get_mut(count) {
+            *slot = segment;
+        }
+        count += 1;
+    }
+    if count > MAX_SEGMENTS {
+        return Err(ApiError::no_route());
+    }
+    let mut parts = [""; MAX_SEGMENTS];
+    for (part, segment) in parts.iter_mut().zip(&segments) {
+        *part = segment;
+    }
+    route_of(&parts[..count]).ok_or_else(ApiError::no_route)
 }
 
 fn route_of(parts: &[&str]) -> Option<Route> {
@@ -319,27 +335,31 @@ pub fn parse_query(raw: &str) -> Result<Query, ApiError> {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let key = percent_decode(key, true)?;
         let value = percent_decode(value, true)?;
-        match key.as_str() {
+        match key.as_ref() {
             "labelSelector" if query.label_selector.is_none() => {
-                query.label_selector = Some(value);
+                query.label_selector = Some(value.into_owned());
             }
             "metricLabelSelector" if query.metric_label_selector.is_none() => {
-                query.metric_label_selector = Some(value);
+                query.metric_label_selector = Some(value.into_owned());
             }
             "watch" if !watch_seen => {
                 watch_seen = true;
-                query.watch = matches!(value.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True");
+                query.watch = matches!(value.as_ref(), "1" | "t" | "T" | "true" | "TRUE" | "True");
             }
             "verbose" => query.verbose = true,
-            "exclude" => query.exclude.push(value),
+            "exclude" => query.exclude.push(value.into_owned()),
             _ => {}
         }
     }
     Ok(query)
 }
 
-/// Decodes `%XX` escapes (and `+` as a space in form mode) into UTF-8 text.
-fn percent_decode(text: &str, form: bool) -> Result<String, ApiError> {
+/// Decodes `%XX` escapes (and `+` as a space in form mode) into UTF-8 text; borrows `text`
+/// when there is nothing to decode.
+fn percent_decode(text: &str, form: bool) -> Result<Cow<'_, str>, ApiError> {
+    if !text.bytes().any(|b| b == b'%' || (form && b == b'+')) {
+        return Ok(Cow::Borrowed(text));
+    }
     let bad = || ApiError::bad_request(format!("invalid URL escape in {text:?}"));
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -363,7 +383,9 @@ fn percent_decode(text: &str, form: bool) -> Result<String, ApiError> {
             }
         }
     }
-    String::from_utf8(out).map_err(|_| ApiError::bad_request(format!("invalid UTF-8 in {text:?}")))
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| ApiError::bad_request(format!("invalid UTF-8 in {text:?}")))
 }
 
 fn hex_value(byte: u8) -> Option<u8> {

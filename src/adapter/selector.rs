@@ -8,7 +8,8 @@
 //! everything. `kube::core` has no string parser for this grammar, hence this module; the sandbox
 //! has its own copy, which production code must not depend on.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Longest label name or value.
 const MAX_NAME_LENGTH: usize = 63;
@@ -419,6 +420,43 @@ fn validate_value(value: String) -> Result<String, SelectorError> {
             "invalid label value {value:?}: a label value is empty or at most 63 alphanumeric \
              characters, '-', '_' or '.', starting and ending with an alphanumeric character"
         )))
+    }
+}
+
+/// Longest selector text kept by a [`SelectorCache`] (longer ones are parsed every time).
+const MAX_CACHED_SELECTOR_LENGTH: usize = 1024;
+/// Most selectors a [`SelectorCache`] keeps; beyond, it starts over.
+const MAX_CACHED_SELECTORS: usize = 1024;
+
+/// Parsed selectors by their text. The HPA sends the same `labelSelector`
+/// (`scaledobject.keda.sh/name=<name>`) on every read of a metric, and parsing it cost more
+/// than the rest of the read (benches/adapter_latency.rs). Errors are not kept: a bad selector
+/// is refused the same way each time. Bounded in entries and in text length.
+#[derive(Debug, Default)]
+pub struct SelectorCache {
+    parsed: Mutex<HashMap<String, Arc<Selector>, foldhash::fast::RandomState>>,
+}
+
+impl SelectorCache {
+    /// [`Selector::parse`], from the cache when `text` was parsed before.
+    pub fn parse(&self, text: &str) -> Result<Arc<Selector>, SelectorError> {
+        if let Some(selector) = self.lock().get(text) {
+            return Ok(selector.clone());
+        }
+        let selector = Arc::new(Selector::parse(text)?);
+        if text.len() <= MAX_CACHED_SELECTOR_LENGTH {
+            let mut parsed = self.lock();
+            if parsed.len() >= MAX_CACHED_SELECTORS {
+                parsed.clear();
+            }
+            parsed.insert(text.to_owned(), selector.clone());
+        }
+        Ok(selector)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<Selector>, foldhash::fast::RandomState>> {
+        // A panic while holding the lock leaves a consistent map.
+        self.parsed.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::auth_config::{AuthConfig, AuthConfigCell};
+use super::peer::PeerCertificates;
 
 /// Longest a client may take to finish the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,11 +44,6 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_CONNECTIONS: usize = 1024;
 /// How long in-flight requests may run after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The certificate chain the client presented (leaf first), unverified beyond key
-/// possession; empty without a client certificate. Present in every request's extensions.
-#[derive(Debug, Clone, Default)]
-pub struct PeerCertificates(pub Arc<Vec<CertificateDer<'static>>>);
 
 /// What the TLS layer serves and asks for.
 #[derive(Clone)]
@@ -270,13 +266,13 @@ async fn connection(
             }
         },
     };
-    let peer = PeerCertificates(Arc::new(
+    let peer = PeerCertificates::new(
         tls.get_ref()
             .1
             .peer_certificates()
             .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
             .unwrap_or_default(),
-    ));
+    );
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(peer.clone());
         let app = app.clone();
