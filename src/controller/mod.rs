@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod hpa;
+mod marks;
 pub mod pause;
 pub mod reconcile;
 pub mod secrets;

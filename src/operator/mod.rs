@@ -10,6 +10,7 @@ pub mod leader;
 mod leader_args;
 mod ready;
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::Api;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -277,6 +278,36 @@ pub async fn run_with_leader_election(
     let _ = readiness.await;
 }
 
+/// What the controller's cache keeps of a ScaledObject: everything but `managedFields`, which
+/// nothing here reads and which (field sets of every writer, status included) were the larger
+/// part of a cached object.
+fn slim(object: &mut ScaledObject) {
+    object.metadata.managed_fields = None;
+}
+
+/// What a change of a ScaledObject must touch to be reconciled: its spec (generation), labels,
+/// annotations, finalizers or deletion, and of its status only the `HPAActive` condition —
+/// not the rest, which the polls write (KEDA's controller filters status changes too). Each
+/// status write used to cost a reconcile and a read of the HPA. `HPAActive` stays: a poll
+/// writing the status it read before the reconcile mirrored the HPA drops the condition, and
+/// the reconcile that follows puts it back. The HPA's own changes arrive through its watch.
+fn reconcile_inputs(so: &ScaledObject) -> Option<u64> {
+    let meta = &so.metadata;
+    let deletion = meta.deletion_timestamp.as_ref().map(|t| t.0.as_nanosecond());
+    let hpa_active = so.status.as_ref().and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == crate::crd::names::condition::HPA_ACTIVE)
+    });
+    let mut hasher = DefaultHasher::new();
+    (meta.generation, &meta.labels, &meta.annotations).hash(&mut hasher);
+    (&meta.finalizers, deletion).hash(&mut hasher);
+    hpa_active
+        .map(|c| (&c.status, &c.reason, &c.message))
+        .hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 fn scaled_objects_api(client: &kube::Client, args: &OperatorArgs) -> Api<ScaledObject> {
     match &args.watch_namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
@@ -302,7 +333,18 @@ async fn run_controller(
     let sources = Arc::new(crate::controller::secrets::SourceIndex::default());
     // Bounded reconciles: 10,000 objects at start must not all hit the API server at once
     // (a thundering herd of timeouts and retries; benches/operator_scale.rs).
-    let controller = Controller::new(scaled_objects, watcher::Config::default())
+    let (objects, writer) = reflector::store();
+    let stream = reflector(
+        writer,
+        watcher(
+            scaled_objects,
+            watcher::Config::default().page_size(ready::PAGE_SIZE),
+        )
+        .modify(slim),
+    )
+    .applied_objects()
+    .predicate_filter(reconcile_inputs, Default::default());
+    let controller = Controller::for_stream(stream, objects)
         .owns(hpas, watcher::Config::default())
         .with_config(kube::runtime::controller::Config::default().concurrency(MAX_RECONCILES));
     let controller =
@@ -324,6 +366,7 @@ async fn run_controller(
             args.watch_namespace.clone(),
             cancel.clone(),
         ),
+        kinds: Default::default(),
     });
     let reconciled = ready::Reconciled::default();
     let gate_stop = cancel.child_token();
