@@ -346,6 +346,8 @@ fn trigger<'e>(entry: &'e mut Entry, labels: TriggerLabels<'_>) -> &'e mut Trigg
             && *t.scaler == *labels.scaler
     });
     let position = position.unwrap_or_else(|| {
+        // Most objects have one trigger: no room for more until they come.
+        entry.triggers.reserve_exact(1);
         entry.triggers.push(Trigger {
             metric: labels.metric.into(),
             scaler: labels.scaler.into(),
