@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod hpa;
+pub mod hpa_index;
 mod marks;
 pub mod pause;
 pub mod reconcile;

@@ -56,6 +56,8 @@ pub struct Context {
     pub targets: crate::scaling::replicas::TargetCache,
     /// Discovery answers by kind.
     pub kinds: super::target::Kinds,
+    /// The owned HPAs' `ScalingActive` conditions, from the controller's watch of them.
+    pub hpas: super::hpa_index::HpaIndex,
 }
 
 /// A reconcile that failed; retried with backoff.
@@ -128,11 +130,16 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
         .is_some_and(|(spec, _)| spec == base);
     // Status writes (and HPA status changes) re-trigger reconciles: mirror the HPA's health and
     // stop there, unless the HPA went missing.
-    if same_spec
-        && !stale
-        && let Some(hpa) = owned_hpa::read(so, ctx, &so.hpa_name()).await?
-    {
-        return owned_hpa::observe(so, ctx, &hpa).await;
+    if same_spec && !stale {
+        let name = so.hpa_name();
+        let known = ctx.hpas.get(&key.0, &name);
+        let hpa = match known {
+            Some(hpa) => Some(hpa),
+            None => owned_hpa::read(so, ctx, &name).await?,
+        };
+        if let Some(hpa) = hpa {
+            return owned_hpa::observe(so, ctx, &hpa).await;
+        }
     }
     let mut problems = crate::check::Problems::default();
     rules::scaled_object(so, &NoTriggerValidation, &mut problems);

@@ -293,7 +293,10 @@ fn slim(object: &mut ScaledObject) {
 /// the reconcile that follows puts it back. The HPA's own changes arrive through its watch.
 fn reconcile_inputs(so: &ScaledObject) -> Option<u64> {
     let meta = &so.metadata;
-    let deletion = meta.deletion_timestamp.as_ref().map(|t| t.0.as_nanosecond());
+    let deletion = meta
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_nanosecond());
     let hpa_active = so.status.as_ref().and_then(|s| {
         s.conditions
             .iter()
@@ -344,8 +347,17 @@ async fn run_controller(
     )
     .applied_objects()
     .predicate_filter(reconcile_inputs, Default::default());
+    let hpa_index = crate::controller::hpa_index::HpaIndex::default();
+    let index = hpa_index.clone();
+    let hpa_events = watcher(hpas, watcher::Config::default())
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                index.apply(event);
+            }
+        })
+        .touched_objects();
     let controller = Controller::for_stream(stream, objects)
-        .owns(hpas, watcher::Config::default())
+        .owns_stream(hpa_events)
         .with_config(kube::runtime::controller::Config::default().concurrency(MAX_RECONCILES));
     let controller =
         crate::controller::secrets::watch_sources(controller, &client, &args, &sources);
@@ -367,6 +379,7 @@ async fn run_controller(
             cancel.clone(),
         ),
         kinds: Default::default(),
+        hpas: hpa_index,
     });
     let reconciled = ready::Reconciled::default();
     let gate_stop = cancel.child_token();
