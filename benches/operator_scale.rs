@@ -90,7 +90,12 @@ async fn run(sandbox: tokio::runtime::Handle) -> Result<()> {
     let fake = Fake::start(objects).await?;
     let dev = sandbox
         .spawn(DevCluster::start(
-            SandboxConfig::default(),
+            // A cold start writes ~8 events per object: a watcher that falls 16,384 behind (the
+            // default) relists all N objects, over and over at N = 10,000.
+            SandboxConfig {
+                history_capacity: (objects * 8).max(tidescale_sandbox::store::DEFAULT_HISTORY),
+                ..SandboxConfig::default()
+            },
             ControllerConfig::default(),
         ))
         .await??;
