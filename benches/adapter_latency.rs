@@ -112,7 +112,7 @@ struct Plan {
 /// The allocator the `tidescale` binary runs with (src/main.rs), so the bench measures the
 /// same code paths.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// `TIDESCALE_BENCH_IN_PROCESS_CALLS`, or `default`.
 fn calls_or(default: u32) -> u32 {

@@ -3,7 +3,8 @@
 //! at `pollingInterval: 1`, against the sandbox, in one run, as ratios and counts against an
 //! idle baseline measured in the same run.
 //!
-//! - The sandbox (API server + simulated controllers) runs in this process; the operator runs
+//! - The sandbox (API server + simulated controllers) runs in this process on a runtime of its
+//!   own (two threads; the Prometheus stand-in and the meters keep the main one); the operator runs
 //!   as a **separate process** (the `tidescale` binary cargo built for this bench) with a
 //!   kubeconfig to it, so its CPU and RSS come from `/proc/<pid>`.
 //! - Each object targets its own Deployment (at 0) and has a `prometheus` trigger against a
@@ -16,9 +17,10 @@
 //!   lateness p99 (`tidescale_scaling_poll_lateness_seconds`, bucket bound), API requests per
 //!   second by kind (`tidescale_api_requests_total`, watches excluded); (4) activation: the
 //!   answer of K objects flips 0 → 1 at random instants; overhead = time the `/scale` write is
-//!   seen on a watch of Deployments − time of the object's first query after the flip (the wait
-//!   for the next poll is not the operator's cost); (5) a restart of the operator: time until
-//!   every object is polled again (the warm start: everything exists already).
+//!   committed in the sandbox's store (an in-process subscription) − time of the object's
+//!   first query after the flip (the wait for the next poll is not the operator's cost);
+//!   (5) a restart of the operator: time until every object is polled again (the warm start:
+//!   everything exists already).
 //!
 //! Output: a markdown table with KEDA's published figures next to ours, and JSON in
 //! `target/bench-results/operator_scale.json`; the operator's log in `operator_scale.log` there.
@@ -37,10 +39,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::Api;
-use kube::runtime::watcher;
 use rand::Rng;
 use serde_json::json;
 use tidescale::dev::DevCluster;
@@ -59,9 +57,25 @@ const IDLE: Duration = Duration::from_secs(10);
 /// Bound on waiting for every object to be polled.
 const ALL_POLLED_TIMEOUT: Duration = Duration::from_secs(600);
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<()> {
+/// The sandbox (API server and the simulated controllers of N Deployments) runs on a runtime of
+/// its own: on the bench's runtime it starved the Prometheus stand-in and the meters, and
+/// 10,000 objects stalled there before the operator was the bottleneck.
+fn main() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = |name: &str| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(name)
+            .enable_all()
+            .build()
+    };
+    let sandbox = runtime("sandbox")?;
+    let result = runtime("bench")?.block_on(run(sandbox.handle().clone()));
+    sandbox.shutdown_timeout(Duration::from_secs(5));
+    result
+}
+
+async fn run(sandbox: tokio::runtime::Handle) -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let objects: usize = match std::env::var("TIDESCALE_BENCH_OBJECTS") {
         Ok(n) => n.parse().context("TIDESCALE_BENCH_OBJECTS")?,
@@ -74,7 +88,19 @@ async fn main() -> Result<()> {
     println!("operator_scale: {objects} ScaledObjects at pollingInterval 1, {flips} activations");
 
     let fake = Fake::start(objects).await?;
-    let dev = DevCluster::start(SandboxConfig::default(), ControllerConfig::default()).await?;
+    let dev = sandbox
+        .spawn(DevCluster::start(
+            // A cold start writes ~8 events per object: a watcher that falls 16,384 behind (the
+            // default) relists all N objects, over and over at N = 10,000.
+            SandboxConfig {
+                history_capacity: (objects * 8).max(tidescale_sandbox::store::DEFAULT_HISTORY),
+                ..SandboxConfig::default()
+            },
+            ControllerConfig::default(),
+        ))
+        .await??;
+    // The adapter keeps its serving certificate in a Secret of its own namespace.
+    create_namespace(&dev, "keda")?;
     let kubeconfig = results.join("operator_scale.kubeconfig");
     let admin = Credentials::Token(dev.sandbox.admin_token().to_owned());
     dev.sandbox.write_kubeconfig(&kubeconfig, &admin)?;
@@ -100,6 +126,11 @@ async fn main() -> Result<()> {
     let mut operator = launcher.spawn()?;
     let (cold_start, polled) = fake.wait_all_polled(ALL_POLLED_TIMEOUT).await;
     println!("cold start: {polled} of {objects} polled after {cold_start:?}");
+    let requests = operator
+        .scrape()
+        .await?
+        .api_requests_since(&Scrape::default());
+    println!("cold start requests: {requests:?}");
     tokio::time::sleep(Duration::from_secs(10)).await;
 
     // (3) Steady state.
@@ -163,7 +194,7 @@ async fn main() -> Result<()> {
         results.join("operator_scale.json"),
         serde_json::to_string_pretty(&sample.to_json())?,
     )?;
-    dev.shutdown().await;
+    sandbox.spawn(dev.shutdown()).await?;
     Ok(())
 }
 
@@ -254,12 +285,7 @@ fn create_objects(
 ) -> Result<()> {
     let store = dev.sandbox.store();
     let options = WriteOptions::default();
-    let namespaces = GroupResource::new("", "namespaces");
-    store.create(
-        &namespaces,
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
-        &options,
-    )?;
+    create_namespace(dev, NAMESPACE)?;
     let deployments = GroupResource::new("apps", "deployments");
     let scaled_objects = GroupResource::new("keda.sh", "scaledobjects");
     for i in 0..objects {
@@ -298,30 +324,47 @@ fn create_objects(
     Ok(())
 }
 
+fn create_namespace(dev: &DevCluster, name: &str) -> Result<()> {
+    let namespaces = GroupResource::new("", "namespaces");
+    let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+    dev.sandbox
+        .store()
+        .create(&namespaces, namespace, &WriteOptions::default())?;
+    Ok(())
+}
+
 /// Flip `flips` objects' answers from 0 to 1 at random instants; per activation, the overhead
-/// (write seen − first query after the flip) and the whole latency (write seen − flip).
+/// (write committed − first query after the flip) and the whole latency (write committed −
+/// flip). Writes are seen on an in-process subscription to the sandbox's store, as the commit
+/// happens: no HTTP watch, JSON or sandbox scheduling between the write and the meter.
 async fn activations(
     dev: &DevCluster,
     fake: &Arc<Fake>,
     objects: usize,
     flips: usize,
 ) -> Result<(Vec<Duration>, Vec<Duration>)> {
-    let client = dev.client().await?;
-    let api: Api<Deployment> = Api::namespaced(client, NAMESPACE);
+    let deployments = GroupResource::new("apps", "deployments");
+    let mut commits = dev
+        .sandbox
+        .store()
+        .watch(&deployments, Some(NAMESPACE), None)
+        .map_err(|e| anyhow::anyhow!("watching the store: {e:?}"))?;
     let seen = Arc::clone(fake);
     let watch = tokio::spawn(async move {
-        let mut events = std::pin::pin!(watcher(api, watcher::Config::default()));
-        while let Some(event) = events.next().await {
-            if let Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d)) = event {
-                let scaled = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0) > 0;
-                let index = d
-                    .metadata
-                    .name
-                    .as_deref()
-                    .and_then(|n| n.strip_prefix("d-"));
-                if let (true, Some(Ok(index))) = (scaled, index.map(str::parse::<usize>)) {
-                    seen.scaled(index);
-                }
+        while let Some(Ok(event)) = commits.next().await {
+            let object = &event.object;
+            let scaled = object
+                .pointer("/spec/replicas")
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or(0)
+                > 0;
+            let index = object
+                .pointer("/metadata/name")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|n| n.strip_prefix("d-"))
+                .and_then(|n| n.parse::<usize>().ok());
+            if let (true, Some(index)) = (scaled, index) {
+                seen.scaled(index);
             }
         }
     });

@@ -5,11 +5,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// mimalloc instead of the system allocator: every metrics read and poll allocates a little,
-/// and glibc's malloc/free were a sixth of the adapter's CPU per request
-/// (benches/adapter_latency.rs, which runs with the same allocator).
+/// jemalloc instead of the system allocator: every metrics read and poll allocates a little,
+/// glibc's malloc/free were a sixth of the adapter's CPU per request
+/// (benches/adapter_latency.rs, which runs with the same allocator), and glibc held about
+/// twice the live heap resident in the operator at scale (benches/operator_scale.rs);
+/// mimalloc was as fast but held more.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     tidescale::cli::Cli::parse().run()

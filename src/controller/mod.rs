@@ -4,6 +4,8 @@
 
 pub mod events;
 pub mod hpa;
+pub mod hpa_index;
+mod marks;
 pub mod pause;
 pub mod reconcile;
 pub mod secrets;

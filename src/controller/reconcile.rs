@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::Store;
@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use super::events::Events;
 use super::hpa as owned_hpa;
+use super::marks;
 use super::pause::{self, Pause};
 use super::secrets::SourceIndex;
 use super::status::{current_status, set_condition, set_condition_to, write_if_changed};
@@ -53,6 +54,10 @@ pub struct Context {
     pub sources: Arc<SourceIndex>,
     /// Replicas of the scale targets, from watches: polls read no target from the API.
     pub targets: crate::scaling::replicas::TargetCache,
+    /// Discovery answers by kind.
+    pub kinds: super::target::Kinds,
+    /// The owned HPAs' `ScalingActive` conditions, from the controller's watch of them.
+    pub hpas: super::hpa_index::HpaIndex,
 }
 
 /// A reconcile that failed; retried with backoff.
@@ -76,6 +81,9 @@ pub enum Error {
 pub async fn reconcile(so: Arc<ScaledObject>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = so.metadata.namespace.clone().unwrap_or_default();
     let api: Api<ScaledObject> = Api::namespaced(ctx.client.clone(), &namespace);
+    if let Some(action) = marks::first_contact(&so, &api).await? {
+        return Ok(action);
+    }
     finalizer(&api, FINALIZER, so, |event| async {
         match event {
             Event::Apply(so) => apply(&so, &ctx).await,
@@ -100,7 +108,7 @@ fn key_of(so: &ScaledObject) -> ObjectKey {
 }
 
 async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
-    ensure_label(so, ctx).await?;
+    marks::ensure_label(so, ctx).await?;
     if let Some(pause) = Pause::of(so) {
         return pause_object(so, ctx, pause).await;
     }
@@ -122,11 +130,16 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
         .is_some_and(|(spec, _)| spec == base);
     // Status writes (and HPA status changes) re-trigger reconciles: mirror the HPA's health and
     // stop there, unless the HPA went missing.
-    if same_spec
-        && !stale
-        && let Some(hpa) = owned_hpa::read(so, ctx, &so.hpa_name()).await?
-    {
-        return owned_hpa::observe(so, ctx, &hpa).await;
+    if same_spec && !stale {
+        let name = so.hpa_name();
+        let known = ctx.hpas.get(&key.0, &name);
+        let hpa = match known {
+            Some(hpa) => Some(hpa),
+            None => owned_hpa::read(so, ctx, &name).await?,
+        };
+        if let Some(hpa) = hpa {
+            return owned_hpa::observe(so, ctx, &hpa).await;
+        }
     }
     let mut problems = crate::check::Problems::default();
     rules::scaled_object(so, &NoTriggerValidation, &mut problems);
@@ -134,11 +147,18 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
         return not_ready(so, ctx, format!("{problem}")).await;
     }
     let (namespace, name) = key.clone();
-    let target = match Target::resolve(&ctx.client, &namespace, &so.spec.scale_target_ref).await {
+    let target = match Target::resolve(
+        &ctx.client,
+        &ctx.kinds,
+        &namespace,
+        &so.spec.scale_target_ref,
+    )
+    .await
+    {
         Ok(target) => target,
         Err(e) => return not_ready(so, ctx, e.to_string()).await,
     };
-    let replicas = match target.replicas(&ctx.client).await {
+    let replicas = match ctx.targets.replicas(&target).await {
         Ok(replicas) => replicas,
         Err(e) => return not_ready(so, ctx, e.to_string()).await,
     };
@@ -317,7 +337,14 @@ async fn restore_original_replicas(so: &ScaledObject, ctx: &Context) {
         return;
     };
     let namespace = so.metadata.namespace.as_deref().unwrap_or_default();
-    let restored = match Target::resolve(&ctx.client, namespace, &so.spec.scale_target_ref).await {
+    let restored = match Target::resolve(
+        &ctx.client,
+        &ctx.kinds,
+        namespace,
+        &so.spec.scale_target_ref,
+    )
+    .await
+    {
         Ok(target) => target
             .scale_to(&ctx.client, original)
             .await
@@ -363,7 +390,14 @@ async fn pause_object(so: &ScaledObject, ctx: &Context, pause: Pause) -> Result<
         })?;
     if let Some(replicas) = pause.replicas() {
         let namespace = so.metadata.namespace.as_deref().unwrap_or_default();
-        let held = match Target::resolve(&ctx.client, namespace, &so.spec.scale_target_ref).await {
+        let held = match Target::resolve(
+            &ctx.client,
+            &ctx.kinds,
+            namespace,
+            &so.spec.scale_target_ref,
+        )
+        .await
+        {
             Ok(target) => pause::hold(&ctx.client, &target, replicas)
                 .await
                 .map_err(|e| e.to_string()),
@@ -393,31 +427,6 @@ async fn pause_object(so: &ScaledObject, ctx: &Context, pause: Pause) -> Result<
             .await;
     }
     Ok(Action::requeue(Duration::from_secs(300)))
-}
-
-async fn ensure_label(so: &ScaledObject, ctx: &Context) -> Result<(), Error> {
-    let name = so.metadata.name.clone().unwrap_or_default();
-    if so
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(LABEL_SCALED_OBJECT_NAME))
-        == Some(&name)
-    {
-        return Ok(());
-    }
-    let api: Api<ScaledObject> = Api::namespaced(
-        ctx.client.clone(),
-        so.metadata.namespace.as_deref().unwrap_or_default(),
-    );
-    let patch =
-        Patch::Merge(serde_json::json!({"metadata": {"labels": {LABEL_SCALED_OBJECT_NAME: name}}}));
-    bounded(
-        "label the ScaledObject",
-        api.patch(&name, &PatchParams::default(), &patch),
-    )
-    .await
-    .map(|_| ())
 }
 
 async fn write_ready_status(

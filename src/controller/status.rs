@@ -53,23 +53,26 @@ pub fn set_condition_to(
     reason: &str,
     message: &str,
 ) -> bool {
+    let existing = conditions.iter_mut().find(|c| c.type_ == type_);
+    // Every poll sets Active: compare before building anything (no allocation when unchanged).
+    if let Some(existing) = &existing
+        && existing.status == status
+        && existing.reason.as_deref() == Some(reason)
+        && existing.message.as_deref() == Some(message)
+    {
+        return false;
+    }
     let wanted = Condition {
         type_: type_.to_owned(),
         status: status.to_owned(),
         reason: Some(reason.to_owned()),
         message: Some(message.to_owned()),
     };
-    match conditions.iter_mut().find(|c| c.type_ == type_) {
-        Some(existing) if *existing == wanted => false,
-        Some(existing) => {
-            *existing = wanted;
-            true
-        }
-        None => {
-            conditions.push(wanted);
-            true
-        }
+    match existing {
+        Some(existing) => *existing = wanted,
+        None => conditions.push(wanted),
     }
+    true
 }
 
 /// Write `status` if it differs from what `so` carries, whatever was written since `so` was

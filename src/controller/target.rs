@@ -1,15 +1,20 @@
 //! The scale target: whatever `scaleTargetRef` names, as long as it has a `/scale`
 //! subresource (Deployments, StatefulSets, custom resources) — `spec/kubernetes.md` §4.
-//! Discovery maps the kind to its resource once; writes go through `/scale`. Polls read the
+//! Discovery maps the kind to its resource once per kind ([`Kinds`]); writes go through `/scale`. Polls read the
 //! replicas from a watch (`scaling::replicas`); [`Target::replicas`] is the fallback.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::pinned_kind;
 
 use crate::crd::{GroupVersionKindResource, ScaleTarget};
+
+/// How long a discovered kind is trusted without asking again.
+pub const KIND_TTL: Duration = Duration::from_secs(300);
 
 /// Upper bound of every API call the operator makes.
 pub const API_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,6 +74,50 @@ pub enum TargetError {
     },
 }
 
+/// Discovery answers by kind, so reconciling 10,000 objects of one kind asks the API server
+/// once, not 10,000 times. A kind found is remembered for [`KIND_TTL`] (a CRD removed and
+/// re-created differently is seen again after that); a kind not found is never remembered,
+/// so an object waiting for its CRD resolves as soon as the CRD is installed.
+#[derive(Debug, Default)]
+pub struct Kinds {
+    found: Mutex<HashMap<GroupVersionKind, (ApiResource, bool, Instant)>>,
+}
+
+impl Kinds {
+    /// The resource serving `gvk` and whether it has `/scale`; `None` when discovery does not
+    /// know the kind (or did not answer within [`API_TIMEOUT`]).
+    async fn discover(
+        &self,
+        client: &kube::Client,
+        gvk: GroupVersionKind,
+    ) -> Option<(ApiResource, bool)> {
+        let remembered = self.lock().get(&gvk).cloned();
+        if let Some((resource, scalable, at)) = remembered
+            && at.elapsed() < KIND_TTL
+        {
+            return Some((resource, scalable));
+        }
+        let discovered = tokio::time::timeout(API_TIMEOUT, pinned_kind(client, &gvk)).await;
+        let Ok(Ok((resource, capabilities))) = discovered else {
+            self.lock().remove(&gvk);
+            return None;
+        };
+        let scalable = capabilities
+            .subresources
+            .iter()
+            .any(|(sub, _)| sub.plural == "scale");
+        let found = (resource.clone(), scalable, Instant::now());
+        self.lock().insert(gvk, found);
+        Some((resource, scalable))
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<GroupVersionKind, (ApiResource, bool, Instant)>> {
+        self.found.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// A resolved, scalable target.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -81,9 +130,11 @@ pub struct Target {
 }
 
 impl Target {
-    /// Resolve `reference` in `namespace` through discovery, checking it can be scaled.
+    /// Resolve `reference` in `namespace` through discovery (answers remembered in `kinds`),
+    /// checking it can be scaled.
     pub async fn resolve(
         client: &kube::Client,
+        kinds: &Kinds,
         namespace: &str,
         reference: &ScaleTarget,
     ) -> Result<Self, TargetError> {
@@ -97,21 +148,13 @@ impl Target {
             return Err(TargetError::ApiVersion(api_version.to_owned()));
         }
         let gvk = GroupVersionKind::gvk(group, version, kind);
-        let discovered = tokio::time::timeout(API_TIMEOUT, pinned_kind(client, &gvk)).await;
-        let (resource, capabilities) = match discovered {
-            Ok(Ok(found)) => found,
-            _ => {
-                return Err(TargetError::UnknownKind {
-                    kind: kind.to_owned(),
-                    api_version: api_version.to_owned(),
-                });
-            }
+        let Some((resource, scalable)) = kinds.discover(client, gvk).await else {
+            return Err(TargetError::UnknownKind {
+                kind: kind.to_owned(),
+                api_version: api_version.to_owned(),
+            });
         };
-        if !capabilities
-            .subresources
-            .iter()
-            .any(|(sub, _)| sub.plural == "scale")
-        {
+        if !scalable {
             return Err(TargetError::NotScalable {
                 kind: kind.to_owned(),
             });

@@ -11,14 +11,15 @@ mod leader_args;
 mod ready;
 pub mod watch_backoff;
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use kube::api::{Api, PartialObjectMeta};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::api::Api;
+use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -280,6 +281,39 @@ pub async fn run_with_leader_election(
     let _ = readiness.await;
 }
 
+/// What the controller's cache keeps of a ScaledObject: everything but `managedFields`, which
+/// nothing here reads and which (field sets of every writer, status included) were the larger
+/// part of a cached object.
+fn slim(object: &mut ScaledObject) {
+    object.metadata.managed_fields = None;
+}
+
+/// What a change of a ScaledObject must touch to be reconciled: its spec (generation), labels,
+/// annotations, finalizers or deletion, and of its status only the `HPAActive` condition —
+/// not the rest, which the polls write (KEDA's controller filters status changes too). Each
+/// status write used to cost a reconcile and a read of the HPA. `HPAActive` stays: a poll
+/// writing the status it read before the reconcile mirrored the HPA drops the condition, and
+/// the reconcile that follows puts it back. The HPA's own changes arrive through its watch.
+fn reconcile_inputs(so: &ScaledObject) -> Option<u64> {
+    let meta = &so.metadata;
+    let deletion = meta
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_nanosecond());
+    let hpa_active = so.status.as_ref().and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == crate::crd::names::condition::HPA_ACTIVE)
+    });
+    let mut hasher = DefaultHasher::new();
+    (meta.generation, &meta.labels, &meta.annotations).hash(&mut hasher);
+    (&meta.finalizers, deletion).hash(&mut hasher);
+    hpa_active
+        .map(|c| (&c.status, &c.reason, &c.message))
+        .hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 fn scaled_objects_api(client: &kube::Client, args: &OperatorArgs) -> Api<ScaledObject> {
     match &args.watch_namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
@@ -299,8 +333,7 @@ async fn run_controller(
     first_round: Readiness,
 ) {
     let scaled_objects = scaled_objects_api(&client, &args);
-    // Owned HPAs only map to their owner: metadata is enough.
-    let hpas: Api<PartialObjectMeta<HorizontalPodAutoscaler>> = match &args.watch_namespace {
+    let hpas: Api<HorizontalPodAutoscaler> = match &args.watch_namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     };
@@ -309,13 +342,26 @@ async fn run_controller(
     // (a thundering herd of timeouts and retries; benches/operator_scale.rs).
     // One stream per watch, each with its own backoff (watch_backoff.rs): a relisting or
     // failing watch does not pause the others.
-    let (reader, writer) = kube::runtime::reflector::store();
-    let scaled_objects = watch(scaled_objects, watcher::Config::default())
-        .reflect(writer)
-        .applied_objects();
-    let hpas = watch(hpas, watcher::Config::default()).touched_objects();
-    let controller = Controller::for_stream(errors_logged(scaled_objects, "scaledobjects"), reader)
-        .owns_stream(errors_logged(hpas, "horizontalpodautoscalers"))
+    let (objects, writer) = reflector::store();
+    let stream = watch(
+        scaled_objects,
+        watcher::Config::default().page_size(ready::PAGE_SIZE),
+    )
+    .modify(slim)
+    .reflect(writer)
+    .applied_objects()
+    .predicate_filter(reconcile_inputs, Default::default());
+    let hpa_index = crate::controller::hpa_index::HpaIndex::default();
+    let index = hpa_index.clone();
+    let hpa_events = watch(hpas, watcher::Config::default())
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                index.apply(event);
+            }
+        })
+        .touched_objects();
+    let controller = Controller::for_stream(errors_logged(stream, "scaledobjects"), objects)
+        .owns_stream(errors_logged(hpa_events, "horizontalpodautoscalers"))
         .with_config(kube::runtime::controller::Config::default().concurrency(MAX_RECONCILES));
     let controller =
         crate::controller::secrets::watch_sources(controller, &client, &args, &sources);
@@ -336,6 +382,8 @@ async fn run_controller(
             args.watch_namespace.clone(),
             cancel.clone(),
         ),
+        kinds: Default::default(),
+        hpas: hpa_index,
     });
     let reconciled = ready::Reconciled::default();
     let gate_stop = cancel.child_token();

@@ -55,6 +55,8 @@ use watch::{Notice, too_old};
 
 /// Default number of events kept for watches that resume from an older resourceVersion.
 pub const DEFAULT_HISTORY: usize = 10_000;
+/// Longest live-watch backlog (events) before a slow watcher gets 410 Expired.
+pub const MAX_LIVE_BACKLOG: usize = 262_144;
 
 /// A resource independent of version: API group (`""` for core) and plural name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -192,7 +194,10 @@ fn key(ns: Option<&str>, name: &str) -> ObjectKey {
 impl Store {
     /// An empty store holding the namespaces every cluster has.
     pub fn new(clock: ClockHandle, history_capacity: usize) -> Arc<Self> {
-        let (tx, _) = broadcast::channel(history_capacity.clamp(64, 16_384));
+        // Live watchers may fall this many events behind before they get 410 Expired; a
+        // caller asking for a long history (a load test's burst of writes) gets as long a
+        // channel, up to MAX_LIVE_BACKLOG.
+        let (tx, _) = broadcast::channel(history_capacity.clamp(64, MAX_LIVE_BACKLOG));
         let store = Arc::new(Self {
             state: Mutex::new(State {
                 rv: 0,
