@@ -247,9 +247,11 @@ impl Runner {
         let permits = Arc::clone(&self.permits);
         let first_polls = Arc::clone(&self.first_polls);
         let stop = registration.stop.clone();
+        // However the task ends (polled, dropped by the token, or never run), the next tick
+        // may run: the flag is cleared when the future is dropped.
+        let idle = Idle(busy);
         let task = registration.polls.track_future(async move {
-            // However the task ends (polled, or dropped by the token), the next tick may run.
-            let _idle = Idle(busy);
+            let _idle = idle;
             let poll = async {
                 let Ok(_permit) = permits.acquire_owned().await else {
                     return;
