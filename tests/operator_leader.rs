@@ -120,6 +120,35 @@ fn spec(lease: &Lease) -> &k8s_openapi::api::coordination::v1::LeaseSpec {
     lease.spec.as_ref().expect("lease spec")
 }
 
+/// Creates the namespaced object `yaml` describes, in the namespace it names.
+async fn create<K>(client: &kube::Client, yaml: &str)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let object: K = serde_yaml_ng::from_str(yaml).expect("test object parses");
+    let namespace = object
+        .meta()
+        .namespace
+        .clone()
+        .expect("the object names its namespace");
+    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    api.create(&PostParams::default(), &object)
+        .await
+        .expect("create");
+}
+
+/// The `orders` Deployment at 0 replicas in `namespace`, as YAML.
+fn orders_deployment(namespace: &str) -> String {
+    format!(
+        "metadata: {{name: orders, namespace: {namespace}}}\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{app: orders}}}}\n  template:\n    metadata: {{labels: {{app: orders}}}}\n    spec: {{containers: [{{name: orders, image: 'orders:1'}}]}}\n"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_one_leads_and_a_released_lease_is_taken_over_within_a_retry_period() {
     let dev = cluster().await;

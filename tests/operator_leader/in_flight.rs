@@ -71,22 +71,6 @@ async fn steal_lease(api: &Api<Lease>) {
     .await;
 }
 
-async fn create<K>(client: &kube::Client, yaml: &str)
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let object: K = serde_yaml_ng::from_str(yaml).expect("test object parses");
-    let api: Api<K> = Api::namespaced(client.clone(), NS);
-    api.create(&PostParams::default(), &object)
-        .await
-        .expect("create");
-}
-
 async fn replicas(client: &kube::Client) -> i32 {
     let api: Api<Deployment> = Api::namespaced(client.clone(), NS);
     let deployment = api.get("orders").await.expect("the deployment");
@@ -104,7 +88,7 @@ async fn a_poll_in_flight_when_leadership_is_lost_does_not_scale() {
         .create(&PostParams::default(), &namespace)
         .await
         .expect("create the namespace");
-    create::<Deployment>(&client, &format!("metadata: {{name: orders, namespace: {NS}}}\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{app: orders}}}}\n  template:\n    metadata: {{labels: {{app: orders}}}}\n    spec: {{containers: [{{name: orders, image: 'orders:1'}}]}}\n")).await;
+    create::<Deployment>(&client, &orders_deployment(NS)).await;
 
     let telemetry = Telemetry::default();
     let cancel = CancellationToken::new();

@@ -66,22 +66,6 @@ async fn replicas(client: &kube::Client) -> i32 {
         .unwrap_or(-1)
 }
 
-async fn create<K>(client: &kube::Client, yaml: &str)
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let object: K = serde_yaml_ng::from_str(yaml).expect("test object parses");
-    let api: Api<K> = Api::namespaced(client.clone(), NS);
-    api.create(&PostParams::default(), &object)
-        .await
-        .expect("create");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_scales_and_the_standby_takes_over_when_it_stops() {
     let queue = format!("tidescale-leader-{}", std::process::id());
@@ -111,7 +95,7 @@ async fn only_the_leader_scales_and_the_standby_takes_over_when_it_stops() {
         .create(&PostParams::default(), &namespace)
         .await
         .expect("create the namespace");
-    create::<Deployment>(&client, &format!("metadata: {{name: orders, namespace: {NS}}}\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{app: orders}}}}\n  template:\n    metadata: {{labels: {{app: orders}}}}\n    spec: {{containers: [{{name: orders, image: 'orders:1'}}]}}\n")).await;
+    create::<Deployment>(&client, &orders_deployment(NS)).await;
     create::<ScaledObject>(&client, &format!("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {{name: orders, namespace: {NS}}}\nspec:\n  scaleTargetRef: {{name: orders}}\n  pollingInterval: 1\n  cooldownPeriod: 2\n  triggers:\n    - type: rabbitmq\n      metadata: {{queueName: {queue}, mode: QueueLength, value: '5', host: '{}'}}\n", amqp_url())).await;
 
     broker.publish(12).await;
@@ -167,7 +151,7 @@ async fn ready_only_after_the_first_poll(elected: bool) {
         .create(&PostParams::default(), &namespace)
         .await
         .expect("create the namespace");
-    create::<Deployment>(&client, &format!("metadata: {{name: orders, namespace: {NS}}}\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{app: orders}}}}\n  template:\n    metadata: {{labels: {{app: orders}}}}\n    spec: {{containers: [{{name: orders, image: 'orders:1'}}]}}\n")).await;
+    create::<Deployment>(&client, &orders_deployment(NS)).await;
     create::<ScaledObject>(&client, &format!("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {{name: orders, namespace: {NS}}}\nspec:\n  scaleTargetRef: {{name: orders}}\n  pollingInterval: 30\n  triggers:\n    - type: rabbitmq\n      metadata: {{queueName: {queue}, mode: QueueLength, value: '5', host: '{}'}}\n", amqp_url())).await;
 
     let telemetry = Telemetry::default();
