@@ -108,12 +108,17 @@ async fn many_triggers_share_one_connection() {
 async fn dead_endpoints_fail_fast_without_leaking_sockets() {
     let port = closed_port();
     let before = open_fds();
-    let started = Instant::now();
+    // "Fast" means no failure waits for the 3 s timeout: the slowest single call is the measure
+    // (a total over 200 calls swings with the load of a shared CI machine).
+    let mut slowest = Duration::ZERO;
+    let mut timed = |started: Instant| slowest = slowest.max(started.elapsed());
 
     let amqp_host = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
     for _ in 0..100 {
         let cfg = config("rabbitmq", &[("host", &amqp_host), ("queueName", "q")], &[]);
+        let started = Instant::now();
         let err = build_scaler(&cfg).await.expect_err("dead AMQP endpoint");
+        timed(started);
         assert_eq!(err.kind(), "backend");
     }
 
@@ -125,18 +130,19 @@ async fn dead_endpoints_fail_fast_without_leaking_sockets() {
     let name = scaler.metric_specs()[0].metric_name.clone();
     let mut backing_off = 0;
     for _ in 0..100 {
+        let started = Instant::now();
         let err = scaler
             .metrics_and_activity(&name)
             .await
             .expect_err("dead HTTP endpoint");
+        timed(started);
         backing_off += usize::from(err.to_string().contains("backing off"));
     }
     scaler.close().await.expect("close");
 
-    let elapsed = started.elapsed();
     assert!(
-        elapsed < Duration::from_secs(2),
-        "200 failures took {elapsed:?}"
+        slowest < Duration::from_secs(1),
+        "the slowest of 200 failures took {slowest:?} (timeout 3 s)"
     );
     assert!(
         backing_off >= 99,
