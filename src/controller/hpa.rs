@@ -450,7 +450,10 @@ pub(super) async fn observe(
         "status": status,
     }));
     match within_api_timeout(api.patch_status(name, &PatchParams::default(), &patch)).await {
-        Ok(_) => Ok(done),
+        Ok(_) => {
+            ctx.status_written(so);
+            Ok(done)
+        }
         Err(kube::Error::Api(status)) if status.code == 409 => {
             Ok(Action::requeue(Duration::from_secs(1)))
         }

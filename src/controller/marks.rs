@@ -10,6 +10,17 @@ use super::target::within_api_timeout;
 use crate::crd::ScaledObject;
 use crate::crd::names::{FINALIZER, LABEL_SCALED_OBJECT_NAME};
 
+/// What [`first_contact`] found or did.
+pub(super) enum Contact {
+    /// The object had its marks (or is being deleted): reconcile it as it is.
+    Known,
+    /// The marks were written: reconcile the object the write returned, at once (waiting for
+    /// the watch to bring it back cost a round trip per object on a cold start).
+    Marked(ScaledObject),
+    /// Someone wrote the object first: its newer version's event brings it back.
+    Later(Action),
+}
+
 /// A new object gets the finalizer and the `scaledobject.keda.sh/name` label in one write,
 /// where kube's finalizer helper and [`ensure_label`] took a write and a reconcile each (on a
 /// cold start of 10,000 objects, 10,000 writes and reconciles fewer). Guarded by the
@@ -17,10 +28,10 @@ use crate::crd::names::{FINALIZER, LABEL_SCALED_OBJECT_NAME};
 pub(super) async fn first_contact(
     so: &ScaledObject,
     api: &Api<ScaledObject>,
-) -> Result<Option<Action>, Error> {
+) -> Result<Contact, Error> {
     let finalizers = so.metadata.finalizers.clone().unwrap_or_default();
     if so.metadata.deletion_timestamp.is_some() || finalizers.iter().any(|f| f == FINALIZER) {
-        return Ok(None);
+        return Ok(Contact::Known);
     }
     let name = so.metadata.name.clone().unwrap_or_default();
     let finalizers: Vec<&str> = finalizers
@@ -34,8 +45,10 @@ pub(super) async fn first_contact(
         "labels": {LABEL_SCALED_OBJECT_NAME: name},
     }}));
     match within_api_timeout(api.patch(&name, &PatchParams::default(), &patch)).await {
-        Ok(_) => Ok(Some(Action::await_change())),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Some(Action::await_change())),
+        Ok(marked) => Ok(Contact::Marked(marked)),
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            Ok(Contact::Later(Action::await_change()))
+        }
         Err(source) => Err(Error::Api {
             action: "add the finalizer and the label",
             source,

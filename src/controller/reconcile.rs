@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::events::Events;
 use super::hpa as owned_hpa;
-use super::marks;
+use super::marks::{self, Contact};
 use super::pause::{self, Pause};
 use super::secrets::SourceIndex;
 use super::status::{current_status, set_condition, set_condition_to, write_if_changed};
@@ -60,6 +60,16 @@ pub struct Context {
     pub hpas: super::hpa_index::HpaIndex,
 }
 
+impl Context {
+    /// A status was written over `so`: its poll loop, if any, must not write over that version.
+    pub(super) fn status_written(&self, so: &ScaledObject) {
+        let registered = self.registered.lock().ok();
+        if let Some((_, polled)) = registered.as_ref().and_then(|r| r.get(&key_of(so))) {
+            polled.superseded.mark(so);
+        }
+    }
+}
+
 /// A reconcile that failed; retried with backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -81,12 +91,14 @@ pub enum Error {
 pub async fn reconcile(so: Arc<ScaledObject>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = so.metadata.namespace.clone().unwrap_or_default();
     let api: Api<ScaledObject> = Api::namespaced(ctx.client.clone(), &namespace);
-    if let Some(action) = marks::first_contact(&so, &api).await? {
-        return Ok(action);
-    }
+    let (so, marked_over) = match marks::first_contact(&so, &api).await? {
+        Contact::Known => (so, None),
+        Contact::Marked(marked) => (Arc::new(marked), Some(so)),
+        Contact::Later(action) => return Ok(action),
+    };
     finalizer(&api, FINALIZER, so, |event| async {
         match event {
-            Event::Apply(so) => apply(&so, &ctx).await,
+            Event::Apply(so) => apply(&so, &ctx, marked_over.as_deref()).await,
             Event::Cleanup(so) => cleanup(&so, &ctx).await,
         }
     })
@@ -107,7 +119,12 @@ fn key_of(so: &ScaledObject) -> ObjectKey {
     )
 }
 
-async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
+/// `marked_over`: the version the marks were just written over, which the cache may still show.
+async fn apply(
+    so: &ScaledObject,
+    ctx: &Context,
+    marked_over: Option<&ScaledObject>,
+) -> Result<Action, Error> {
     marks::ensure_label(so, ctx).await?;
     if let Some(pause) = Pause::of(so) {
         return pause_object(so, ctx, pause).await;
@@ -221,13 +238,6 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
     };
     ctx.metrics.record_scaler_build(&namespace, &name);
     let specs: Vec<_> = triggers.iter().flat_map(|t| t.specs.clone()).collect();
-    if let Some(conflict) = owned_hpa::ensure(so, ctx, &target, &specs).await? {
-        for trigger in &triggers {
-            let _ = trigger.scaler.close().await;
-        }
-        return not_ready(so, ctx, conflict).await;
-    }
-    write_ready_status(so, ctx, &target, replicas, &specs).await?;
     let interval = Duration::from_secs(so.spec.polling_interval.max(1) as u64);
     let polled = Arc::new(PolledObject {
         client: ctx.client.clone(),
@@ -235,7 +245,7 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
         namespace,
         name,
         interval,
-        target,
+        target: target.clone(),
         triggers,
         timeout: ctx.scaler_timeout,
         events: ctx.events.clone(),
@@ -244,8 +254,20 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
         composite,
         targets: ctx.targets.clone(),
         last_active: Default::default(),
+        superseded: Default::default(),
     });
+    if let Some(earlier) = marked_over {
+        polled.superseded.mark(earlier);
+    }
     crate::scaling::live::register(&polled, so);
+    // Polling starts before the HPA and status writes: on a cold start those queue behind
+    // thousands of others, and the first poll need not wait for them (KEDA's loop scales
+    // 0 ↔ 1 itself). A conflicting HPA unregisters the object again.
+    register(ctx, key, revision, polled);
+    if let Some(conflict) = owned_hpa::ensure(so, ctx, &target, &specs).await? {
+        return not_ready(so, ctx, conflict).await;
+    }
+    write_ready_status(so, ctx, &target, replicas, &specs).await?;
     let types = so
         .spec
         .triggers
@@ -267,7 +289,6 @@ async fn apply(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
             "ScaledObject is ready for scaling".to_owned(),
         )
         .await;
-    register(ctx, key, revision, polled);
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
@@ -562,13 +583,16 @@ async fn bounded_write(
     ctx: &Context,
     status: &crate::crd::ScaledObjectStatus,
 ) -> Result<(), Error> {
-    write_if_changed(&ctx.client, so, status)
+    let written = write_if_changed(&ctx.client, so, status)
         .await
-        .map(|_| ())
         .map_err(|source| Error::Api {
             action: "write the status",
             source,
-        })
+        })?;
+    if written {
+        ctx.status_written(so);
+    }
+    Ok(())
 }
 
 pub(super) async fn bounded<T>(

@@ -117,10 +117,25 @@ pub async fn resolve_triggers(
     timeout: Duration,
 ) -> Result<ResolvedTriggers, TriggerError> {
     let namespace = target.namespace.as_str();
-    let pod = pod_template(client, target).await?;
+    let mut auths = Vec::with_capacity(so.spec.triggers.len());
+    for trigger in &so.spec.triggers {
+        auths.push(trigger_auth(client, namespace, trigger).await?);
+    }
+    // The target's containers matter only to `…FromEnv` metadata and `env` auth entries: a
+    // GET per object saved on every (re)start when nothing reads them.
+    let reads_env = so
+        .spec
+        .triggers
+        .iter()
+        .any(|t| t.metadata.keys().any(|key| key.ends_with("FromEnv")))
+        || auths.iter().flatten().any(|(spec, _)| !spec.env.is_empty());
+    let pod = match reads_env {
+        true => pod_template(client, target).await?,
+        false => None,
+    };
     let mut triggers = Vec::with_capacity(so.spec.triggers.len());
     let mut sources = BTreeSet::new();
-    for (index, trigger) in so.spec.triggers.iter().enumerate() {
+    for ((index, trigger), auth) in so.spec.triggers.iter().enumerate().zip(auths) {
         if let Some(reference) = &trigger.authentication_ref {
             sources.insert(
                 if reference.kind_or_default() == "ClusterTriggerAuthentication" {
@@ -130,7 +145,6 @@ pub async fn resolve_triggers(
                 },
             );
         }
-        let auth = trigger_auth(client, namespace, trigger).await?;
         let (objects, read) = fetch_objects(
             client,
             namespace,

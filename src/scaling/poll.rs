@@ -33,7 +33,9 @@ use super::replicas::TargetCache;
 use super::scheduler::Pollable;
 use super::store::{MetricRecord, MetricStore};
 use crate::controller::events::Events;
-use crate::controller::status::{StatusWrite, set_condition, set_condition_to, write_if_current};
+use crate::controller::status::{
+    StatusWrite, SupersededVersion, set_condition, set_condition_to, write_if_current,
+};
 use crate::controller::target::Target;
 use crate::controller::triggers::BuiltTrigger;
 use crate::crd::names::{
@@ -75,6 +77,8 @@ pub struct PolledObject {
     pub targets: TargetCache,
     /// `lastActiveTime` as this process saw it.
     pub last_active: LastActive,
+    /// The cached version a status write would be refused over (see [`SupersededVersion`]).
+    pub superseded: SupersededVersion,
 }
 
 impl Pollable for PolledObject {
@@ -196,11 +200,17 @@ impl PolledObject {
     /// [`write_if_current`]): a stale write is dropped, and the next poll computes the status
     /// again from the fresh object.
     async fn write_status(&self, latest: &ScaledObject, status: &ScaledObjectStatus) {
+        if self.superseded.is(latest) {
+            debug!(namespace = %self.namespace, scaled_object = %self.name, "the cache has not seen the last write yet; status left to the next poll");
+            return;
+        }
         match write_if_current(&self.client, latest, status).await {
             Ok(StatusWrite::Stale) => {
+                self.superseded.mark(latest);
                 debug!(namespace = %self.namespace, scaled_object = %self.name, "the object changed since this poll read it; not writing the status");
             }
-            Ok(StatusWrite::Written | StatusWrite::Unchanged) => {}
+            Ok(StatusWrite::Written) => self.superseded.mark(latest),
+            Ok(StatusWrite::Unchanged) => {}
             Err(error) => {
                 warn!(namespace = %self.namespace, scaled_object = %self.name, error = %error, "cannot write the status");
             }

@@ -17,9 +17,11 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use super::{Pool, Shared, effective_timeout};
 
-/// Idle keep-alive connections kept per endpoint: 10,000 objects polled every second keep
-/// about this many requests in flight (performance.md T9: O(1) connections per host).
-pub const MAX_IDLE_PER_HOST: usize = 16;
+/// Requests in flight per endpoint, and so its open connections (performance.md T9: O(1)
+/// connections per host). Requests beyond it wait for a turn (within their timeout) instead of
+/// opening a connection that the pool would close again: with 10,000 objects polled every
+/// second on a busy machine, unbounded bursts opened and dropped sockets by the thousand.
+pub const MAX_CONNECTIONS_PER_HOST: usize = 32;
 
 /// Largest response body read; a misbehaving endpoint cannot make us buffer more.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -67,6 +69,8 @@ pub struct HttpKey {
 pub struct HttpClient {
     client: reqwest::Client,
     key: HttpKey,
+    /// One permit per request in flight, [`MAX_CONNECTIONS_PER_HOST`] in all.
+    in_flight: tokio::sync::Semaphore,
 }
 
 /// Why an HTTP call failed. Messages never carry URLs with credentials.
@@ -115,14 +119,14 @@ impl HttpClient {
             .use_preconfigured_tls(rustls_config(&key.tls)?)
             // Idle keep-alive connections are what make polls cheap; drop them when unused.
             .pool_idle_timeout(Duration::from_secs(90))
-            // A burst (every object's first poll at start) opens many; keep only what steady
-            // polling reuses. Each idle connection holds ~40 KiB of buffers.
-            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
+            // `send` never has more in flight, so every connection opened stays reusable.
+            .pool_max_idle_per_host(MAX_CONNECTIONS_PER_HOST)
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
         Ok(Self {
             client,
             key: key.clone(),
+            in_flight: tokio::sync::Semaphore::new(MAX_CONNECTIONS_PER_HOST),
         })
     }
 
@@ -143,7 +147,12 @@ impl HttpClient {
         POOL.check_backoff(&self.key)
             .map_err(HttpError::BackingOff)?;
         let timeout = effective_timeout(timeout);
-        let result = match tokio::time::timeout(timeout, read(request)).await {
+        let turn = async {
+            // Never closed: the semaphore lives as long as the client.
+            let _permit = self.in_flight.acquire().await;
+            read(request).await
+        };
+        let result = match tokio::time::timeout(timeout, turn).await {
             Ok(result) => result,
             Err(_) => Err(HttpError::Timeout(timeout)),
         };
