@@ -275,20 +275,16 @@ async fn apply(
         .map(|t| t.type_.as_str())
         .collect::<Vec<_>>()
         .join(", ");
-    ctx.events
-        .normal(
-            so,
-            event::SCALERS_STARTED,
-            format!("Started scalers watch: {types}"),
-        )
-        .await;
-    ctx.events
-        .normal(
-            so,
-            event::SCALED_OBJECT_READY,
-            "ScaledObject is ready for scaling".to_owned(),
-        )
-        .await;
+    ctx.events.normal(
+        so,
+        event::SCALERS_STARTED,
+        format!("Started scalers watch: {types}"),
+    );
+    ctx.events.normal(
+        so,
+        event::SCALED_OBJECT_READY,
+        "ScaledObject is ready for scaling".to_owned(),
+    );
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
@@ -335,13 +331,11 @@ async fn cleanup(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
     ctx.metrics.forget_object(&key.0, &key.1);
     ctx.metrics.forget_scaler_builds(&key.0, &key.1);
     ctx.sources.forget(&key);
-    ctx.events
-        .normal(
-            so,
-            event::SCALED_OBJECT_DELETED,
-            "ScaledObject was deleted".to_owned(),
-        )
-        .await;
+    ctx.events.normal(
+        so,
+        event::SCALED_OBJECT_DELETED,
+        "ScaledObject was deleted".to_owned(),
+    );
     Ok(Action::await_change())
 }
 
@@ -439,13 +433,11 @@ async fn pause_object(so: &ScaledObject, ctx: &Context, pause: Pause) -> Result<
     status.paused_replica_count = pause.replicas();
     bounded_write(so, ctx, &status).await?;
     if changed {
-        ctx.events
-            .normal(
-                so,
-                event::SCALED_OBJECT_PAUSED,
-                "ScaledObject was paused".to_owned(),
-            )
-            .await;
+        ctx.events.normal(
+            so,
+            event::SCALED_OBJECT_PAUSED,
+            "ScaledObject was paused".to_owned(),
+        );
     }
     Ok(Action::requeue(Duration::from_secs(300)))
 }
@@ -509,19 +501,14 @@ async fn write_ready_status(
     status.paused_replica_count = None;
     bounded_write(so, ctx, &status).await?;
     match (changed, was_paused, paused == "True") {
-        (true, true, false) => {
-            ctx.events
-                .normal(
-                    so,
-                    event::SCALED_OBJECT_UNPAUSED,
-                    "ScaledObject was unpaused".to_owned(),
-                )
-                .await
-        }
+        (true, true, false) => ctx.events.normal(
+            so,
+            event::SCALED_OBJECT_UNPAUSED,
+            "ScaledObject was unpaused".to_owned(),
+        ),
         (true, false, true) => {
             ctx.events
                 .normal(so, event::SCALED_OBJECT_PAUSED, message.to_owned())
-                .await
         }
         _ => {}
     }
@@ -572,8 +559,7 @@ async fn not_ready(so: &ScaledObject, ctx: &Context, message: String) -> Result<
     bounded_write(so, ctx, &status).await?;
     if changed {
         ctx.events
-            .warning(so, event::SCALED_OBJECT_CHECK_FAILED, message)
-            .await;
+            .warning(so, event::SCALED_OBJECT_CHECK_FAILED, message);
     }
     Ok(Action::requeue(Duration::from_secs(30)))
 }

@@ -232,7 +232,7 @@ impl PolledObject {
                 info!(namespace = %self.namespace, scaled_object = %self.name, from = current, to = change.to, reason = ?change.reason, "scaled the target");
                 if let Some(reason) = change.reason.event_reason() {
                     let note = format!("Scaled {target} from {current} to {}", change.to);
-                    self.events.normal(so, reason, note).await;
+                    self.events.normal(so, reason, note);
                 }
             }
             Err(error) => {
@@ -242,7 +242,7 @@ impl PolledObject {
                     _ => event::SCALE_TARGET_ACTIVATION_FAILED,
                 };
                 let note = format!("Failed to scale {target} from {current} to {}", change.to);
-                self.events.warning(so, reason, note).await;
+                self.events.warning(so, reason, note);
             }
         }
     }
@@ -390,24 +390,16 @@ impl PolledObject {
             message,
         );
         match (was_active, fallback.active) {
-            (false, true) => {
-                self.events
-                    .warning(
-                        so,
-                        event::SCALED_OBJECT_FALLBACK_ACTIVATED,
-                        "Using fallback replicas because metrics keep failing".to_owned(),
-                    )
-                    .await
-            }
-            (true, false) => {
-                self.events
-                    .normal(
-                        so,
-                        event::SCALED_OBJECT_FALLBACK_DEACTIVATED,
-                        "Metrics are back: fallback no longer applies".to_owned(),
-                    )
-                    .await
-            }
+            (false, true) => self.events.warning(
+                so,
+                event::SCALED_OBJECT_FALLBACK_ACTIVATED,
+                "Using fallback replicas because metrics keep failing".to_owned(),
+            ),
+            (true, false) => self.events.normal(
+                so,
+                event::SCALED_OBJECT_FALLBACK_DEACTIVATED,
+                "Metrics are back: fallback no longer applies".to_owned(),
+            ),
             _ => {}
         }
     }
