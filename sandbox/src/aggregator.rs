@@ -407,7 +407,7 @@ pub async fn availability_loop(state: ApiState, shutdown: CancellationToken) {
                     && p["message"] == cond["message"]
             });
             if !unchanged {
-                let mut updated = svc.clone();
+                let mut updated = Value::clone(&svc);
                 updated["status"] = json!({"conditions": [cond]});
                 // A concurrent write wins; the next round recomputes the condition.
                 let _ = state

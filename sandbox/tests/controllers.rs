@@ -66,7 +66,7 @@ fn deployment(name: &str, replicas: i64) -> Value {
                                        "resources": {"requests": {"cpu": "250m"}}}]}}}})
 }
 
-fn pods(store: &Store) -> Vec<Value> {
+fn pods(store: &Store) -> Vec<Arc<Value>> {
     store.list(&gr("", "pods"), Some("default")).0
 }
 
@@ -205,6 +205,29 @@ async fn controller_deployment_status_and_events_follow_the_pods() {
             .count(),
         3
     );
+}
+
+/// Nothing in the store changes between a pod turning Ready and `minReadySeconds` later, yet
+/// availability must follow the clock: idle passes may only be skipped when nothing waits on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_availability_follows_min_ready_seconds_in_a_quiet_store() {
+    let w = world().await;
+    let mut d = deployment("web", 2);
+    d["spec"]["minReadySeconds"] = json!(10);
+    w.store
+        .create(&gr("apps", "deployments"), d, &WriteOptions::default())
+        .unwrap();
+    let counts = |store: &Store| {
+        let s = &get(store, "apps", "deployments", "web")["status"];
+        (s["readyReplicas"].as_i64(), s["availableReplicas"].as_i64())
+    };
+    // Created at 1 s, Running at 3 s, Ready at 6 s, available at 16 s.
+    w.clock.advance(Duration::from_secs(6)).await;
+    assert_eq!(counts(&w.store), (Some(2), Some(0)));
+    w.clock.advance(Duration::from_secs(9)).await;
+    assert_eq!(counts(&w.store), (Some(2), Some(0)));
+    w.clock.advance(Duration::from_secs(1)).await;
+    assert_eq!(counts(&w.store), (Some(2), Some(2)));
 }
 
 /// (reason, message) of every Event in `default`.

@@ -88,7 +88,7 @@ pub fn reconcile(store: &Store, events: &EventRecorder, sets: &OwnerIndex, deplo
             0
         };
         if desired_replicas(rs) != want {
-            let mut updated = rs.clone();
+            let mut updated = Value::clone(rs);
             set_in(&mut updated, &["spec", "replicas"], json!(want));
             match store.update(&replicasets(), updated, &WriteOptions::default()) {
                 Ok(_) => scaled_event(
@@ -158,8 +158,10 @@ fn counts(store: &Store, owned: &Owned<'_>, deploy: &Value, current_name: &str) 
     c
 }
 
-/// Recomputes the Deployment's status from its ReplicaSets' pods.
-pub fn refresh_status(store: &Store, owned: &Owned<'_>, deploy: &Value) {
+/// Recomputes the Deployment's status from its ReplicaSets' pods. Returns whether some Ready pod
+/// is not yet available (inside `minReadySeconds`), so that the status will change with time
+/// alone.
+pub fn refresh_status(store: &Store, owned: &Owned<'_>, deploy: &Value) -> bool {
     let now = store.clock().now();
     let template = deploy
         .pointer("/spec/template")
@@ -211,6 +213,7 @@ pub fn refresh_status(store: &Store, owned: &Owned<'_>, deploy: &Value) {
         condition(&status, "Progressing", progressing, now),
     ]);
     write_status(store, &deployments(), deploy, status);
+    c.ready > c.available
 }
 
 /// A Deployment condition, keeping `lastTransitionTime` unless the status flips and

@@ -358,7 +358,7 @@ impl HpaController {
         let (all, _) = self.store.list(&pods::pods(), Some(ns));
         all.iter()
             .filter(|p| selector.matches(&labels(p)))
-            .map(pod_view)
+            .map(|p| pod_view(p))
             .collect()
     }
 }

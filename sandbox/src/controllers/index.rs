@@ -2,9 +2,11 @@
 //!
 //! Without it every ReplicaSet, Job and StatefulSet would list (and clone) all pods of its
 //! namespace on every tick: quadratic in the number of workloads, which the load harnesses
-//! (thousands of Deployments) would feel. One list per pass keeps a pass linear.
+//! (thousands of Deployments) would feel. One list per pass keeps a pass linear, and the index
+//! shares the store's objects rather than copying them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -12,12 +14,12 @@ use crate::store::{GroupResource, Store, meta};
 
 /// Objects of one resource by the uid of their controller owner reference.
 #[derive(Debug, Default)]
-pub struct OwnerIndex(HashMap<String, Vec<Value>>);
+pub struct OwnerIndex(HashMap<String, Vec<Arc<Value>>>);
 
 impl OwnerIndex {
     /// Lists `gr` across namespaces and groups the objects by controller uid.
     pub fn build(store: &Store, gr: &GroupResource) -> Self {
-        let mut map: HashMap<String, Vec<Value>> = HashMap::new();
+        let mut map: HashMap<String, Vec<Arc<Value>>> = HashMap::new();
         for obj in store.list(gr, None).0 {
             let owner = meta::owner_references(&obj)
                 .iter()
@@ -32,7 +34,7 @@ impl OwnerIndex {
     }
 
     /// The objects `owner` controls (empty if none).
-    pub fn owned(&self, owner: &Value) -> &[Value] {
+    pub fn owned(&self, owner: &Value) -> &[Arc<Value>] {
         meta::uid(owner)
             .and_then(|uid| self.0.get(uid))
             .map_or(&[], Vec::as_slice)
@@ -66,7 +68,7 @@ mod tests {
         let names: Vec<_> = index
             .owned(&json!({"metadata": {"uid": "u1"}}))
             .iter()
-            .map(meta::name)
+            .map(|o| meta::name(o))
             .collect();
         assert_eq!(names, vec!["a", "b"]);
         assert!(

@@ -6,6 +6,8 @@
 //! seconds given in the Job's [`RUN_SECONDS_ANNOTATION`] — enough to exercise ScaledJob
 //! scheduling and cleanup.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value, json};
 
 use super::events::EventRecorder;
@@ -35,7 +37,7 @@ fn is_complete(job: &Value) -> bool {
         })
 }
 
-fn counts(pods_list: &[Value]) -> (usize, usize, usize) {
+fn counts(pods_list: &[Arc<Value>]) -> (usize, usize, usize) {
     let active = pods_list.iter().filter(|p| pods::is_active(p)).count();
     let phase = |want: &str| {
         pods_list

@@ -4,8 +4,15 @@
 //! One loop, not one task per controller, because determinism matters more than parallelism
 //! here: with a virtual clock, a test that advances N seconds sees the same interleaving every
 //! time, and the ticker lets [`crate::clock::VirtualClock::advance`] wait for each pass.
+//!
+//! A workload pass is a function of the clock and of its inputs (workloads, pods, namespaces,
+//! Events), so once a pass has changed nothing, the next one would change nothing too unless an
+//! input moved on or something waits
+//! on the clock (a pod mid-life, a Ready pod inside `minReadySeconds`). Such passes are
+//! skipped: an idle sandbox with thousands of Deployments then costs nothing per tick, however
+//! busy its Leases or ConfigMaps are. The HPA keeps its own schedule and runs every tick.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -20,11 +27,25 @@ use super::metrics_api::{FetchError, MetricsApi};
 use super::pods::{self, PodTimings};
 use super::{deployment, job, replicaset, statefulset};
 use crate::clock::ClockHandle;
-use crate::store::Store;
+use crate::store::{GroupResource, Store};
 use crate::{SandboxHandle, UserInfo};
 
 /// The identity kube-controller-manager's HPA uses with `--use-service-account-credentials`.
 pub const HPA_SERVICE_ACCOUNT: &str = "system:serviceaccount:kube-system:horizontal-pod-autoscaler";
+
+/// Everything a workload pass reads besides the clock: the workloads, their pods, the
+/// namespaces that admit new pods, and the Events the recorders aggregate into.
+fn inputs() -> Vec<GroupResource> {
+    vec![
+        deployment::deployments(),
+        replicaset::replicasets(),
+        statefulset::statefulsets(),
+        job::jobs(),
+        pods::pods(),
+        GroupResource::new("", "namespaces"),
+        GroupResource::new("", "events"),
+    ]
+}
 
 /// Configuration of the simulated controllers.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +85,11 @@ pub struct Controllers {
     events: Recorders,
     /// `None` when no metrics source was given: HPAs are then left alone.
     hpa: Option<HpaController>,
+    /// The resources of [`inputs`], built once.
+    inputs: Vec<GroupResource>,
+    /// The inputs' last change after the last workload pass that changed nothing and left
+    /// nothing waiting on the clock; while the inputs stay there, passes are skipped.
+    settled_at: Mutex<Option<u64>>,
 }
 
 impl Controllers {
@@ -85,6 +111,8 @@ impl Controllers {
             config,
             events,
             hpa,
+            inputs: inputs(),
+            settled_at: Mutex::new(None),
         }
     }
 
@@ -113,12 +141,25 @@ impl Controllers {
 
     /// One pass of every controller.
     pub async fn sync_once(&self) {
-        self.reconcile_workloads();
-        pods::kubelet_sync(&self.store, &self.config.pods);
-        self.refresh_statuses();
+        self.sync_workloads();
         if let Some(hpa) = &self.hpa {
             hpa.sync_due().await;
         }
+    }
+
+    /// Workloads, kubelet and statuses, unless the last pass settled and no input has changed
+    /// since.
+    fn sync_workloads(&self) {
+        let inputs_at = self.store.last_change(&self.inputs);
+        let mut settled_at = self.settled_at.lock().unwrap_or_else(|e| e.into_inner());
+        if *settled_at == Some(inputs_at) {
+            return;
+        }
+        self.reconcile_workloads();
+        let pods_waiting = pods::kubelet_sync(&self.store, &self.config.pods);
+        let statuses_waiting = self.refresh_statuses();
+        let changed = self.store.last_change(&self.inputs) != inputs_at;
+        *settled_at = (!changed && !pods_waiting && !statuses_waiting).then_some(inputs_at);
     }
 
     /// Spec → children: Deployments create/scale ReplicaSets, the others create/delete pods.
@@ -142,27 +183,30 @@ impl Controllers {
         }
     }
 
-    /// Children → status, from fresh reads so this pass's pod changes show at once.
-    fn refresh_statuses(&self) {
+    /// Children → status, from fresh reads so this pass's pod changes show at once. Returns
+    /// whether some status will change with time alone.
+    fn refresh_statuses(&self) -> bool {
         let store = &*self.store;
         let sets = OwnerIndex::build(store, &replicaset::replicasets());
         let owned_pods = OwnerIndex::build(store, &pods::pods());
+        let mut waiting = false;
         for rs in store.list(&replicaset::replicasets(), None).0 {
-            replicaset::refresh_status(store, &owned_pods, &rs);
+            waiting |= replicaset::refresh_status(store, &owned_pods, &rs);
         }
         let owned = deployment::Owned {
             sets: &sets,
             pods: &owned_pods,
         };
         for d in store.list(&deployment::deployments(), None).0 {
-            deployment::refresh_status(store, &owned, &d);
+            waiting |= deployment::refresh_status(store, &owned, &d);
         }
         for s in store.list(&statefulset::statefulsets(), None).0 {
-            statefulset::refresh_status(store, &owned_pods, &s);
+            waiting |= statefulset::refresh_status(store, &owned_pods, &s);
         }
         for j in store.list(&job::jobs(), None).0 {
             job::refresh_status(store, &self.events.job, &owned_pods, &j);
         }
+        waiting
     }
 
     /// Runs [`Controllers::sync_once`] every tick until `shutdown` is cancelled.

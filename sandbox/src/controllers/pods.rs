@@ -346,25 +346,36 @@ fn container_statuses(pod: &Value, status: &Value) -> Value {
     )
 }
 
-/// One kubelet pass over every pod: advance lifecycles, finish terminations.
-pub fn kubelet_sync(store: &Store, timings: &PodTimings) {
+/// One kubelet pass over every pod: advance lifecycles, finish terminations. Returns whether
+/// some pod is still mid-life: a later pass would change it even if nothing else changes.
+pub fn kubelet_sync(store: &Store, timings: &PodTimings) -> bool {
     let now = store.clock().now();
     let (all, _) = store.list(&pods(), None);
+    let mut waiting = false;
     for pod in all {
         let ours = meta::finalizers(&pod)
             .iter()
             .any(|f| f == KUBELET_FINALIZER);
-        if meta::is_deleting(&pod) && ours && finish_termination(store, &pod, timings, now) {
-            continue;
-        }
-        if let Some(status) = next_status(&pod, timings, now) {
-            let mut updated = pod.clone();
-            updated["status"] = status;
-            if let Err(error) = store.update(&pods(), updated, &WriteOptions::status()) {
-                tracing::debug!(pod = meta::name(&pod), %error, "pod status update skipped");
+        if meta::is_deleting(&pod) && ours {
+            waiting = true;
+            if finish_termination(store, &pod, timings, now) {
+                continue;
             }
         }
+        let Some(status) = next_status(&pod, timings, now) else {
+            // Each lifecycle step fires once the clock passes some instant, so a step still
+            // ahead shows in the status the pod would get at the end of time.
+            waiting = waiting || next_status(&pod, timings, Timestamp::MAX).is_some();
+            continue;
+        };
+        waiting = true;
+        let mut updated = Value::clone(&pod);
+        updated["status"] = status;
+        if let Err(error) = store.update(&pods(), updated, &WriteOptions::status()) {
+            tracing::debug!(pod = meta::name(&pod), %error, "pod status update skipped");
+        }
     }
+    waiting
 }
 
 /// Lifts the kubelet finalizer once the grace period is over; true if it did.

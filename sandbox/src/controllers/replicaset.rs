@@ -6,6 +6,7 @@
 //! pods terminate through the simulated kubelet ([`super::pods`]) and stop counting at once.
 
 use std::cmp::Reverse;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
@@ -38,6 +39,7 @@ pub fn reconcile(store: &Store, events: &EventRecorder, index: &OwnerIndex, rs: 
     let active: Vec<&Value> = index
         .owned(rs)
         .iter()
+        .map(|p| &**p)
         .filter(|p| pods::is_active(p))
         .collect();
     let desired = desired_replicas(rs);
@@ -91,8 +93,12 @@ fn recency(pod: &Value) -> Option<Timestamp> {
 }
 
 /// Counts the replicas-type status fields over `pods` (`minReadySeconds` for availability).
-pub fn count(pods_list: &[Value], min_ready_seconds: u64, now: Timestamp) -> (usize, usize, usize) {
-    let active: Vec<&Value> = pods_list.iter().filter(|p| pods::is_active(p)).collect();
+pub fn count(
+    pods_list: &[Arc<Value>],
+    min_ready_seconds: u64,
+    now: Timestamp,
+) -> (usize, usize, usize) {
+    let active: Vec<&Arc<Value>> = pods_list.iter().filter(|p| pods::is_active(p)).collect();
     let ready = active.iter().filter(|p| pods::is_ready(p)).count();
     let min_ready = std::time::Duration::from_secs(min_ready_seconds);
     let available = active
@@ -102,8 +108,9 @@ pub fn count(pods_list: &[Value], min_ready_seconds: u64, now: Timestamp) -> (us
     (active.len(), ready, available)
 }
 
-/// Recomputes `status` from the pods.
-pub fn refresh_status(store: &Store, index: &OwnerIndex, rs: &Value) {
+/// Recomputes `status` from the pods. Returns whether some Ready pod is not yet available
+/// (inside `minReadySeconds`), so that the status will change with time alone.
+pub fn refresh_status(store: &Store, index: &OwnerIndex, rs: &Value) -> bool {
     let now = store.clock().now();
     let owned = index.owned(rs);
     let min_ready = rs
@@ -121,6 +128,7 @@ pub fn refresh_status(store: &Store, index: &OwnerIndex, rs: &Value) {
         .cloned()
         .unwrap_or(json!(1));
     write_status(store, &replicasets(), rs, status);
+    ready > available
 }
 
 /// Writes `status` through `/status` if it changed.

@@ -38,7 +38,7 @@ pub fn reconcile(store: &Store, events: &EventRecorder, index: &OwnerIndex, set:
     let owned = index.owned(set);
     let mut by_ordinal: Vec<(usize, &Value)> = owned
         .iter()
-        .filter_map(|p| Some((ordinal(name, p)?, p)))
+        .filter_map(|p| Some((ordinal(name, p)?, &**p)))
         .collect();
     by_ordinal.sort_by_key(|(o, _)| *o);
     // Scale down first, highest ordinal first; OrderedReady waits for each to vanish.
@@ -116,8 +116,9 @@ fn create_ordinal(store: &Store, events: &EventRecorder, set: &Value, o: usize) 
     }
 }
 
-/// Recomputes `status`.
-pub fn refresh_status(store: &Store, index: &OwnerIndex, set: &Value) {
+/// Recomputes `status`. Returns whether some Ready pod is not yet available (inside
+/// `minReadySeconds`), so that the status will change with time alone.
+pub fn refresh_status(store: &Store, index: &OwnerIndex, set: &Value) -> bool {
     let now = store.clock().now();
     let min_ready = set
         .pointer("/spec/minReadySeconds")
@@ -143,4 +144,5 @@ pub fn refresh_status(store: &Store, index: &OwnerIndex, set: &Value) {
     status["updateRevision"] = json!(revision);
     status["collisionCount"] = json!(0);
     write_status(store, &statefulsets(), set, status);
+    ready > available
 }

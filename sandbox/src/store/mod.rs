@@ -29,9 +29,14 @@
 //! Everything sits behind one mutex: the sandbox serves tests and a laptop, not a fleet, and a
 //! single lock makes "assign RV, store, publish in RV order" trivially linearizable
 //! (`spec/kubernetes.md` §5.12). The lock is never held across an `.await`.
+//!
+//! Stored objects are immutable `Arc<Value>`s, replaced whole on every write, so [`Store::list`]
+//! hands out shared references instead of deep copies: the simulated controllers list every
+//! workload every tick, and with thousands of Deployments copying them all cost a CPU core.
 
 mod checks;
 pub mod meta;
+mod options;
 pub mod registry;
 pub mod watch;
 
@@ -49,6 +54,7 @@ pub use checks::has_pending_finalizers;
 use checks::{
     check_delete_preconditions, check_namespace_open, check_preconditions, strip_volatile,
 };
+pub use options::{DeleteOptions, Propagation, Subresource, WriteOptions};
 pub use registry::{Registry, ResourceInfo};
 pub use watch::{EventType, Subscription, WatchEvent};
 use watch::{Notice, too_old};
@@ -88,64 +94,6 @@ impl fmt::Display for GroupResource {
     }
 }
 
-/// Which part of an object an update writes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Subresource {
-    /// The main resource: `.status` is kept from the stored object if the resource has a status
-    /// subresource.
-    #[default]
-    Main,
-    /// `/status`: only `.status` is taken from the request.
-    Status,
-}
-
-/// Options of create and update.
-#[derive(Debug, Clone, Default)]
-pub struct WriteOptions {
-    /// Validate and compute the result, but store nothing (`?dryRun=All`).
-    pub dry_run: bool,
-    /// `?fieldManager=`; recorded in `managedFields` by callers that track ownership.
-    pub field_manager: Option<String>,
-    /// Main resource or `/status`.
-    pub subresource: Subresource,
-    /// `?fieldValidation=Strict`: unknown fields of custom resources fail with 400.
-    pub strict: bool,
-}
-
-impl WriteOptions {
-    /// Options for a `/status` write.
-    pub fn status() -> Self {
-        Self {
-            subresource: Subresource::Status,
-            ..Self::default()
-        }
-    }
-}
-
-/// `propagationPolicy` of a delete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Propagation {
-    /// Dependents lose their owner reference and stay.
-    Orphan,
-    /// The owner goes now; the garbage collector removes dependents afterwards.
-    Background,
-    /// Dependents go first; the owner waits with the `foregroundDeletion` finalizer.
-    Foreground,
-}
-
-/// Options of delete.
-#[derive(Debug, Clone, Default)]
-pub struct DeleteOptions {
-    /// Compute the result, change nothing.
-    pub dry_run: bool,
-    /// Cascading policy; `None` = the resource default (background).
-    pub propagation: Option<Propagation>,
-    /// `preconditions.resourceVersion`.
-    pub precondition_rv: Option<String>,
-    /// `preconditions.uid`.
-    pub precondition_uid: Option<String>,
-}
-
 /// Namespaces kube-apiserver refuses to delete.
 const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
@@ -171,7 +119,9 @@ pub struct ListPage {
 #[derive(Debug)]
 struct State {
     rv: u64,
-    objects: BTreeMap<GroupResource, BTreeMap<ObjectKey, Value>>,
+    objects: BTreeMap<GroupResource, BTreeMap<ObjectKey, Arc<Value>>>,
+    /// The resourceVersion of each resource's latest change ([`Store::last_change`]).
+    changed_at: BTreeMap<GroupResource, u64>,
     history: VecDeque<Arc<WatchEvent>>,
     history_capacity: usize,
     /// Every event with a resourceVersion above this one is still in `history`.
@@ -202,6 +152,7 @@ impl Store {
             state: Mutex::new(State {
                 rv: 0,
                 objects: BTreeMap::new(),
+                changed_at: BTreeMap::new(),
                 history: VecDeque::new(),
                 history_capacity: history_capacity.max(1),
                 compacted: 0,
@@ -244,6 +195,14 @@ impl Store {
         self.lock().rv
     }
 
+    /// The resourceVersion of the latest change to any object of `resources` (0 if none
+    /// changed yet): a reader of only these resources has nothing new to see while it stays put.
+    pub fn last_change(&self, resources: &[GroupResource]) -> u64 {
+        let st = self.lock();
+        let at = |gr| st.changed_at.get(gr).copied().unwrap_or(0);
+        resources.iter().map(at).max().unwrap_or(0)
+    }
+
     /// The resource info, or 404 if the resource is not served.
     pub fn info(&self, gr: &GroupResource) -> Result<Arc<ResourceInfo>, ApiError> {
         self.registry
@@ -260,13 +219,14 @@ impl Store {
             .objects
             .get(gr)
             .and_then(|m| m.get(&key(ns, name)))
-            .cloned()
+            .map(|v| Value::clone(v))
             .ok_or_else(|| ApiError::not_found(gr, name))
     }
 
     /// All objects of a resource (in one namespace, or all), ordered by namespace and name, with
-    /// the resourceVersion of the snapshot.
-    pub fn list(&self, gr: &GroupResource, ns: Option<&str>) -> (Vec<Value>, u64) {
+    /// the resourceVersion of the snapshot. The objects are shared, not copied: a caller that
+    /// wants to change one clones it (`Value::clone(&obj)`).
+    pub fn list(&self, gr: &GroupResource, ns: Option<&str>) -> (Vec<Arc<Value>>, u64) {
         let st = self.lock();
         let items = st
             .objects
@@ -274,7 +234,7 @@ impl Store {
             .map(|m| {
                 m.iter()
                     .filter(|((o_ns, _), _)| ns.is_none_or(|ns| ns == o_ns))
-                    .map(|(_, v)| v.clone())
+                    .map(|(_, v)| Arc::clone(v))
                     .collect()
             })
             .unwrap_or_default();
@@ -312,7 +272,7 @@ impl Store {
             if limit.is_some_and(|l| page.items.len() >= l) {
                 page.remaining += 1;
             } else {
-                page.items.push(object.clone());
+                page.items.push(Value::clone(object));
             }
         }
         page
@@ -365,7 +325,11 @@ impl Store {
         let name = meta::name(&obj).to_owned();
         let k = key(ns.as_deref(), &name);
         let mut st = self.lock();
-        let old = st.objects.get(gr).and_then(|m| m.get(&k)).cloned();
+        let old = st
+            .objects
+            .get(gr)
+            .and_then(|m| m.get(&k))
+            .map(|v| Value::clone(v));
         let old = old.ok_or_else(|| ApiError::not_found(gr, &name))?;
         check_preconditions(gr, &info, &old, &obj)?;
         let new = admission::prepare_update(&info, &old, obj, opts.subresource, opts.strict)?;
@@ -394,7 +358,11 @@ impl Store {
         let ns = if info.namespaced { ns } else { None };
         let k = key(ns, name);
         let mut st = self.lock();
-        let old = st.objects.get(gr).and_then(|m| m.get(&k)).cloned();
+        let old = st
+            .objects
+            .get(gr)
+            .and_then(|m| m.get(&k))
+            .map(|v| Value::clone(v));
         let old = old.ok_or_else(|| ApiError::not_found(gr, name))?;
         check_delete_preconditions(gr, name, &old, opts)?;
         if gr.group.is_empty()
@@ -456,7 +424,7 @@ impl Store {
                         rv: meta::resource_version(o)
                             .and_then(|r| r.parse().ok())
                             .unwrap_or(st.rv),
-                        object: o.clone(),
+                        object: Value::clone(o),
                         old: None,
                     })
                 })
@@ -491,7 +459,7 @@ impl Store {
         let st = self.lock();
         st.objects
             .iter()
-            .flat_map(|(gr, m)| m.values().map(move |o| (gr.clone(), o.clone())))
+            .flat_map(|(gr, m)| m.values().map(move |o| (gr.clone(), Value::clone(o))))
             .collect()
     }
 
@@ -544,11 +512,16 @@ impl Store {
         st.rv += 1;
         let rv = st.rv;
         meta::metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
+        if let Some(at) = st.changed_at.get_mut(gr) {
+            *at = rv;
+        } else {
+            st.changed_at.insert(gr.clone(), rv);
+        }
         let objects = st.objects.entry(gr.clone()).or_default();
         if event_type == EventType::Deleted {
             objects.remove(&k);
         } else {
-            objects.insert(k, obj.clone());
+            objects.insert(k, Arc::new(obj.clone()));
         }
         let event = Arc::new(WatchEvent {
             event_type,
@@ -592,7 +565,7 @@ impl Store {
                     .entry(gr.clone())
                     .or_default()
                     .insert(k.clone(), obj.clone());
-                self.commit(st, &gr, k, EventType::Deleted, obj, None);
+                self.commit(st, &gr, k, EventType::Deleted, Value::clone(&obj), None);
             }
         }
     }
