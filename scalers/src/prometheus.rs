@@ -273,9 +273,17 @@ impl Trigger {
 
     /// `GET {serverAddress}/api/v1/query?query=…&time=…[&namespace=…][&k=v…]`.
     pub fn query_url(&self, now: SystemTime) -> String {
-        let mut url = format!(
-            "{}/api/v1/query?query={}&time={}",
+        format!(
+            "{}/api/v1/query?{}",
             self.server_address,
+            self.query_string(now)
+        )
+    }
+
+    /// `query=…&time=…[&namespace=…][&k=v…]`.
+    fn query_string(&self, now: SystemTime) -> String {
+        let mut url = format!(
+            "query={}&time={}",
             query_escape(&self.query),
             humantime::format_rfc3339_seconds(now)
         );
@@ -287,6 +295,26 @@ impl Trigger {
             url.push_str(&format!("&{}={}", query_escape(k), query_escape(v)));
         }
         url
+    }
+}
+
+/// `{serverAddress}/api/v1/query` parsed, unless it carries a query or fragment.
+fn query_base(trigger: &Trigger) -> Option<Url> {
+    Url::parse(&format!("{}/api/v1/query", trigger.server_address))
+        .ok()
+        .filter(|base| base.query().is_none() && base.fragment().is_none())
+}
+
+/// The query URL at `now`: what parsing [`Trigger::query_url`] gives, built on `base` when
+/// there is one.
+fn query_url(base: Option<&Url>, trigger: &Trigger, now: SystemTime) -> Result<Url, String> {
+    match base {
+        Some(base) => {
+            let mut url = base.clone();
+            url.set_query(Some(&trigger.query_string(now)));
+            Ok(url)
+        }
+        None => Url::parse(&trigger.query_url(now)).map_err(|e| format!("invalid query URL: {e}")),
     }
 }
 
@@ -318,6 +346,10 @@ pub struct PrometheusScaler {
     timeout: Duration,
     client: Shared<HttpKey, HttpClient>,
     cloud: Option<cloud::CloudAuth>,
+    /// `{serverAddress}/api/v1/query`, parsed once: parsing the whole URL each poll (host
+    /// normalisation included) was ~6 % of the operator's CPU at 10,000 polls/s. `None` when
+    /// `serverAddress` carries a query or fragment: then the URL is parsed whole each time.
+    query_base: Option<Url>,
 }
 
 /// Parse `cfg` and take a pooled HTTP client (no request is made).
@@ -356,6 +388,7 @@ pub async fn build_with(
     let client = crate::pool::http::acquire(&url, &trigger.tls).map_err(config)?;
     let spec = trigger.metric_spec(cfg.trigger_index);
     Ok(Box::new(PrometheusScaler {
+        query_base: query_base(&trigger),
         timeout: trigger.timeout.unwrap_or(cfg.timeout),
         trigger,
         spec,
@@ -372,8 +405,8 @@ impl PrometheusScaler {
             message,
         };
         let deadline = Instant::now() + crate::pool::effective_timeout(self.timeout);
-        let url = Url::parse(&self.trigger.query_url(SystemTime::now()))
-            .map_err(|e| backend(format!("invalid query URL: {e}")))?;
+        let url = query_url(self.query_base.as_ref(), &self.trigger, SystemTime::now())
+            .map_err(backend)?;
         let reqwest = self.client.client().reqwest();
         let request = reqwest.get(url);
         let request = match &self.trigger.auth {

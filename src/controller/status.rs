@@ -48,6 +48,16 @@ pub fn set_condition(
     )
 }
 
+/// Whether condition `type_` is already as `change` would set it.
+pub fn has_condition(conditions: &[Condition], type_: &str, change: &ConditionChange) -> bool {
+    conditions.iter().any(|c| {
+        c.type_ == type_
+            && c.status == change.status
+            && c.reason.as_deref() == Some(change.reason)
+            && c.message.as_deref() == Some(change.message)
+    })
+}
+
 /// Set condition `type_` to `status`, `reason` and `message`; returns whether anything changed.
 pub fn set_condition_to(
     conditions: &mut Vec<Condition>,
@@ -256,6 +266,8 @@ mod tests {
         assert!(set_condition(&mut conditions, "Ready", &READY));
         assert!(!set_condition(&mut conditions, "Ready", &READY));
         assert_eq!(conditions.iter().filter(|c| c.type_ == "Ready").count(), 1);
+        assert!(has_condition(&conditions, "Ready", &READY));
+        assert!(!has_condition(&conditions, "Active", &READY));
         assert!(
             set_condition(&mut conditions, "HPAActive", &READY),
             "a new type is added"

@@ -25,7 +25,9 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::decision::{Decision, ObjectState, PollOutcome, ScaleChange, ScaleReason, decide};
+use super::decision::{
+    ConditionChange, Decision, ObjectState, PollOutcome, ScaleChange, ScaleReason, decide,
+};
 use super::fallback::{AfterPoll, after_poll, synthesized_value};
 use super::last_active::{LastActive, to_write, write_interval};
 use super::modifiers::{CompositeMetric, CompositeValue};
@@ -34,7 +36,8 @@ use super::scheduler::Pollable;
 use super::store::{MetricRecord, MetricStore};
 use crate::controller::events::Events;
 use crate::controller::status::{
-    StatusWrite, SupersededVersion, set_condition, set_condition_to, write_if_current,
+    StatusWrite, SupersededVersion, has_condition, set_condition, set_condition_to,
+    write_if_current,
 };
 use crate::controller::target::Target;
 use crate::controller::triggers::BuiltTrigger;
@@ -178,19 +181,20 @@ impl PolledObject {
         if let Some(change) = decision.scale {
             self.scale(&latest, current, change).await;
         }
+        // Almost every poll: nothing to write, known without building the status.
+        let remembered = self.last_active.remembered();
+        if fallback.is_none()
+            && status_unchanged(&latest, &decision, &results.activity, remembered, interval)
+        {
+            return;
+        }
         let mut status = next_status(&latest, &decision, results.activity);
         if let Some(fallback) = fallback {
             self.record_fallback(&latest, &mut status, fallback).await;
         }
         let persisted = status.last_active_time.as_ref().map(|t| t.0);
         let transition = latest.status.as_ref() != Some(&status);
-        status.last_active_time = to_write(
-            persisted,
-            self.last_active.remembered(),
-            transition,
-            interval,
-        )
-        .map(Time);
+        status.last_active_time = to_write(persisted, remembered, transition, interval).map(Time);
         if !stop.is_cancelled() {
             self.write_status(&latest, &status).await;
         }
@@ -500,6 +504,30 @@ fn object_state(so: &ScaledObject, current_replicas: i32) -> ObjectState {
     }
 }
 
+/// Whether [`next_status`] (without fallback) and `lastActiveTime` would leave `so`'s status as
+/// it is: the same test as comparing the built status, without cloning the status each poll.
+fn status_unchanged(
+    so: &ScaledObject,
+    decision: &Decision,
+    activity: &BTreeMap<String, TriggerActivityStatus>,
+    remembered: Option<Timestamp>,
+    interval: Duration,
+) -> bool {
+    let Some(status) = so.status.as_ref() else {
+        return false;
+    };
+    let kept = |change: &Option<ConditionChange>, type_: &str| {
+        change
+            .as_ref()
+            .is_none_or(|change| has_condition(&status.conditions, type_, change))
+    };
+    let persisted = status.last_active_time.as_ref().map(|t| t.0);
+    kept(&decision.active, condition::ACTIVE)
+        && kept(&decision.ready, condition::READY)
+        && (activity.is_empty() || *activity == status.triggers_activity)
+        && to_write(persisted, remembered, false, interval) == persisted
+}
+
 /// The status after this poll: conditions and activity (`lastActiveTime` is the caller's).
 fn next_status(
     so: &ScaledObject,
@@ -518,3 +546,7 @@ fn next_status(
     }
     status
 }
+
+#[cfg(test)]
+#[path = "poll_tests.rs"]
+mod tests;

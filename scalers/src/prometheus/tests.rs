@@ -138,6 +138,30 @@ fn query_url_escapes_query_and_parameters_but_not_namespace() {
     );
 }
 
+#[rstest]
+#[case::plain("http://p:9090")]
+#[case::path_and_slash("https://Prom.Example:443/prometheus/")]
+#[case::ipv6("http://[::1]:9090")]
+#[case::userinfo("http://u:p@p:9090")]
+#[case::own_query("http://p:9090/x?tenant=a")]
+fn the_parsed_base_gives_the_same_url_as_parsing_it_whole(#[case] address: &str) {
+    let c = cfg(
+        &[
+            ("serverAddress", address),
+            ("query", "sum(rate(x{a=\"b c\"}[1m])) / 2%"),
+            ("namespace", "a&b é"),
+            ("queryParameters", "k 1=v/2"),
+        ],
+        &[],
+    );
+    let trigger = parse(&c).expect("valid");
+    let now = UNIX_EPOCH + Duration::from_secs(86400);
+    let whole = Url::parse(&trigger.query_url(now)).expect("a URL");
+    let base = query_base(&trigger);
+    assert_eq!(base.is_none(), address.contains('?'));
+    assert_eq!(query_url(base.as_ref(), &trigger, now), Ok(whole));
+}
+
 fn vector(values: &str) -> String {
     format!(r#"{{"status":"success","data":{{"resultType":"vector","result":[{values}]}}}}"#)
 }
