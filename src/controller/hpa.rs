@@ -354,6 +354,12 @@ pub(super) async fn ensure(
     };
     let mut hpa = desired_hpa(so, &target_ref, specs, env!("CARGO_PKG_VERSION"));
     hpa.metadata.managed_fields = None;
+    let shape = super::hpa_index::shape(&hpa.metadata, hpa.spec.as_ref());
+    if ctx.hpas.has_shape(&target.namespace, &name, shape) {
+        // Already as it would be applied, owner reference included: nothing to read or write.
+        delete_renamed_hpa(so, ctx, &name).await?;
+        return Ok(None);
+    }
     let api: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), &target.namespace);
     if let Some(found) = read(so, ctx, &name).await? {
         match existing(&found, so, &target.kind_label()) {

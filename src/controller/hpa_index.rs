@@ -8,12 +8,18 @@
 //! Unknown (before the first list, or an HPA not seen) means "ask the API server", never
 //! "absent": reconcile falls back to its GET, so a stale or young index costs a request, not
 //! a wrong answer.
+//!
+//! Each HPA's [`shape`] is kept too (8 bytes): when the live HPA already has the shape
+//! reconcile would apply, the GET and the apply are skipped — on a restart of 10,000 objects,
+//! 20,000 requests. A shape that differs (another writer, server defaults) just means applying.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use k8s_openapi::api::autoscaling::v2::{
-    HorizontalPodAutoscaler, HorizontalPodAutoscalerCondition, HorizontalPodAutoscalerStatus,
+    HorizontalPodAutoscaler, HorizontalPodAutoscalerCondition, HorizontalPodAutoscalerSpec,
+    HorizontalPodAutoscalerStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher::Event;
@@ -29,10 +35,19 @@ pub struct HpaIndex {
 
 #[derive(Debug, Default)]
 struct Index {
-    /// HPA → its `ScalingActive` condition, if it reported one.
-    live: HashMap<Key, Option<HorizontalPodAutoscalerCondition>>,
+    /// What is known of each HPA.
+    live: HashMap<Key, Summary>,
     /// The map being rebuilt by a (re)list, swapped in when it completes.
-    relist: Option<HashMap<Key, Option<HorizontalPodAutoscalerCondition>>>,
+    relist: Option<HashMap<Key, Summary>>,
+}
+
+/// One HPA as reconcile needs it.
+#[derive(Debug)]
+struct Summary {
+    /// Its `ScalingActive` condition, if it reported one.
+    condition: Option<HorizontalPodAutoscalerCondition>,
+    /// Its [`shape`].
+    shape: u64,
 }
 
 impl HpaIndex {
@@ -42,8 +57,8 @@ impl HpaIndex {
         match event {
             Event::Init => index.relist = Some(HashMap::new()),
             Event::InitApply(hpa) => {
-                let (key, condition) = summary(hpa);
-                index.relist.get_or_insert_default().insert(key, condition);
+                let (key, summary) = summary(hpa);
+                index.relist.get_or_insert_default().insert(key, summary);
             }
             Event::InitDone => {
                 if let Some(relisted) = index.relist.take() {
@@ -51,8 +66,8 @@ impl HpaIndex {
                 }
             }
             Event::Apply(hpa) => {
-                let (key, condition) = summary(hpa);
-                index.live.insert(key, condition);
+                let (key, summary) = summary(hpa);
+                index.live.insert(key, summary);
             }
             Event::Delete(hpa) => {
                 index.live.remove(&summary(hpa).0);
@@ -64,7 +79,7 @@ impl HpaIndex {
     /// condition); `None` when the index does not know it.
     pub fn get(&self, namespace: &str, name: &str) -> Option<HorizontalPodAutoscaler> {
         let key = (namespace.to_owned(), name.to_owned());
-        let condition = self.lock().live.get(&key)?.clone();
+        let condition = self.lock().live.get(&key)?.condition.clone();
         Some(HorizontalPodAutoscaler {
             metadata: ObjectMeta {
                 name: Some(key.1),
@@ -79,12 +94,31 @@ impl HpaIndex {
         })
     }
 
+    /// Whether the HPA `namespace/name` is known to have `shape`.
+    pub fn has_shape(&self, namespace: &str, name: &str, shape: u64) -> bool {
+        let key = (namespace.to_owned(), name.to_owned());
+        self.lock().live.get(&key).is_some_and(|s| s.shape == shape)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Index> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-fn summary(hpa: &HorizontalPodAutoscaler) -> (Key, Option<HorizontalPodAutoscalerCondition>) {
+/// A digest of what reconcile applies to an HPA: labels, annotations, owner references (so the
+/// owning ScaledObject's uid) and spec. In memory only.
+pub fn shape(metadata: &ObjectMeta, spec: Option<&HorizontalPodAutoscalerSpec>) -> u64 {
+    let applied = (
+        &metadata.labels,
+        &metadata.annotations,
+        &metadata.owner_references,
+        spec,
+    );
+    let json = serde_json::to_vec(&applied).unwrap_or_default();
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(json)
+}
+
+fn summary(hpa: &HorizontalPodAutoscaler) -> (Key, Summary) {
     let key = (
         hpa.metadata.namespace.clone().unwrap_or_default(),
         hpa.metadata.name.clone().unwrap_or_default(),
@@ -95,7 +129,8 @@ fn summary(hpa: &HorizontalPodAutoscaler) -> (Key, Option<HorizontalPodAutoscale
         .and_then(|s| s.conditions.as_ref())
         .and_then(|c| c.iter().find(|c| c.type_ == "ScalingActive"))
         .cloned();
-    (key, condition)
+    let shape = shape(&hpa.metadata, hpa.spec.as_ref());
+    (key, Summary { condition, shape })
 }
 
 #[cfg(test)]
@@ -141,6 +176,35 @@ mod tests {
         assert_eq!(active(&index, "a"), Some(Some("False".into())));
         index.apply(&Event::Delete(hpa("a", Some("False"))));
         assert_eq!(active(&index, "a"), None);
+    }
+
+    #[test]
+    fn the_shape_covers_labels_owner_and_spec_only() {
+        let index = HpaIndex::default();
+        let mut live = hpa("a", Some("True"));
+        live.spec = Some(HorizontalPodAutoscalerSpec {
+            max_replicas: 10,
+            ..HorizontalPodAutoscalerSpec::default()
+        });
+        let applied = shape(&live.metadata, live.spec.as_ref());
+        index.apply(&Event::Apply(live.clone()));
+        assert!(index.has_shape("shop", "a", applied));
+        assert!(!index.has_shape("shop", "b", applied), "unknown HPA");
+        live.metadata.resource_version = Some("9".into());
+        live.status = None;
+        assert_eq!(
+            shape(&live.metadata, live.spec.as_ref()),
+            applied,
+            "status and versions do not count"
+        );
+        live.metadata.labels = Some([("team".to_owned(), "a".to_owned())].into());
+        assert_ne!(shape(&live.metadata, live.spec.as_ref()), applied);
+        let mut spec = live.spec.clone().expect("spec");
+        spec.max_replicas = 11;
+        assert_ne!(
+            shape(&ObjectMeta::default(), Some(&spec)),
+            shape(&ObjectMeta::default(), live.spec.as_ref())
+        );
     }
 
     #[test]
