@@ -68,6 +68,15 @@ impl Context {
             polled.superseded.mark(so);
         }
     }
+
+    /// Whether this process wrote over `so` already (so a newer version is on its way).
+    fn is_superseded(&self, so: &ScaledObject) -> bool {
+        let registered = self.registered.lock().ok();
+        registered
+            .as_ref()
+            .and_then(|r| r.get(&key_of(so)))
+            .is_some_and(|(_, polled)| polled.superseded.is(so))
+    }
 }
 
 /// A reconcile that failed; retried with backoff.
@@ -90,6 +99,11 @@ pub enum Error {
 /// Reconcile one ScaledObject.
 pub async fn reconcile(so: Arc<ScaledObject>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = so.metadata.namespace.clone().unwrap_or_default();
+    if ctx.is_superseded(&so) {
+        // The cache lags this process's own writes (a cold start of thousands of objects):
+        // every write from this version would be refused or redone. Look again shortly.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let api: Api<ScaledObject> = Api::namespaced(ctx.client.clone(), &namespace);
     let (so, marked_over) = match marks::first_contact(&so, &api).await? {
         Contact::Known => (so, None),

@@ -153,20 +153,23 @@ pub async fn write_if_current(
 /// writes by seconds, those doomed writes were ~4 of the ~7 status requests per object.
 ///
 /// A version once superseded stays so, so any remembered one is safe to skip. Kept as hashes
-/// of the versions (16 bytes per object); a collision only delays a write to the next poll that
+/// of the versions (32 bytes per object); a collision only delays a write to the next poll that
 /// sees a newer version.
 #[derive(Debug, Default)]
-pub struct SupersededVersion([AtomicU64; 2]);
+pub struct SupersededVersion([AtomicU64; 4]);
 
 impl SupersededVersion {
-    /// `so`'s version is out of date (the last two marked are remembered).
+    /// `so`'s version is out of date (the last four marked are remembered).
     pub fn mark(&self, so: &ScaledObject) {
         let hash = version_hash(so);
-        let [latest, earlier] = &self.0;
-        if latest.load(Ordering::Relaxed) != hash {
-            earlier.store(latest.load(Ordering::Relaxed), Ordering::Relaxed);
-            latest.store(hash, Ordering::Relaxed);
+        if hash == 0 || self.0[0].load(Ordering::Relaxed) == hash {
+            return;
         }
+        // Shift the older ones down; a race only forgets a hint.
+        for i in (1..self.0.len()).rev() {
+            self.0[i].store(self.0[i - 1].load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        self.0[0].store(hash, Ordering::Relaxed);
     }
 
     /// Whether `so` is a version known to be out of date.
@@ -292,13 +295,14 @@ mod tests {
         superseded.mark(&at("7"));
         assert!(superseded.is(&at("7")));
         assert!(!superseded.is(&at("8")), "the next version is written to");
-        superseded.mark(&at("8"));
-        assert!(
-            superseded.is(&at("7")) && superseded.is(&at("8")),
-            "two are kept"
-        );
-        superseded.mark(&at("9"));
+        for version in ["8", "9", "10"] {
+            superseded.mark(&at(version));
+        }
+        let kept = ["7", "8", "9", "10"];
+        assert!(kept.iter().all(|v| superseded.is(&at(v))), "four are kept");
+        superseded.mark(&at("11"));
         assert!(!superseded.is(&at("7")), "the oldest is forgotten");
+        assert!(superseded.is(&at("8")));
         assert!(!superseded.is(&unversioned));
     }
 

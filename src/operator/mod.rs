@@ -37,7 +37,7 @@ pub use leader::{Leadership, LeadershipWatch};
 pub use leader_args::{ConfigError, DEFAULT_LEASE_NAME, LeaderElectionArgs, LeaseConfig};
 
 /// Most reconciles in flight at once.
-const MAX_RECONCILES: u16 = 32;
+const MAX_RECONCILES: u16 = 128;
 /// Most polls in flight at once.
 const MAX_POLLS_IN_FLIGHT: usize = 256;
 
