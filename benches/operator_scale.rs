@@ -13,11 +13,12 @@
 //! - Phases: (1) the operator on an empty cluster: idle CPU and RSS; (2) N Deployments and N
 //!   ScaledObjects written into the sandbox's store, then a fresh operator: time until every
 //!   object was polled once (a cold start: labels, finalizers, HPAs and status are all written);
-//!   (3) steady state over [`STEADY`]: CPU cores, RSS per object over the baseline, poll
-//!   lateness p99 (`tidescale_scaling_poll_lateness_seconds`, bucket bound), API requests per
-//!   second by kind (`tidescale_api_requests_total`, watches excluded); (4) activation: the
-//!   answer of K objects flips 0 → 1 at random instants; overhead = time the `/scale` write is
-//!   committed in the sandbox's store (an in-process subscription) − time of the object's
+//!   (3) once a [`SETTLE_WINDOW`] passes without API writes, steady state over [`STEADY`]:
+//!   CPU cores, RSS per object over the baseline, poll lateness p99
+//!   (`tidescale_scaling_poll_lateness_seconds`, bucket bound), API requests per second by kind
+//!   (`tidescale_api_requests_total`, watches excluded); (4) activation: the answer of K objects
+//!   flips 0 → 1 at random instants; overhead = time the `/scale` write is committed in the
+//!   sandbox's store (an in-process subscription) − time of the object's
 //!   first query after the flip (the wait for the next poll is not the operator's cost);
 //!   (5) a restart of the operator: time until every object is polled again (the warm start:
 //!   everything exists already).
@@ -54,6 +55,10 @@ const NAMESPACE: &str = "bench";
 const STEADY: Duration = Duration::from_secs(30);
 /// Idle-baseline measuring window.
 const IDLE: Duration = Duration::from_secs(10);
+/// A window without API writes that ends the start-up.
+const SETTLE_WINDOW: Duration = Duration::from_secs(5);
+/// Bound on waiting for the start-up's writes to end.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Bound on waiting for every object to be polled.
 const ALL_POLLED_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -131,7 +136,8 @@ async fn run(sandbox: tokio::runtime::Handle) -> Result<()> {
         .await?
         .api_requests_since(&Scrape::default());
     println!("cold start requests: {requests:?}");
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    let settled = operator.wait_settled().await?;
+    println!("start-up writes done {settled:?} after the first round of polls");
 
     // (3) Steady state.
     let before = operator.scrape().await?;
@@ -248,6 +254,23 @@ impl Operator {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         bail!("the operator did not serve /metrics within 30 s (see operator_scale.log)")
+    }
+
+    /// Wait until a window of [`SETTLE_WINDOW`] passes without API writes (the start-up's status
+    /// writes wait for the watch to catch up, and can trail the first round of polls), at most
+    /// [`SETTLE_TIMEOUT`]; then the steady state begins. Returns how long it took.
+    async fn wait_settled(&self) -> Result<Duration> {
+        let started = Instant::now();
+        let mut before = self.scrape().await?;
+        while started.elapsed() < SETTLE_TIMEOUT {
+            tokio::time::sleep(SETTLE_WINDOW).await;
+            let after = self.scrape().await?;
+            if after.api_requests_since(&before).writes() == 0 {
+                break;
+            }
+            before = after;
+        }
+        Ok(started.elapsed())
     }
 
     async fn scrape(&self) -> Result<Scrape> {
