@@ -134,7 +134,11 @@ impl Events {
             }
             Err(TrySendError::Full(_)) => {
                 // One warning per thousand dropped: a burst must not flood the log too.
-                if self.dropped.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+                if self
+                    .dropped
+                    .fetch_add(1, Ordering::Relaxed)
+                    .is_multiple_of(1000)
+                {
                     warn!(reason, queue = QUEUE, "event queue full; events dropped");
                 }
             }

@@ -16,7 +16,7 @@ pub(super) enum Contact {
     Known,
     /// The marks were written: reconcile the object the write returned, at once (waiting for
     /// the watch to bring it back cost a round trip per object on a cold start).
-    Marked(ScaledObject),
+    Marked(Box<ScaledObject>),
     /// Someone wrote the object first: its newer version's event brings it back.
     Later(Action),
 }
@@ -45,7 +45,7 @@ pub(super) async fn first_contact(
         "labels": {LABEL_SCALED_OBJECT_NAME: name},
     }}));
     match within_api_timeout(api.patch(&name, &PatchParams::default(), &patch)).await {
-        Ok(marked) => Ok(Contact::Marked(marked)),
+        Ok(marked) => Ok(Contact::Marked(Box::new(marked))),
         Err(kube::Error::Api(status)) if status.code == 409 => {
             Ok(Contact::Later(Action::await_change()))
         }

@@ -107,7 +107,7 @@ pub async fn reconcile(so: Arc<ScaledObject>, ctx: Arc<Context>) -> Result<Actio
     let api: Api<ScaledObject> = Api::namespaced(ctx.client.clone(), &namespace);
     let (so, marked_over) = match marks::first_contact(&so, &api).await? {
         Contact::Known => (so, None),
-        Contact::Marked(marked) => (Arc::new(marked), Some(so)),
+        Contact::Marked(marked) => (Arc::new(*marked), Some(so)),
         Contact::Later(action) => return Ok(action),
     };
     finalizer(&api, FINALIZER, so, |event| async {
