@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use rustls::DistinguishedName;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -279,7 +279,9 @@ impl AuthConfigCell {
         let api: Api<ConfigMap> = Api::namespaced(client, AUTH_CONFIGMAP_NAMESPACE);
         let config =
             watcher::Config::default().fields(&format!("metadata.name={AUTH_CONFIGMAP_NAME}"));
-        let mut events = watcher(api, config).default_backoff().boxed();
+        // The operator's backoff (capped at 5 s): kube's default waits up to 30 s after an
+        // API-server restart before it sees the ConfigMap again.
+        let mut events = crate::operator::watch_backoff::watch(api, config).boxed();
         loop {
             let event = tokio::select! {
                 () = cancel.cancelled() => return,

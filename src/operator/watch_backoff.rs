@@ -1,5 +1,6 @@
 //! How the operator's watches retry: ScaledObjects, their owned HPAs and trigger sources (the
-//! controller's inputs), the readiness cache, and the scale targets' replicas.
+//! controller's inputs), the readiness cache, the scale targets' replicas, and the metrics
+//! adapter's authentication ConfigMap.
 //!
 //! Two things made the operator blind for 30 s to a minute after an API-server restart
 //! (`tests/operator_faults.rs`), and both are fixed here:
