@@ -78,13 +78,10 @@ fn stored_replicas(cluster: &Cluster, name: &str) -> i64 {
 fn lists_of(cluster: &Cluster, resource: &str) -> u64 {
     let wanted = format!("resource=\"{resource}\"");
     cluster
-        .telemetry
-        .metrics
-        .render()
-        .lines()
-        .filter_map(|line| line.strip_prefix("tidescale_api_requests_total"))
-        .filter(|rest| rest.contains("verb=\"list\"") && rest.contains(&wanted))
-        .filter_map(|rest| rest.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .api_requests()
+        .iter()
+        .filter(|(labels, _)| labels.contains("verb=\"list\"") && labels.contains(&wanted))
+        .map(|(_, count)| count)
         .sum()
 }
 

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::eventually;
+use common::cluster::{create, create_namespace, eventually};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, PostParams};
 use tidescale::dev::{DevCluster, dev_operator_args};
@@ -118,28 +118,6 @@ async fn lease(dev: &DevCluster, name: &str) -> Lease {
 
 fn spec(lease: &Lease) -> &k8s_openapi::api::coordination::v1::LeaseSpec {
     lease.spec.as_ref().expect("lease spec")
-}
-
-/// Creates the namespaced object `yaml` describes, in the namespace it names.
-async fn create<K>(client: &kube::Client, yaml: &str)
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let object: K = serde_yaml_ng::from_str(yaml).expect("test object parses");
-    let namespace = object
-        .meta()
-        .namespace
-        .clone()
-        .expect("the object names its namespace");
-    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
-    api.create(&PostParams::default(), &object)
-        .await
-        .expect("create");
 }
 
 /// The `orders` Deployment at 0 replicas in `namespace`, as YAML.

@@ -22,18 +22,9 @@ const WINDOW: Duration = Duration::from_secs(5);
 
 /// `{labels} → count` of `tidescale_api_requests_total`, watches left out.
 fn api_calls(cluster: &Cluster) -> BTreeMap<String, u64> {
-    cluster
-        .telemetry
-        .metrics
-        .render()
-        .lines()
-        .filter_map(|line| line.strip_prefix("tidescale_api_requests_total"))
-        .filter(|rest| !rest.contains("verb=\"watch\""))
-        .filter_map(|rest| {
-            let (labels, value) = rest.rsplit_once(' ')?;
-            Some((labels.to_owned(), value.parse().ok()?))
-        })
-        .collect()
+    let mut calls = cluster.api_requests();
+    calls.retain(|labels, _| !labels.contains("verb=\"watch\""));
+    calls
 }
 
 /// The requests made between two snapshots.

@@ -17,6 +17,38 @@ pub struct Cluster {
     pub telemetry: tidescale::operator::Telemetry,
 }
 
+/// Create `yaml` (one namespaced object, in the namespace it names or `default`) with `client`.
+pub async fn create<K>(client: &kube::Client, yaml: &str) -> K
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let object: K = serde_yaml_ng::from_str(yaml).expect("test object parses");
+    let namespace = object
+        .meta()
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    api.create(&PostParams::default(), &object)
+        .await
+        .expect("create")
+}
+
+/// Create namespace `name` with `client`.
+pub async fn create_namespace(client: &kube::Client, name: &str) {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let namespace =
+        serde_yaml_ng::from_str(&format!("metadata: {{name: {name}}}")).expect("namespace");
+    api.create(&PostParams::default(), &namespace)
+        .await
+        .expect("create namespace");
+}
+
 /// Start the cluster and the operator, with kube-controller-manager's HPA sync period.
 pub async fn start() -> Cluster {
     start_with_hpa_sync(ControllerConfig::default().hpa.sync_period).await
@@ -33,26 +65,26 @@ impl Cluster {
             + std::fmt::Debug,
         K::DynamicType: Default,
     {
-        let object: K = serde_yaml_ng::from_str(yaml).expect("test object parses");
-        let namespace = object
-            .meta()
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
-        api.create(&PostParams::default(), &object)
-            .await
-            .expect("create")
+        create(&self.client, yaml).await
+    }
+
+    /// `{labels} → count` of the operator's `tidescale_api_requests_total`.
+    pub fn api_requests(&self) -> std::collections::BTreeMap<String, u64> {
+        self.telemetry
+            .metrics
+            .render()
+            .lines()
+            .filter_map(|line| line.strip_prefix("tidescale_api_requests_total"))
+            .filter_map(|rest| {
+                let (labels, value) = rest.rsplit_once(' ')?;
+                Some((labels.to_owned(), value.parse().ok()?))
+            })
+            .collect()
     }
 
     /// Create namespace `name`.
     pub async fn namespace(&self, name: &str) {
-        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
-        let namespace =
-            serde_yaml_ng::from_str(&format!("metadata: {{name: {name}}}")).expect("namespace");
-        api.create(&PostParams::default(), &namespace)
-            .await
-            .expect("create namespace");
+        create_namespace(&self.client, name).await;
     }
 
     /// Create a one-container Deployment `name` at `replicas`, selecting `app: <name>`.

@@ -10,7 +10,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams};
 use tidescale::crd::ScaledObject;
 use tokio::sync::{Notify, watch};
@@ -82,12 +81,7 @@ async fn a_poll_in_flight_when_leadership_is_lost_does_not_scale() {
     let (address, backend, release) = held_backend().await;
     let dev = cluster().await;
     let client = dev.client().await.expect("client");
-    let namespace: Namespace =
-        serde_yaml_ng::from_str(&format!("metadata: {{name: {NS}}}")).expect("namespace");
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &namespace)
-        .await
-        .expect("create the namespace");
+    create_namespace(&client, NS).await;
     create::<Deployment>(&client, &orders_deployment(NS)).await;
 
     let telemetry = Telemetry::default();

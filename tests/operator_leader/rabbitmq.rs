@@ -5,8 +5,7 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use tidescale::crd::ScaledObject;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -89,12 +88,7 @@ async fn only_the_leader_scales_and_the_standby_takes_over_when_it_stops() {
     .await;
     let (leader, standby) = if leader == 0 { (a, b) } else { (b, a) };
 
-    let namespace: Namespace =
-        serde_yaml_ng::from_str(&format!("metadata: {{name: {NS}}}")).expect("namespace");
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &namespace)
-        .await
-        .expect("create the namespace");
+    create_namespace(&client, NS).await;
     create::<Deployment>(&client, &orders_deployment(NS)).await;
     create::<ScaledObject>(&client, &format!("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {{name: orders, namespace: {NS}}}\nspec:\n  scaleTargetRef: {{name: orders}}\n  pollingInterval: 1\n  cooldownPeriod: 2\n  triggers:\n    - type: rabbitmq\n      metadata: {{queueName: {queue}, mode: QueueLength, value: '5', host: '{}'}}\n", amqp_url())).await;
 
@@ -145,12 +139,7 @@ async fn ready_only_after_the_first_poll(elected: bool) {
     broker.publish(3).await;
     let dev = cluster().await;
     let client = dev.client().await.expect("client");
-    let namespace: Namespace =
-        serde_yaml_ng::from_str(&format!("metadata: {{name: {NS}}}")).expect("namespace");
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &namespace)
-        .await
-        .expect("create the namespace");
+    create_namespace(&client, NS).await;
     create::<Deployment>(&client, &orders_deployment(NS)).await;
     create::<ScaledObject>(&client, &format!("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {{name: orders, namespace: {NS}}}\nspec:\n  scaleTargetRef: {{name: orders}}\n  pollingInterval: 30\n  triggers:\n    - type: rabbitmq\n      metadata: {{queueName: {queue}, mode: QueueLength, value: '5', host: '{}'}}\n", amqp_url())).await;
 
