@@ -110,7 +110,11 @@ async fn run(sandbox: tokio::runtime::Handle) -> Result<()> {
     let admin = Credentials::Token(dev.sandbox.admin_token().to_owned());
     dev.sandbox.write_kubeconfig(&kubeconfig, &admin)?;
     let log = results.join("operator_scale.log");
-    let launcher = Launcher { kubeconfig, log };
+    let launcher = Launcher {
+        kubeconfig,
+        log,
+        first: true.into(),
+    };
 
     // (1) Idle baseline.
     let mut idle = launcher.spawn()?;
@@ -208,6 +212,8 @@ async fn run(sandbox: tokio::runtime::Handle) -> Result<()> {
 struct Launcher {
     kubeconfig: PathBuf,
     log: PathBuf,
+    /// Whether no operator was started yet.
+    first: std::sync::atomic::AtomicBool,
 }
 
 impl Launcher {
@@ -217,7 +223,11 @@ impl Launcher {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let child = Command::new(env!("CARGO_BIN_EXE_tidescale"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tidescale"));
+        if self.first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            command.envs(first_operator_env());
+        }
+        let child = command
             .arg("operator")
             .args(["--metrics-bind-address", &metrics.to_string()])
             .args(["--health-probe-bind-address", &free_addr()?.to_string()])
@@ -235,6 +245,18 @@ impl Launcher {
             http: reqwest::Client::new(),
         })
     }
+}
+
+/// `TIDESCALE_BENCH_FIRST_OPERATOR_ENV`: `KEY=VALUE` pairs (whitespace-separated) for the first
+/// operator only, e.g. heaptrack's `LD_PRELOAD=…/libheaptrack_preload.so
+/// DUMP_HEAPTRACK_OUTPUT=<fifo>` with a build `--features system-allocator`.
+fn first_operator_env() -> Vec<(String, String)> {
+    let pairs = std::env::var("TIDESCALE_BENCH_FIRST_OPERATOR_ENV").unwrap_or_default();
+    pairs
+        .split_whitespace()
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect()
 }
 
 /// One operator process.
@@ -356,10 +378,31 @@ fn create_namespace(dev: &DevCluster, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Record every Deployment scaled above 0 (named `d-<index>`) as activated, as the commits arrive.
+async fn record_commits(commits: &mut tidescale_sandbox::store::Subscription, seen: &Fake) {
+    while let Some(Ok(event)) = commits.next().await {
+        let object = &event.object;
+        let scaled = object
+            .pointer("/spec/replicas")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0)
+            > 0;
+        let index = object
+            .pointer("/metadata/name")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|n| n.strip_prefix("d-"))
+            .and_then(|n| n.parse::<usize>().ok());
+        if let (true, Some(index)) = (scaled, index) {
+            seen.scaled(index);
+        }
+    }
+}
+
 /// Flip `flips` objects' answers from 0 to 1 at random instants; per activation, the overhead
 /// (write committed − first query after the flip) and the whole latency (write committed −
 /// flip). Writes are seen on an in-process subscription to the sandbox's store, as the commit
-/// happens: no HTTP watch, JSON or sandbox scheduling between the write and the meter.
+/// happens: no HTTP watch, JSON or sandbox scheduling between the write and the meter, and
+/// on a thread of its own (see [`record_commits`]).
 async fn activations(
     dev: &DevCluster,
     fake: &Arc<Fake>,
@@ -373,23 +416,20 @@ async fn activations(
         .watch(&deployments, Some(NAMESPACE), None)
         .map_err(|e| anyhow::anyhow!("watching the store: {e:?}"))?;
     let seen = Arc::clone(fake);
-    let watch = tokio::spawn(async move {
-        while let Some(Ok(event)) = commits.next().await {
-            let object = &event.object;
-            let scaled = object
-                .pointer("/spec/replicas")
-                .and_then(serde_json::Value::as_i64)
-                .unwrap_or(0)
-                > 0;
-            let index = object
-                .pointer("/metadata/name")
-                .and_then(serde_json::Value::as_str)
-                .and_then(|n| n.strip_prefix("d-"))
-                .and_then(|n| n.parse::<usize>().ok());
-            if let (true, Some(index)) = (scaled, index) {
-                seen.scaled(index);
+    // The commits are timed on a thread of their own: on this process's main runtime the
+    // Prometheus stand-in answers 10,000 queries a second, and a commit event waiting there
+    // for a turn would be counted as the operator's overhead.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let timer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let watch = std::thread::spawn(move || {
+        timer.block_on(async move {
+            tokio::select! {
+                _ = stopped => {}
+                () = record_commits(&mut commits, &seen) => {}
             }
-        }
+        });
     });
     tokio::time::sleep(Duration::from_secs(3)).await;
     let chosen: Vec<usize> = (0..flips).map(|k| k * objects / flips).collect();
@@ -402,7 +442,8 @@ async fn activations(
     while Instant::now() < deadline && !chosen.iter().all(|&i| fake.activation(i).is_some()) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    watch.abort();
+    let _ = stop.send(());
+    let _ = tokio::task::spawn_blocking(move || watch.join()).await;
     let measured: Vec<_> = chosen.iter().filter_map(|&i| fake.activation(i)).collect();
     if measured.len() < chosen.len() {
         println!(

@@ -9,7 +9,10 @@ use clap::Parser;
 /// glibc's malloc/free were a sixth of the adapter's CPU per request
 /// (benches/adapter_latency.rs, which runs with the same allocator), and glibc held about
 /// twice the live heap resident in the operator at scale (benches/operator_scale.rs);
-/// mimalloc was as fast but held more.
+/// mimalloc was as fast but held more. Its options are built in (`.cargo/config.toml`). The
+/// `system-allocator` feature keeps glibc's, for heap profilers that intercept malloc
+/// (heaptrack, valgrind).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

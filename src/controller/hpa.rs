@@ -361,6 +361,23 @@ pub(super) async fn ensure(
         return Ok(None);
     }
     let api: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), &target.namespace);
+    let value = serde_json::json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": hpa.metadata, "spec": hpa.spec});
+    if ctx.hpas.seems_absent(&target.namespace, &name) {
+        // Create it without reading first (on a cold start, one request per object less). Not
+        // forced: should an HPA of that name have appeared since the watch's last word, a field
+        // another manager set differently is a conflict (409), and the read below decides.
+        match apply(&api, &name, &value, false).await {
+            Ok(()) => {
+                delete_renamed_hpa(so, ctx, &name).await?;
+                return Ok(None);
+            }
+            Err(Error::Api {
+                source: kube::Error::Api(status),
+                ..
+            }) if status.code == 409 => {}
+            Err(error) => return Err(error),
+        }
+    }
     if let Some(found) = read(so, ctx, &name).await? {
         match existing(&found, so, &target.kind_label()) {
             Existing::Owned => {}
@@ -379,15 +396,26 @@ pub(super) async fn ensure(
             }
         }
     }
-    let value = serde_json::json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": hpa.metadata, "spec": hpa.spec});
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    bounded(
-        "apply the HPA",
-        api.patch(&name, &params, &Patch::Apply(&value)),
-    )
-    .await?;
+    apply(&api, &name, &value, true).await?;
     delete_renamed_hpa(so, ctx, &name).await?;
     Ok(None)
+}
+
+/// Server-side apply of `value` as the HPA `name`; `force` takes over fields other managers own.
+async fn apply(
+    api: &Api<HorizontalPodAutoscaler>,
+    name: &str,
+    value: &serde_json::Value,
+    force: bool,
+) -> Result<(), Error> {
+    let mut params = PatchParams::apply(FIELD_MANAGER);
+    params.force = force;
+    bounded(
+        "apply the HPA",
+        api.patch(name, &params, &Patch::Apply(value)),
+    )
+    .await?;
+    Ok(())
 }
 
 /// After a rename (`horizontalPodAutoscalerConfig.name` set, changed or removed), delete the HPA

@@ -7,7 +7,9 @@
 //!
 //! Unknown (before the first list, or an HPA not seen) means "ask the API server", never
 //! "absent": reconcile falls back to its GET, so a stale or young index costs a request, not
-//! a wrong answer.
+//! a wrong answer. The one use of "not seen since the list" ([`HpaIndex::seems_absent`]) is
+//! to create the HPA without that GET, by an apply that is not forced: should the HPA exist
+//! after all with fields another manager set, the apply conflicts and the GET decides.
 //!
 //! Each HPA's [`shape`] is kept too (8 bytes): when the live HPA already has the shape
 //! reconcile would apply, the GET and the apply are skipped — on a restart of 10,000 objects,
@@ -39,6 +41,9 @@ struct Index {
     live: HashMap<Key, Summary>,
     /// The map being rebuilt by a (re)list, swapped in when it completes.
     relist: Option<HashMap<Key, Summary>>,
+    /// Whether a list completed: from then on, an HPA not in `live` was absent at the watch's
+    /// last word.
+    listed: bool,
 }
 
 /// One HPA as reconcile needs it.
@@ -64,6 +69,7 @@ impl HpaIndex {
                 if let Some(relisted) = index.relist.take() {
                     index.live = relisted;
                 }
+                index.listed = true;
             }
             Event::Apply(hpa) => {
                 let (key, summary) = summary(hpa);
@@ -98,6 +104,15 @@ impl HpaIndex {
     pub fn has_shape(&self, namespace: &str, name: &str, shape: u64) -> bool {
         let key = (namespace.to_owned(), name.to_owned());
         self.lock().live.get(&key).is_some_and(|s| s.shape == shape)
+    }
+
+    /// Whether the watch, once listed, has not seen the HPA `namespace/name` (it may exist
+    /// all the same if it was created a moment ago: callers must write so that this fails
+    /// safely, not overwrite).
+    pub fn seems_absent(&self, namespace: &str, name: &str) -> bool {
+        let key = (namespace.to_owned(), name.to_owned());
+        let index = self.lock();
+        index.listed && !index.live.contains_key(&key)
     }
 
     fn lock(&self) -> MutexGuard<'_, Index> {
@@ -168,9 +183,16 @@ mod tests {
     fn the_index_follows_the_watch_and_knows_nothing_it_did_not_see() {
         let index = HpaIndex::default();
         assert_eq!(active(&index, "a"), None, "unknown before the list");
+        assert!(!index.seems_absent("shop", "b"), "unknown is not absent");
         index.apply(&Event::Init);
         index.apply(&Event::InitApply(hpa("a", None)));
+        assert!(
+            !index.seems_absent("shop", "b"),
+            "not before the list completes"
+        );
         index.apply(&Event::InitDone);
+        assert!(index.seems_absent("shop", "b"));
+        assert!(!index.seems_absent("shop", "a"));
         assert_eq!(active(&index, "a"), Some(None), "exists, no condition yet");
         index.apply(&Event::Apply(hpa("a", Some("False"))));
         assert_eq!(active(&index, "a"), Some(Some("False".into())));

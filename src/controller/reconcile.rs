@@ -166,6 +166,7 @@ async fn apply(
         let known = ctx.hpas.get(&key.0, &name);
         let hpa = match known {
             Some(hpa) => Some(hpa),
+            None if ctx.hpas.seems_absent(&key.0, &name) => None,
             None => owned_hpa::read(so, ctx, &name).await?,
         };
         if let Some(hpa) = hpa {
@@ -278,10 +279,22 @@ async fn apply(
     // thousands of others, and the first poll need not wait for them (KEDA's loop scales
     // 0 ↔ 1 itself). A conflicting HPA unregisters the object again.
     register(ctx, key, revision, polled);
+    record_started(so, ctx);
+    if marked_over.is_some() {
+        // A new object: its HPA and status come in a second pass, which the marks' watch
+        // event starts behind every object still waiting for a first reconcile. On a cold
+        // start all of them are polled after one write each, not after four.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     if let Some(conflict) = owned_hpa::ensure(so, ctx, &target, &specs).await? {
         return not_ready(so, ctx, conflict).await;
     }
     write_ready_status(so, ctx, &target, replicas, &specs).await?;
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// KEDA's Events of a (re)started scale loop.
+fn record_started(so: &ScaledObject, ctx: &Context) {
     let types = so
         .spec
         .triggers
@@ -299,7 +312,6 @@ async fn apply(
         event::SCALED_OBJECT_READY,
         "ScaledObject is ready for scaling".to_owned(),
     );
-    Ok(Action::requeue(Duration::from_secs(300)))
 }
 
 /// What a registration is built from: the spec (generation) and the labels and annotations the

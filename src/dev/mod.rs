@@ -157,6 +157,7 @@ pub fn dev_operator_args() -> OperatorArgs {
         watch_namespace: None,
         cluster_object_namespace: "keda".to_owned(),
         scaler_timeout_ms: 3000,
+        poll_threads: 1,
     }
 }
 

@@ -9,5 +9,6 @@ pub mod live;
 pub mod modifiers;
 pub mod poll;
 pub mod replicas;
+pub mod runtime;
 pub mod scheduler;
 pub mod store;

@@ -145,10 +145,20 @@ impl<P: Pollable> Scheduler<P> {
     /// Start the scheduler; it stops when `cancel` fires, dropping the polls in flight. At
     /// most `max_in_flight` polls run at once.
     pub fn start(max_in_flight: usize, cancel: CancellationToken) -> Self {
+        Self::start_on(&tokio::runtime::Handle::current(), max_in_flight, cancel)
+    }
+
+    /// [`Scheduler::start`] with the scheduler and its polls on `runtime` (the operator's
+    /// [`poll_runtime`](super::runtime::poll_runtime)).
+    pub fn start_on(
+        runtime: &tokio::runtime::Handle,
+        max_in_flight: usize,
+        cancel: CancellationToken,
+    ) -> Self {
         let (commands, rx) = mpsc::unbounded_channel();
         let first_polls = Arc::new(FirstPolls::default());
         let polls = TaskTracker::new();
-        tokio::spawn(run(
+        runtime.spawn(run(
             rx,
             Runner {
                 permits: Arc::new(Semaphore::new(max_in_flight.max(1))),

@@ -6,23 +6,36 @@
 //! classifies each request from its method, path and query and then sends it through the
 //! original client. Every API call of the process is counted, including the controller's and
 //! the replica cache's lists and watches and the event recorder's writes.
+//!
+//! The wrapper also sends every request from the runtime it was built on: a connection the
+//! pool opens is a task on the runtime of whoever sent the request that needed it, and the
+//! client's connections (the controller's watches among them) must not end up on the poll
+//! runtime (`scaling::runtime`) because a poll happened to write a status when the pool was
+//! short of one.
 
 use std::sync::Arc;
 
 use axum::http::{Method, Request, Uri};
 use kube::client::Body;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::Metrics;
 
-/// `client`, with every request counted into `metrics`.
+/// `client`, with every request counted into `metrics` and sent from the current runtime.
 pub fn counting(client: kube::Client, metrics: Arc<Metrics>) -> kube::Client {
     let namespace = client.default_namespace().to_owned();
+    let runtime = tokio::runtime::Handle::current();
     let service = tower::service_fn(move |request: Request<Body>| {
         let (client, metrics) = (client.clone(), Arc::clone(&metrics));
+        let runtime = runtime.clone();
         async move {
             let (verb, resource) = classify(request.method(), request.uri());
             metrics.record_api_request(verb, &resource);
-            client.send(request).await
+            // Dropping the caller's future (its timeout) drops the request, as before.
+            let sent =
+                AbortOnDropHandle::new(runtime.spawn(async move { client.send(request).await }));
+            sent.await
+                .map_err(|error| kube::Error::Service(Box::new(error)))?
         }
     });
     kube::Client::new(service, namespace)

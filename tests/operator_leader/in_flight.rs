@@ -89,6 +89,7 @@ async fn a_poll_in_flight_when_leadership_is_lost_does_not_scale() {
     // Queries may take long: only the loss of leadership may end this one.
     let args = tidescale::operator::OperatorArgs {
         scaler_timeout_ms: 30_000,
+        poll_threads: 1,
         ..dev_operator_args()
     };
     let task = tokio::spawn(run_with_leader_election(
