@@ -113,7 +113,7 @@ async fn run(sandbox: tokio::runtime::Handle) -> Result<()> {
     let launcher = Launcher {
         kubeconfig,
         log,
-        first: true.into(),
+        started: 0.into(),
     };
 
     // (1) Idle baseline.
@@ -212,8 +212,8 @@ async fn run(sandbox: tokio::runtime::Handle) -> Result<()> {
 struct Launcher {
     kubeconfig: PathBuf,
     log: PathBuf,
-    /// Whether no operator was started yet.
-    first: std::sync::atomic::AtomicBool,
+    /// Operators started so far.
+    started: std::sync::atomic::AtomicUsize,
 }
 
 impl Launcher {
@@ -224,8 +224,13 @@ impl Launcher {
             .append(true)
             .open(&self.log)?;
         let mut command = Command::new(env!("CARGO_BIN_EXE_tidescale"));
-        if self.first.swap(false, std::sync::atomic::Ordering::Relaxed) {
-            command.envs(first_operator_env());
+        // The second one is the operator at scale (the first measures the idle baseline).
+        if self
+            .started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            == 1
+        {
+            command.envs(scale_operator_env());
         }
         let child = command
             .arg("operator")
@@ -247,11 +252,12 @@ impl Launcher {
     }
 }
 
-/// `TIDESCALE_BENCH_FIRST_OPERATOR_ENV`: `KEY=VALUE` pairs (whitespace-separated) for the first
-/// operator only, e.g. heaptrack's `LD_PRELOAD=…/libheaptrack_preload.so
-/// DUMP_HEAPTRACK_OUTPUT=<fifo>` with a build `--features system-allocator`.
-fn first_operator_env() -> Vec<(String, String)> {
-    let pairs = std::env::var("TIDESCALE_BENCH_FIRST_OPERATOR_ENV").unwrap_or_default();
+/// `TIDESCALE_BENCH_SCALE_OPERATOR_ENV`: `KEY=VALUE` pairs (whitespace-separated) for the
+/// operator of the cold start and steady state only, e.g. heaptrack's
+/// `LD_PRELOAD=/usr/lib/heaptrack/libheaptrack_preload.so DUMP_HEAPTRACK_OUTPUT=<fifo>` (with
+/// `heaptrack_interpret < <fifo>` reading, and a build `--features system-allocator`).
+fn scale_operator_env() -> Vec<(String, String)> {
+    let pairs = std::env::var("TIDESCALE_BENCH_SCALE_OPERATOR_ENV").unwrap_or_default();
     pairs
         .split_whitespace()
         .filter_map(|pair| pair.split_once('='))
@@ -309,7 +315,18 @@ impl Operator {
         Ok((cores, meter::rss_kib(pid)?))
     }
 
+    /// SIGTERM, as the kubelet stops a pod (and so a heap profiler in the process gets to
+    /// write its data); SIGKILL after 10 s.
     fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

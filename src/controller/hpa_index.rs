@@ -49,8 +49,9 @@ struct Index {
 /// One HPA as reconcile needs it.
 #[derive(Debug)]
 struct Summary {
-    /// Its `ScalingActive` condition, if it reported one.
-    condition: Option<HorizontalPodAutoscalerCondition>,
+    /// Its `ScalingActive` condition, if it reported one; boxed, so the map's slots stay
+    /// small (they are sized for the largest number of HPAs ever seen).
+    condition: Option<Box<HorizontalPodAutoscalerCondition>>,
     /// Its [`shape`].
     shape: u64,
 }
@@ -85,7 +86,7 @@ impl HpaIndex {
     /// condition); `None` when the index does not know it.
     pub fn get(&self, namespace: &str, name: &str) -> Option<HorizontalPodAutoscaler> {
         let key = (namespace.to_owned(), name.to_owned());
-        let condition = self.lock().live.get(&key)?.condition.clone();
+        let condition = self.lock().live.get(&key)?.condition.as_deref().cloned();
         Some(HorizontalPodAutoscaler {
             metadata: ObjectMeta {
                 name: Some(key.1),
@@ -143,7 +144,7 @@ fn summary(hpa: &HorizontalPodAutoscaler) -> (Key, Summary) {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .and_then(|c| c.iter().find(|c| c.type_ == "ScalingActive"))
-        .cloned();
+        .map(|c| Box::new(c.clone()));
     let shape = shape(&hpa.metadata, hpa.spec.as_ref());
     (key, Summary { condition, shape })
 }

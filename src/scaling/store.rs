@@ -61,7 +61,9 @@ pub struct Described {
 /// Everything kept about one ScaledObject.
 #[derive(Default)]
 struct Entry {
-    records: BTreeMap<String, MetricRecord>,
+    /// By metric name, sorted: a boxed slice, not a map, because an object has one metric or
+    /// a few, and a `BTreeMap` node holds room for eleven (~900 bytes for one record).
+    records: Box<[(String, MetricRecord)]>,
     described: Option<Arc<Described>>,
     /// Metric name → querier, for metrics read live.
     live: BTreeMap<String, Arc<dyn LiveMetrics>>,
@@ -128,8 +130,15 @@ impl MetricStore {
             let Some(entry) = entry(objects, namespace, name) else {
                 return false;
             };
-            let same_names = entry.records.keys().eq(records.keys());
-            entry.records = records;
+            let same_names = entry.records.iter().map(|(k, _)| k).eq(records.keys());
+            if same_names {
+                // The usual poll: new values under the names already kept, nothing allocated.
+                for ((_, kept), (_, record)) in entry.records.iter_mut().zip(records) {
+                    *kept = record;
+                }
+            } else {
+                entry.records = records.into_iter().collect();
+            }
             !same_names
         });
     }
@@ -180,7 +189,7 @@ impl MetricStore {
     pub fn get(&self, namespace: &str, name: &str, metric: &str) -> Option<MetricRecord> {
         let objects = self.read();
         let entry = objects.get(namespace)?.get(name)?;
-        find_ignore_case(&entry.records, metric).map(|(_, r)| r.clone())
+        find_record(&entry.records, metric).map(|(_, r)| r.clone())
     }
 
     /// Every record of `namespace/name`, by metric name.
@@ -188,7 +197,7 @@ impl MetricStore {
         self.read()
             .get(namespace)
             .and_then(|names| names.get(name))
-            .map(|e| e.records.clone())
+            .map(|e| e.records.iter().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -244,7 +253,12 @@ impl MetricStore {
     pub fn metric_names(&self) -> BTreeSet<String> {
         let mut names = BTreeSet::new();
         self.for_each_entry(|_, entry| {
-            for metric in entry.records.keys().chain(entry.live.keys()) {
+            for metric in entry
+                .records
+                .iter()
+                .map(|(k, _)| k)
+                .chain(entry.live.keys())
+            {
                 names.insert(metric.to_ascii_lowercase());
             }
         });
@@ -256,7 +270,12 @@ impl MetricStore {
     pub fn described_resources(&self, scaled_objects: &str) -> BTreeSet<(String, String)> {
         let mut pairs = BTreeSet::new();
         self.for_each_entry(|_, entry| {
-            for metric in entry.records.keys().chain(entry.live.keys()) {
+            for metric in entry
+                .records
+                .iter()
+                .map(|(k, _)| k)
+                .chain(entry.live.keys())
+            {
                 let metric = metric.to_ascii_lowercase();
                 if let Some(described) = &entry.described {
                     let resource = described.target.resource.to_ascii_lowercase();
@@ -315,8 +334,20 @@ fn find_ignore_case<'a, V>(map: &'a BTreeMap<String, V>, key: &str) -> Option<(&
         .or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)))
 }
 
+/// [`find_ignore_case`] over the sorted records.
+fn find_record<'a>(
+    records: &'a [(String, MetricRecord)],
+    key: &str,
+) -> Option<(&'a String, &'a MetricRecord)> {
+    let found = match records.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+        Ok(at) => Some(&records[at]),
+        Err(_) => records.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)),
+    };
+    found.map(|(k, r)| (k, r))
+}
+
 fn make_hit(name: &str, entry: &Entry, metric: &str) -> Option<MetricHit> {
-    let record = find_ignore_case(&entry.records, metric);
+    let record = find_record(&entry.records, metric);
     let live = find_ignore_case(&entry.live, metric);
     let stored_name = record.map(|(k, _)| k).or(live.map(|(k, _)| k))?;
     Some(MetricHit {

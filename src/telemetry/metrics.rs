@@ -19,6 +19,7 @@ use prometheus::{
 use tracing::warn;
 
 use super::object_series::{ObjectSeries, TriggerLabels};
+use super::object_text;
 
 /// Content type of [`Metrics::render`]'s output: the text exposition format, version 0.0.4.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -174,9 +175,29 @@ impl Metrics {
 
     /// Everything, in the Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
-        let mut text = String::new();
-        if let Err(error) = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut text) {
-            warn!(error = %error, "cannot encode metrics");
+        let registered = self.registry.gather();
+        let objects = self.keda.objects.snapshot();
+        let series: usize = objects
+            .iter()
+            .map(|(_, _, e)| e.triggers.len() * 4 + 4)
+            .sum();
+        let mut text = String::with_capacity(series * object_text::BYTES_PER_SERIES + 16_384);
+        // Families by name, as `Registry::gather` orders them: the per-object ones are written
+        // directly (see `object_text`), in their place among the registered ones.
+        let mut ours = ObjectSeries::family_names().collect::<Vec<_>>();
+        ours.sort_by_key(|(name, _)| *name);
+        let mut ours = ours.into_iter().peekable();
+        let encoder = TextEncoder::new();
+        for family in &registered {
+            while let Some((_, next)) = ours.next_if(|(name, _)| *name < family.name()) {
+                object_text::write_family(&mut text, next, &objects);
+            }
+            if let Err(error) = encoder.encode_utf8(std::slice::from_ref(family), &mut text) {
+                warn!(error = %error, "cannot encode metrics");
+            }
+        }
+        for (_, family) in ours {
+            object_text::write_family(&mut text, family, &objects);
         }
         text
     }
@@ -320,7 +341,7 @@ impl KedaFamilies {
                 "Info metric, with static information about KEDA build like: version, git commit and Golang runtime info.",
                 &["version", "git_commit", "goversion", "goos", "goarch"],
             ),
-            objects: register(registry, Ok(ObjectSeries::new())),
+            objects: ObjectSeries::new(),
             triggers_registered: gauge_vec(
                 registry,
                 "keda_trigger_registered_total",

@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use prometheus::CounterVec;
+
 use super::*;
 
 fn labels<'a>(namespace: &'a str, name: &'a str, index: usize) -> PollLabels<'a> {
@@ -177,4 +179,194 @@ fn telemetry_cluster_scoped_resources_count_under_default_namespace() {
 #[test]
 fn telemetry_content_type_is_text_format_0_0_4() {
     assert_eq!(CONTENT_TYPE, "text/plain; version=0.0.4");
+}
+
+/// The per-object families are written directly (`object_text`); the text must be exactly what
+/// `prometheus`'s own vectors and `TextEncoder` give for the same series: families by name,
+/// series sorted by label values (triggerIndex as text: "10" before "2"), escapes included.
+#[test]
+fn telemetry_object_families_render_as_the_prometheus_encoder_does() {
+    let metrics = Metrics::new();
+    let expected = Registry::new();
+    let vec = |name: &str, help: &str, labels: &[&str]| {
+        let gauge = GaugeVec::new(Opts::new(name, help), labels).expect("valid");
+        expected.register(Box::new(gauge.clone())).expect("once");
+        gauge
+    };
+    let counter = |name: &str, help: &str, labels: &[&str]| {
+        let counter = CounterVec::new(Opts::new(name, help), labels).expect("valid");
+        expected.register(Box::new(counter.clone())).expect("once");
+        counter
+    };
+    let help = |name: &str| {
+        let family = crate::telemetry::object_series::FAMILIES
+            .iter()
+            .find(|f| f.0 == name);
+        family.expect("known family").1
+    };
+    let scaler = [
+        "namespace",
+        "metric",
+        "scaledObject",
+        "scaler",
+        "triggerIndex",
+        "type",
+    ];
+    let object = ["namespace", "scaledObject"];
+    let value = vec(
+        "keda_scaler_metrics_value",
+        help("keda_scaler_metrics_value"),
+        &scaler,
+    );
+    let latency = vec(
+        "keda_scaler_metrics_latency_seconds",
+        help("keda_scaler_metrics_latency_seconds"),
+        &scaler,
+    );
+    let active = vec("keda_scaler_active", help("keda_scaler_active"), &scaler);
+    let trigger_errors = counter(
+        "keda_scaler_detail_errors_total",
+        help("keda_scaler_detail_errors_total"),
+        &scaler,
+    );
+    let object_errors = counter(
+        "keda_scaled_object_errors_total",
+        help("keda_scaled_object_errors_total"),
+        &object,
+    );
+    let paused = vec(
+        "keda_scaled_object_paused",
+        help("keda_scaled_object_paused"),
+        &object,
+    );
+    let loop_latency = vec(
+        "keda_internal_scale_loop_latency_seconds",
+        help("keda_internal_scale_loop_latency_seconds"),
+        &["namespace", "type", "resource"],
+    );
+    let builds = counter(
+        "tidescale_scaler_builds_total",
+        help("tidescale_scaler_builds_total"),
+        &object,
+    );
+    let polls = [
+        (
+            "web",
+            "api",
+            10,
+            "s10-prometheus",
+            "we\"ird\\name\n",
+            1.5,
+            true,
+        ),
+        (
+            "web",
+            "api",
+            2,
+            "s2-prometheus",
+            "prometheus",
+            f64::INFINITY,
+            false,
+        ),
+        (
+            "shop",
+            "orders",
+            0,
+            "s0-rabbitmq-orders",
+            "rabbitmq",
+            42.0,
+            true,
+        ),
+        (
+            "shop",
+            "billing",
+            0,
+            "s0-rabbitmq-orders",
+            "rabbitmq",
+            0.25,
+            false,
+        ),
+    ];
+    for (namespace, name, index, metric, trigger, v, is_active) in polls {
+        let labels = PollLabels {
+            namespace,
+            scaled_object: name,
+            scaler: trigger,
+            trigger_index: index,
+            metric,
+            resource_type: ResourceType::ScaledObject,
+        };
+        metrics.record_poll(&labels, v, is_active, Duration::from_millis(250));
+        let index = index.to_string();
+        let values = [
+            namespace,
+            metric,
+            name,
+            trigger,
+            index.as_str(),
+            "scaledobject",
+        ];
+        value.with_label_values(&values).set(v);
+        latency.with_label_values(&values).set(0.25);
+        active
+            .with_label_values(&values)
+            .set(if is_active { 1.0 } else { 0.0 });
+        trigger_errors.with_label_values(&values).inc_by(0.0);
+        object_errors
+            .with_label_values(&[namespace, name])
+            .inc_by(0.0);
+    }
+    let failing = PollLabels {
+        namespace: "shop",
+        scaled_object: "orders",
+        scaler: "kafka",
+        trigger_index: 1,
+        metric: "s1-kafka-lag",
+        resource_type: ResourceType::ScaledObject,
+    };
+    metrics.record_scaler_error(&failing);
+    let values = [
+        "shop",
+        "s1-kafka-lag",
+        "orders",
+        "kafka",
+        "1",
+        "scaledobject",
+    ];
+    trigger_errors.with_label_values(&values).inc();
+    object_errors.with_label_values(&["shop", "orders"]).inc();
+    metrics.set_paused("shop", "billing", true);
+    paused.with_label_values(&["shop", "billing"]).set(1.0);
+    metrics.record_scale_loop_latency("web", "api", Duration::from_millis(5));
+    loop_latency
+        .with_label_values(&["web", "scaledobject", "api"])
+        .set(0.005);
+    metrics.record_scaler_build("shop", "orders");
+    builds.with_label_values(&["shop", "orders"]).inc();
+
+    let mut want = String::new();
+    TextEncoder::new()
+        .encode_utf8(&expected.gather(), &mut want)
+        .expect("encodes");
+    let ours: Vec<&str> = crate::telemetry::object_series::FAMILIES
+        .iter()
+        .map(|f| f.0)
+        .collect();
+    let family_of = |line: &str| {
+        let line = line
+            .strip_prefix("# HELP ")
+            .or_else(|| line.strip_prefix("# TYPE "))
+            .unwrap_or(line);
+        line.split(['{', ' ']).next().unwrap_or_default().to_owned()
+    };
+    let rendered = metrics.render();
+    let got: Vec<&str> = rendered
+        .lines()
+        .filter(|line| ours.contains(&family_of(line).as_str()))
+        .collect();
+    assert_eq!(got, want.lines().collect::<Vec<_>>());
+    assert!(
+        rendered.contains("keda_build_info"),
+        "the registry's families are still there"
+    );
 }

@@ -10,6 +10,7 @@ pub mod api_requests;
 pub mod logging;
 pub mod metrics;
 mod object_series;
+mod object_text;
 pub mod server;
 
 pub use logging::{DEFAULT_LOG_FILTER, LogFormat, init_logging};

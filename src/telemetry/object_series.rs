@@ -1,5 +1,5 @@
 //! KEDA's per-ScaledObject and per-trigger series (and tidescale's scaler-build counter), kept
-//! as a few numbers per object and turned into metric families only when scraped.
+//! as a few numbers per object and written as text only when scraped (`object_text`).
 //!
 //! Why not `GaugeVec`/`CounterVec`: the `prometheus` crate stores, for every series, its own
 //! copy of the family's descriptor (name, help text, label names) and its label pairs as
@@ -12,10 +12,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
+use prometheus::proto::MetricType;
 
 use super::metrics::ResourceType;
+use super::object_text::Snapshot;
 
 /// `keda_scaler_*` label names, in KEDA's order.
 pub(super) const SCALER_LABELS: &[&str] = &[
@@ -32,7 +32,7 @@ pub(super) const OBJECT_LABELS: &[&str] = &["namespace", "scaledObject"];
 const LOOP_LABELS: &[&str] = &["namespace", "type", "resource"];
 
 /// The families, with KEDA's names and help texts: (name, help, type, labels).
-const FAMILIES: [(&str, &str, MetricType, &[&str]); 8] = [
+pub(super) const FAMILIES: [(&str, &str, MetricType, &[&str]); 8] = [
     (
         "keda_scaler_metrics_value",
         "The current value for each scaler's metric that would be used by the HPA in computing the target average.",
@@ -85,7 +85,7 @@ const FAMILIES: [(&str, &str, MetricType, &[&str]); 8] = [
 
 /// Index into [`FAMILIES`].
 #[derive(Debug, Clone, Copy)]
-enum Family {
+pub(super) enum Family {
     ScalerValue = 0,
     ScalerLatency,
     ScalerActive,
@@ -101,24 +101,24 @@ type Table = HashMap<Arc<str>, HashMap<Arc<str>, Entry>>;
 
 /// One trigger's series (one metric of it): the labels beyond the object's, and the values.
 #[derive(Debug, Clone)]
-struct Trigger {
-    metric: Arc<str>,
-    scaler: Arc<str>,
-    index: usize,
-    resource_type: ResourceType,
+pub(super) struct Trigger {
+    pub(super) metric: Arc<str>,
+    pub(super) scaler: Arc<str>,
+    pub(super) index: usize,
+    pub(super) resource_type: ResourceType,
     /// Value, latency and active (0/1), once a query succeeded.
-    polled: Option<[f64; 3]>,
-    errors: f64,
+    pub(super) polled: Option<[f64; 3]>,
+    pub(super) errors: f64,
 }
 
 /// Every series of one object; `None` where the series does not exist (yet).
 #[derive(Debug, Clone, Default)]
-struct Entry {
-    triggers: Vec<Trigger>,
-    errors: Option<f64>,
-    paused: Option<f64>,
-    loop_latency: Option<f64>,
-    builds: Option<f64>,
+pub(super) struct Entry {
+    pub(super) triggers: Vec<Trigger>,
+    pub(super) errors: Option<f64>,
+    pub(super) paused: Option<f64>,
+    pub(super) loop_latency: Option<f64>,
+    pub(super) builds: Option<f64>,
 }
 
 impl Entry {
@@ -140,35 +140,20 @@ pub(super) struct TriggerLabels<'a> {
     pub(super) resource_type: ResourceType,
 }
 
-/// The table, shared by [`super::Metrics`] and the registry (as a [`Collector`]).
+/// The table, shared by [`super::Metrics`] and its scrapes.
 #[derive(Clone)]
 pub(super) struct ObjectSeries {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    descs: Vec<Desc>,
     objects: Mutex<Table>,
 }
 
 impl ObjectSeries {
     pub(super) fn new() -> Self {
-        let descs = FAMILIES
-            .iter()
-            .map(|(name, help, _, labels)| {
-                let labels = labels.iter().map(|l| (*l).to_owned()).collect();
-                Desc::new(
-                    (*name).to_owned(),
-                    (*help).to_owned(),
-                    labels,
-                    HashMap::new(),
-                )
-                .expect("the family definitions are valid constants")
-            })
-            .collect();
         Self {
             inner: Arc::new(Inner {
-                descs,
                 objects: Mutex::default(),
             }),
         }
@@ -269,10 +254,10 @@ impl ObjectSeries {
         });
     }
 
-    /// The families, built from a copy of the table taken under the lock (polls are not held
-    /// up while a scrape renders).
-    fn families(&self) -> Vec<MetricFamily> {
-        let snapshot: Vec<(Arc<str>, Arc<str>, Entry)> = self
+    /// A copy of the table taken under the lock (polls are not held up while a scrape
+    /// renders), sorted by namespace and name.
+    pub(super) fn snapshot(&self) -> Snapshot {
+        let mut snapshot: Snapshot = self
             .lock()
             .iter()
             .flat_map(|(namespace, names)| {
@@ -281,61 +266,30 @@ impl ObjectSeries {
                     .map(|(name, e)| (Arc::clone(namespace), Arc::clone(name), e.clone()))
             })
             .collect();
-        let mut metrics: [Vec<proto::Metric>; FAMILIES.len()] = Default::default();
-        for (namespace, name, entry) in &snapshot {
-            let mut push = |family: Family, labels: &[(&str, &str)], value: f64| {
-                metrics[family as usize].push(metric(family, labels, value));
-            };
-            let object = [("namespace", &**namespace), ("scaledObject", &**name)];
-            for t in &entry.triggers {
-                let index = t.index.to_string();
-                let labels = [
-                    ("namespace", &**namespace),
-                    ("metric", &*t.metric),
-                    ("scaledObject", &**name),
-                    ("scaler", &*t.scaler),
-                    ("triggerIndex", index.as_str()),
-                    ("type", t.resource_type.as_str()),
-                ];
-                if let Some([value, latency, active]) = t.polled {
-                    push(Family::ScalerValue, &labels, value);
-                    push(Family::ScalerLatency, &labels, latency);
-                    push(Family::ScalerActive, &labels, active);
-                }
-                push(Family::ScalerErrors, &labels, t.errors);
-            }
-            if let Some(errors) = entry.errors {
-                push(Family::ObjectErrors, &object, errors);
-            }
-            if let Some(paused) = entry.paused {
-                push(Family::ObjectPaused, &object, paused);
-            }
-            if let Some(latency) = entry.loop_latency {
-                let labels = [
-                    ("namespace", &**namespace),
-                    ("type", ResourceType::ScaledObject.as_str()),
-                    ("resource", &**name),
-                ];
-                push(Family::LoopLatency, &labels, latency);
-            }
-            if let Some(builds) = entry.builds {
-                push(Family::ScalerBuilds, &object, builds);
-            }
-        }
+        snapshot.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        snapshot
+    }
+
+    /// The names of the families, for the scrape to place them among the registry's.
+    pub(super) fn family_names() -> impl Iterator<Item = (&'static str, Family)> {
         FAMILIES
             .iter()
-            .zip(metrics)
-            .map(|((name, help, type_, _), metrics)| {
-                let mut family = MetricFamily::default();
-                family.set_name((*name).to_owned());
-                family.set_help((*help).to_owned());
-                family.set_field_type(*type_);
-                family.set_metric(metrics);
-                family
-            })
-            .collect()
+            .zip(ALL)
+            .map(|((name, ..), family)| (*name, family))
     }
 }
+
+/// Every [`Family`], in [`FAMILIES`] order.
+const ALL: [Family; 8] = [
+    Family::ScalerValue,
+    Family::ScalerLatency,
+    Family::ScalerActive,
+    Family::ScalerErrors,
+    Family::ObjectErrors,
+    Family::ObjectPaused,
+    Family::LoopLatency,
+    Family::ScalerBuilds,
+];
 
 /// The entry's series of the trigger `labels` names, created when missing.
 fn trigger<'e>(entry: &'e mut Entry, labels: TriggerLabels<'_>) -> &'e mut Trigger {
@@ -359,42 +313,4 @@ fn trigger<'e>(entry: &'e mut Entry, labels: TriggerLabels<'_>) -> &'e mut Trigg
         entry.triggers.len() - 1
     });
     &mut entry.triggers[position]
-}
-
-/// One sample with its label pairs sorted by name, as the `prometheus` crate sorts them.
-fn metric(family: Family, labels: &[(&str, &str)], value: f64) -> proto::Metric {
-    let mut pairs: Vec<LabelPair> = labels
-        .iter()
-        .map(|(name, value)| {
-            let mut pair = LabelPair::default();
-            pair.set_name((*name).to_owned());
-            pair.set_value((*value).to_owned());
-            pair
-        })
-        .collect();
-    pairs.sort_by(|a, b| a.name().cmp(b.name()));
-    let mut metric = proto::Metric::from_label(pairs);
-    match FAMILIES[family as usize].2 {
-        MetricType::COUNTER => {
-            let mut counter = proto::Counter::default();
-            counter.set_value(value);
-            metric.set_counter(counter);
-        }
-        _ => {
-            let mut gauge = proto::Gauge::default();
-            gauge.set_value(value);
-            metric.set_gauge(gauge);
-        }
-    }
-    metric
-}
-
-impl Collector for ObjectSeries {
-    fn desc(&self) -> Vec<&Desc> {
-        self.inner.descs.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        self.families()
-    }
 }
