@@ -160,9 +160,11 @@ async fn apply(
         .and_then(|(rev, _)| rev.rsplit_once('#'))
         .is_some_and(|(spec, _)| spec == base);
     // Status writes (and HPA status changes) re-trigger reconciles: mirror the HPA's health and
-    // stop there, unless the HPA went missing.
-    if same_spec && !stale {
-        let name = so.hpa_name();
+    // stop there, unless the HPA went missing — and only once the status names the HPA (a new
+    // object's second pass comes here with an HPA it has not ensured yet).
+    let name = so.hpa_name();
+    let ensured = so.status.as_ref().and_then(|s| s.hpa_name.as_deref()) == Some(&name);
+    if same_spec && !stale && ensured {
         let known = ctx.hpas.get(&key.0, &name);
         let hpa = match known {
             Some(hpa) => Some(hpa),
@@ -280,10 +282,11 @@ async fn apply(
     // 0 ↔ 1 itself). A conflicting HPA unregisters the object again.
     register(ctx, key, revision, polled);
     record_started(so, ctx);
-    if marked_over.is_some() {
-        // A new object: its HPA and status come in a second pass, which the marks' watch
-        // event starts behind every object still waiting for a first reconcile. On a cold
-        // start all of them are polled after one write each, not after four.
+    if marked_over.is_some() && ctx.hpas.seems_absent(&target.namespace, &so.hpa_name()) {
+        // A new object without an HPA of that name: the HPA and status come in a second
+        // pass, which the marks' watch event starts behind every object still waiting for a
+        // first reconcile. On a cold start all of them are polled after one write each, not
+        // after four. (With an HPA of that name, someone else's maybe, it is checked now.)
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     if let Some(conflict) = owned_hpa::ensure(so, ctx, &target, &specs).await? {
