@@ -2,6 +2,7 @@
 //! `hpa` builds the owned HorizontalPodAutoscaler as a pure function of the ScaledObject and
 //! its scalers' metric specs, so every field KEDA sets is pinned by tests without a cluster.
 
+mod cleanup;
 pub mod events;
 pub mod hpa;
 pub mod hpa_index;

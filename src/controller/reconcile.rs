@@ -113,7 +113,7 @@ pub async fn reconcile(so: Arc<ScaledObject>, ctx: Arc<Context>) -> Result<Actio
     finalizer(&api, FINALIZER, so, |event| async {
         match event {
             Event::Apply(so) => apply(&so, &ctx, marked_over.as_deref()).await,
-            Event::Cleanup(so) => cleanup(&so, &ctx).await,
+            Event::Cleanup(so) => super::cleanup::cleanup(&so, &ctx).await,
         }
     })
     .await
@@ -126,7 +126,7 @@ pub fn error_policy(so: Arc<ScaledObject>, error: &Error, _ctx: Arc<Context>) ->
     Action::requeue(Duration::from_secs(5))
 }
 
-fn key_of(so: &ScaledObject) -> ObjectKey {
+pub(super) fn key_of(so: &ScaledObject) -> ObjectKey {
     (
         so.metadata.namespace.clone().unwrap_or_default(),
         so.metadata.name.clone().unwrap_or_default(),
@@ -353,63 +353,8 @@ async fn close_scalers(polled: Arc<PolledObject>) {
     }
 }
 
-async fn cleanup(so: &ScaledObject, ctx: &Context) -> Result<Action, Error> {
-    let key = key_of(so);
-    unregister(ctx, &key).await;
-    restore_original_replicas(so, ctx).await;
-    ctx.metrics.forget_object(&key.0, &key.1);
-    ctx.metrics.forget_scaler_builds(&key.0, &key.1);
-    ctx.sources.forget(&key);
-    ctx.events.normal(
-        so,
-        event::SCALED_OBJECT_DELETED,
-        "ScaledObject was deleted".to_owned(),
-    );
-    Ok(Action::await_change())
-}
-
-/// `advanced.restoreToOriginalReplicaCount`: give the target back the replicas it had before
-/// tidescale first scaled it. Best effort: the deletion goes on if the target is gone.
-async fn restore_original_replicas(so: &ScaledObject, ctx: &Context) {
-    let restore = so
-        .spec
-        .advanced
-        .as_ref()
-        .is_some_and(|a| a.restore_to_original_replica_count);
-    let original = so.status.as_ref().and_then(|s| s.original_replica_count);
-    let (true, Some(original)) = (restore, original) else {
-        return;
-    };
-    let namespace = so.metadata.namespace.as_deref().unwrap_or_default();
-    let restored = match Target::resolve(
-        &ctx.client,
-        &ctx.kinds,
-        namespace,
-        &so.spec.scale_target_ref,
-    )
-    .await
-    {
-        Ok(target) => target
-            .scale_to(&ctx.client, original)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    match restored {
-        Ok(()) => info!(
-            namespace,
-            scaled_object = so.metadata.name.as_deref().unwrap_or_default(),
-            replicas = original,
-            "restored the original replica count"
-        ),
-        Err(problem) => {
-            warn!(namespace, scaled_object = so.metadata.name.as_deref().unwrap_or_default(), problem = %problem, "cannot restore the original replica count")
-        }
-    }
-}
-
 /// Stop polling `key` (once this returns, no poll of it writes anymore) and close its scalers.
-async fn unregister(ctx: &Context, key: &ObjectKey) {
+pub(super) async fn unregister(ctx: &Context, key: &ObjectKey) {
     ctx.scheduler.remove(key.clone()).await;
     let removed = ctx.registered.lock().ok().and_then(|mut r| r.remove(key));
     if let Some((_, old)) = removed {
