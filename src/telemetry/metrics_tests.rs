@@ -204,40 +204,33 @@ fn telemetry_object_families_render_as_the_prometheus_encoder_does() {
             .find(|f| f.0 == name);
         family.expect("known family").1
     };
-    let scaler = [
-        "namespace",
-        "metric",
-        "scaledObject",
-        "scaler",
-        "triggerIndex",
-        "type",
-    ];
-    let object = ["namespace", "scaledObject"];
+    use crate::telemetry::object_series::{OBJECT_LABELS, SCALER_LABELS};
+    let (scaler, object) = (SCALER_LABELS, OBJECT_LABELS);
     let value = vec(
         "keda_scaler_metrics_value",
         help("keda_scaler_metrics_value"),
-        &scaler,
+        scaler,
     );
     let latency = vec(
         "keda_scaler_metrics_latency_seconds",
         help("keda_scaler_metrics_latency_seconds"),
-        &scaler,
+        scaler,
     );
-    let active = vec("keda_scaler_active", help("keda_scaler_active"), &scaler);
+    let active = vec("keda_scaler_active", help("keda_scaler_active"), scaler);
     let trigger_errors = counter(
         "keda_scaler_detail_errors_total",
         help("keda_scaler_detail_errors_total"),
-        &scaler,
+        scaler,
     );
     let object_errors = counter(
         "keda_scaled_object_errors_total",
         help("keda_scaled_object_errors_total"),
-        &object,
+        object,
     );
     let paused = vec(
         "keda_scaled_object_paused",
         help("keda_scaled_object_paused"),
-        &object,
+        object,
     );
     let loop_latency = vec(
         "keda_internal_scale_loop_latency_seconds",
@@ -247,7 +240,7 @@ fn telemetry_object_families_render_as_the_prometheus_encoder_does() {
     let builds = counter(
         "tidescale_scaler_builds_total",
         help("tidescale_scaler_builds_total"),
-        &object,
+        object,
     );
     let polls = [
         (
