@@ -519,6 +519,7 @@ fn default_render_runs_the_operator_like_keda_with_least_privilege() {
         [
             "--cluster-object-namespace=keda",
             "--scaler-timeout-ms=3000",
+            "--poll-threads=1",
             "--metrics-bind-address=0.0.0.0:8080",
             "--health-probe-bind-address=0.0.0.0:8081",
             "--log-level=info",
@@ -1105,6 +1106,7 @@ const OPERATOR_FLAGS: &[&str] = &[
     "--watch-namespace",
     "--cluster-object-namespace",
     "--scaler-timeout-ms",
+    "--poll-threads",
     "--metrics-bind-address",
     "--health-probe-bind-address",
     "--log-level",
