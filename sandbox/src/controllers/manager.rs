@@ -10,7 +10,9 @@
 //! input moved on or something waits
 //! on the clock (a pod mid-life, a Ready pod inside `minReadySeconds`). Such passes are
 //! skipped: an idle sandbox with thousands of Deployments then costs nothing per tick, however
-//! busy its Leases or ConfigMaps are. The HPA keeps its own schedule and runs every tick.
+//! busy its Leases or ConfigMaps are. Within a pass that does run, the Deployment and ReplicaSet
+//! steps whose object and children kept their versions are skipped as well (`visited`). The
+//! HPA keeps its own schedule and runs every tick.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,6 +27,7 @@ use super::http_metrics::HttpMetrics;
 use super::index::OwnerIndex;
 use super::metrics_api::{FetchError, MetricsApi};
 use super::pods::{self, PodTimings};
+use super::visited::{Step, Visited};
 use super::{deployment, job, replicaset, statefulset};
 use crate::clock::ClockHandle;
 use crate::store::{GroupResource, Store};
@@ -90,6 +93,8 @@ pub struct Controllers {
     /// The inputs' last change after the last workload pass that changed nothing and left
     /// nothing waiting on the clock; while the inputs stay there, passes are skipped.
     settled_at: Mutex<Option<u64>>,
+    /// What each Deployment and ReplicaSet step read last: unchanged ones are skipped.
+    visited: Mutex<Visited>,
 }
 
 impl Controllers {
@@ -113,6 +118,7 @@ impl Controllers {
             hpa,
             inputs: inputs(),
             settled_at: Mutex::new(None),
+            visited: Mutex::default(),
         }
     }
 
@@ -155,25 +161,33 @@ impl Controllers {
         if *settled_at == Some(inputs_at) {
             return;
         }
-        self.reconcile_workloads();
+        let mut visited = self.visited.lock().unwrap_or_else(|e| e.into_inner());
+        self.reconcile_workloads(&mut visited);
         let pods_waiting = pods::kubelet_sync(&self.store, &self.config.pods);
-        let statuses_waiting = self.refresh_statuses();
+        let statuses_waiting = self.refresh_statuses(&mut visited);
+        visited.finish();
         let changed = self.store.last_change(&self.inputs) != inputs_at;
         *settled_at = (!changed && !pods_waiting && !statuses_waiting).then_some(inputs_at);
     }
 
     /// Spec → children: Deployments create/scale ReplicaSets, the others create/delete pods.
-    fn reconcile_workloads(&self) {
+    fn reconcile_workloads(&self, visited: &mut Visited) {
         let store = &*self.store;
         let ev = &self.events;
         let sets = OwnerIndex::build(store, &replicaset::replicasets());
         for d in store.list(&deployment::deployments(), None).0 {
-            deployment::reconcile(store, &ev.deployment, &sets, &d);
+            let owned = sets.owned(&d).iter().map(|rs| &**rs);
+            if !visited.unchanged(Step::DeploymentSets, &d, owned) {
+                deployment::reconcile(store, &ev.deployment, &sets, &d);
+            }
         }
         // Pods are listed once for all owners: each owner only touches its own pods.
         let owned_pods = OwnerIndex::build(store, &pods::pods());
         for rs in store.list(&replicaset::replicasets(), None).0 {
-            replicaset::reconcile(store, &ev.replicaset, &owned_pods, &rs);
+            let owned = owned_pods.owned(&rs).iter().map(|p| &**p);
+            if !visited.unchanged(Step::ReplicaSetPods, &rs, owned) {
+                replicaset::reconcile(store, &ev.replicaset, &owned_pods, &rs);
+            }
         }
         for s in store.list(&statefulset::statefulsets(), None).0 {
             statefulset::reconcile(store, &ev.statefulset, &owned_pods, &s);
@@ -185,20 +199,36 @@ impl Controllers {
 
     /// Children → status, from fresh reads so this pass's pod changes show at once. Returns
     /// whether some status will change with time alone.
-    fn refresh_statuses(&self) -> bool {
+    fn refresh_statuses(&self, visited: &mut Visited) -> bool {
         let store = &*self.store;
         let sets = OwnerIndex::build(store, &replicaset::replicasets());
         let owned_pods = OwnerIndex::build(store, &pods::pods());
         let mut waiting = false;
         for rs in store.list(&replicaset::replicasets(), None).0 {
-            waiting |= replicaset::refresh_status(store, &owned_pods, &rs);
+            let pods = owned_pods.owned(&rs).iter().map(|p| &**p);
+            if visited.unchanged(Step::ReplicaSetStatus, &rs, pods) {
+                continue;
+            }
+            if replicaset::refresh_status(store, &owned_pods, &rs) {
+                waiting = true;
+                visited.waiting(Step::ReplicaSetStatus, &rs);
+            }
         }
         let owned = deployment::Owned {
             sets: &sets,
             pods: &owned_pods,
         };
         for d in store.list(&deployment::deployments(), None).0 {
-            waiting |= deployment::refresh_status(store, &owned, &d);
+            let children = sets.owned(&d).iter().flat_map(|rs| {
+                std::iter::once(&**rs).chain(owned_pods.owned(rs).iter().map(|p| &**p))
+            });
+            if visited.unchanged(Step::DeploymentStatus, &d, children) {
+                continue;
+            }
+            if deployment::refresh_status(store, &owned, &d) {
+                waiting = true;
+                visited.waiting(Step::DeploymentStatus, &d);
+            }
         }
         for s in store.list(&statefulset::statefulsets(), None).0 {
             waiting |= statefulset::refresh_status(store, &owned_pods, &s);

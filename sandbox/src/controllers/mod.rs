@@ -40,6 +40,7 @@ pub mod quantity;
 pub mod replicaset;
 pub mod selector;
 pub mod statefulset;
+mod visited;
 
 pub use http_metrics::HttpMetrics;
 pub use manager::{ControllerConfig, Controllers};
