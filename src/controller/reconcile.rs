@@ -162,14 +162,14 @@ async fn apply(
     // Status writes (and HPA status changes) re-trigger reconciles: mirror the HPA's health and
     // stop there, unless the HPA went missing — and only once the status names the HPA (a new
     // object's second pass comes here with an HPA it has not ensured yet).
-    let name = so.hpa_name();
-    let ensured = so.status.as_ref().and_then(|s| s.hpa_name.as_deref()) == Some(&name);
+    let hpa_name = so.hpa_name();
+    let ensured = so.status.as_ref().and_then(|s| s.hpa_name.as_deref()) == Some(&hpa_name);
     if same_spec && !stale && ensured {
-        let known = ctx.hpas.get(&key.0, &name);
+        let known = ctx.hpas.get(&key.0, &hpa_name);
         let hpa = match known {
             Some(hpa) => Some(hpa),
-            None if ctx.hpas.seems_absent(&key.0, &name) => None,
-            None => owned_hpa::read(so, ctx, &name).await?,
+            None if ctx.hpas.seems_absent(&key.0, &hpa_name) => None,
+            None => owned_hpa::read(so, ctx, &hpa_name).await?,
         };
         if let Some(hpa) = hpa {
             return owned_hpa::observe(so, ctx, &hpa).await;
@@ -282,7 +282,7 @@ async fn apply(
     // 0 ↔ 1 itself). A conflicting HPA unregisters the object again.
     register(ctx, key, revision, polled);
     record_started(so, ctx);
-    if marked_over.is_some() && ctx.hpas.seems_absent(&target.namespace, &so.hpa_name()) {
+    if marked_over.is_some() && ctx.hpas.seems_absent(&target.namespace, &hpa_name) {
         // A new object without an HPA of that name: the HPA and status come in a second
         // pass, which the marks' watch event starts behind every object still waiting for a
         // first reconcile. On a cold start all of them are polled after one write each, not
