@@ -117,9 +117,7 @@ pub(crate) fn selects(selector: &Selector, name: &str, described: Option<&Descri
         if key == LABEL_SCALED_OBJECT_NAME {
             Some(name)
         } else {
-            described
-                .and_then(|d| d.labels.get(key))
-                .map(String::as_str)
+            described.and_then(|d| d.labels.get(key))
         }
     })
 }

@@ -462,7 +462,7 @@ pub(super) async fn observe(
     ctx: &Context,
     hpa: &HorizontalPodAutoscaler,
 ) -> Result<Action, Error> {
-    let done = Action::requeue(Duration::from_secs(300));
+    let done = Action::await_change();
     let Some((state, reason, message)) = hpa_active(hpa) else {
         return Ok(done);
     };

@@ -1,6 +1,15 @@
 //! Reconciling a ScaledObject (`reference/keda.md` §2.2): finalizer, the
 //! `scaledobject.keda.sh/name` label, validation, the scale target, the scalers, the owned
 //! HPA, status, and (re)registration with the scheduler when the spec changed.
+//!
+//! A reconcile that succeeds waits for the next change (`Action::await_change`) instead of
+//! a periodic resync: everything it reads is watched — the object, its HPA (owned), the
+//! Secrets, ConfigMaps and (Cluster)TriggerAuthentications it uses (`secrets`), the target's
+//! replicas (`scaling::replicas`) — and KEDA's controller resyncs only every 10 hours
+//! (controller-runtime's default). A timer per object would also keep 10,000 entries in
+//! kube-runtime's scheduler for nothing. Failures and invalid objects still retry on a timer.
+//! Not watched: the target's pod-template env that `…FromEnv` keys read; as in KEDA, which
+//! reads it when it builds scalers, a change there is taken at the object's next change.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -229,7 +238,7 @@ async fn apply(
             return not_ready(so, ctx, conflict).await;
         }
         write_ready_status(so, ctx, &target, replicas, &specs).await?;
-        return Ok(Action::requeue(Duration::from_secs(300)));
+        return Ok(Action::await_change());
     }
     let composite = match CompositeMetric::of(so).transpose() {
         Ok(composite) => composite,
@@ -287,13 +296,16 @@ async fn apply(
         // pass, which the marks' watch event starts behind every object still waiting for a
         // first reconcile. On a cold start all of them are polled after one write each, not
         // after four. (With an HPA of that name, someone else's maybe, it is checked now.)
-        return Ok(Action::requeue(Duration::from_secs(1)));
+        // No requeue: that event is certain (the marks changed the finalizers and labels the
+        // controller's filter hashes), and a timer per object would stay in kube-runtime's
+        // scheduler, whose tables keep the size of the largest burst.
+        return Ok(Action::await_change());
     }
     if let Some(conflict) = owned_hpa::ensure(so, ctx, &target, &specs).await? {
         return not_ready(so, ctx, conflict).await;
     }
     write_ready_status(so, ctx, &target, replicas, &specs).await?;
-    Ok(Action::requeue(Duration::from_secs(300)))
+    Ok(Action::await_change())
 }
 
 /// KEDA's Events of a (re)started scale loop.
@@ -413,7 +425,7 @@ async fn pause_object(so: &ScaledObject, ctx: &Context, pause: Pause) -> Result<
             "ScaledObject was paused".to_owned(),
         );
     }
-    Ok(Action::requeue(Duration::from_secs(300)))
+    Ok(Action::await_change())
 }
 
 async fn write_ready_status(

@@ -1,10 +1,10 @@
 //! Types shared by ScaledObject and ScaledJob: triggers, authentication references and the
 //! status building blocks (conditions, per-metric health and activity).
 
-use std::collections::BTreeMap;
-
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use super::CompactMap;
 
 /// One entry of `spec.triggers`: a scaler type and its metadata.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -22,7 +22,7 @@ pub struct ScaleTriggers {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_cached_metrics: Option<bool>,
     /// Scaler-specific settings; `<key>FromEnv` keys read the scale target's env.
-    pub metadata: BTreeMap<String, String>,
+    pub metadata: CompactMap<String>,
     /// The (Cluster)TriggerAuthentication supplying secrets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication_ref: Option<AuthenticationRef>,

@@ -7,6 +7,7 @@
 
 mod auth_sources;
 mod common;
+mod compact_map;
 mod generate;
 pub mod names;
 mod scaled_job;
@@ -23,6 +24,7 @@ pub use common::{
     AUTHENTICATION_REF_KINDS, AuthenticationRef, Condition, GroupVersionKindResource, HealthStatus,
     ScaleTriggers, TriggerActivityStatus,
 };
+pub use compact_map::CompactMap;
 pub use generate::{CrdKind, all_crds, crd_for_kind, crd_yaml, crds_yaml};
 pub use scaled_job::{
     JobScalingStrategy, MultipleScalersCalculation, PropagationPolicy, Rollout, RolloutStrategy,

@@ -10,6 +10,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::CompactMap;
 use super::common::{
     Condition, GroupVersionKindResource, HealthStatus, ScaleTriggers, TriggerActivityStatus,
 };
@@ -293,8 +294,8 @@ pub struct ScaledObjectStatus {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub health: BTreeMap<String, HealthStatus>,
     /// Per-metric activity at the last poll.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub triggers_activity: BTreeMap<String, TriggerActivityStatus>,
+    #[serde(default, skip_serializing_if = "CompactMap::is_empty")]
+    pub triggers_activity: CompactMap<TriggerActivityStatus>,
     /// Replica count set by `paused-replicas`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_replica_count: Option<i32>,

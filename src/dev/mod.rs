@@ -98,7 +98,7 @@ impl DevCluster {
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
             .context("configuring the client")?;
-        kube::Client::try_from(config).context("building the client")
+        crate::operator::client::from_config(config).context("building the client")
     }
 
     /// Run the operator against this cluster until it shuts down, recording into `telemetry`.

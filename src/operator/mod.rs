@@ -6,6 +6,7 @@
 //! the controller and the scheduler; the others only keep their caches warm (and serve or
 //! forward metric reads), and start the controller when they win the Lease.
 
+pub mod client;
 pub mod leader;
 mod leader_args;
 mod ready;
@@ -149,9 +150,7 @@ pub async fn run(command: OperatorCommand) -> anyhow::Result<()> {
         .config(&adapter.pod_namespace, adapter_address)
         .map_err(|e| anyhow::anyhow!("invalid leader election settings: {e}"))?;
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| anyhow::anyhow!("connecting to the Kubernetes API: {e}"))?;
+    let client = client::infer().await?;
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
     tokio::spawn(async move {

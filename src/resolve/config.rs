@@ -34,7 +34,11 @@ pub fn scaler_config(
         trigger_index: site.index,
         trigger_type: trigger.type_.clone(),
         trigger_name: trigger.name.clone(),
-        metadata: trigger.metadata.clone(),
+        metadata: trigger
+            .metadata
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect(),
         auth_params: auth.params.known(),
         resolved_env: env.values.known(),
         pod_identity: auth.pod_identity.as_ref().map(pod_identity),

@@ -14,6 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::poll::PolledObject;
 use super::store::{Described, DescribedTarget, LiveMetrics, MetricRecord};
 use crate::crd::ScaledObject;
+use crate::crd::names::LABEL_SCALED_OBJECT_NAME;
 
 /// Queries one metric of a polled object when the adapter asks.
 pub struct LiveTrigger(Weak<PolledObject>);
@@ -89,6 +90,13 @@ fn described(polled: &PolledObject, so: &ScaledObject) -> Described {
             resource: qualified,
             name: polled.target.name.clone(),
         },
-        labels: so.metadata.labels.clone().unwrap_or_default(),
+        labels: so
+            .metadata
+            .labels
+            .iter()
+            .flatten()
+            .filter(|(key, _)| *key != LABEL_SCALED_OBJECT_NAME)
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect(),
     }
 }

@@ -524,7 +524,7 @@ fn status_unchanged(
     let persisted = status.last_active_time.as_ref().map(|t| t.0);
     kept(&decision.active, condition::ACTIVE)
         && kept(&decision.ready, condition::READY)
-        && (activity.is_empty() || *activity == status.triggers_activity)
+        && (activity.is_empty() || activity.iter().eq(status.triggers_activity.iter()))
         && to_write(persisted, remembered, false, interval) == persisted
 }
 
@@ -542,7 +542,7 @@ fn next_status(
         set_condition(&mut status.conditions, condition::READY, ready);
     }
     if !activity.is_empty() {
-        status.triggers_activity = activity;
+        status.triggers_activity = activity.into_iter().collect();
     }
     status
 }
