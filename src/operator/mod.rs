@@ -7,12 +7,12 @@
 //! forward metric reads), and start the controller when they win the Lease.
 
 pub mod client;
+mod inputs;
 pub mod leader;
 mod leader_args;
 mod ready;
 pub mod watch_backoff;
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -300,32 +300,6 @@ fn slim(object: &mut ScaledObject) {
     object.metadata.managed_fields = None;
 }
 
-/// What a change of a ScaledObject must touch to be reconciled: its spec (generation), labels,
-/// annotations, finalizers or deletion, and of its status only the `HPAActive` condition —
-/// not the rest, which the polls write (KEDA's controller filters status changes too). Each
-/// status write used to cost a reconcile and a read of the HPA. `HPAActive` stays: a poll
-/// writing the status it read before the reconcile mirrored the HPA drops the condition, and
-/// the reconcile that follows puts it back. The HPA's own changes arrive through its watch.
-fn reconcile_inputs(so: &ScaledObject) -> Option<u64> {
-    let meta = &so.metadata;
-    let deletion = meta
-        .deletion_timestamp
-        .as_ref()
-        .map(|t| t.0.as_nanosecond());
-    let hpa_active = so.status.as_ref().and_then(|s| {
-        s.conditions
-            .iter()
-            .find(|c| c.type_ == crate::crd::names::condition::HPA_ACTIVE)
-    });
-    let mut hasher = DefaultHasher::new();
-    (meta.generation, &meta.labels, &meta.annotations).hash(&mut hasher);
-    (&meta.finalizers, deletion).hash(&mut hasher);
-    hpa_active
-        .map(|c| (&c.status, &c.reason, &c.message))
-        .hash(&mut hasher);
-    Some(hasher.finish())
-}
-
 fn scaled_objects_api(client: &kube::Client, args: &OperatorArgs) -> Api<ScaledObject> {
     match &args.watch_namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
@@ -355,14 +329,14 @@ async fn run_controller(
     // One stream per watch, each with its own backoff (watch_backoff.rs): a relisting or
     // failing watch does not pause the others.
     let (objects, writer) = reflector::store();
-    let stream = watch(
-        scaled_objects,
-        watcher::Config::default().page_size(ready::PAGE_SIZE),
-    )
-    .modify(slim)
-    .reflect(writer)
-    .applied_objects()
-    .predicate_filter(reconcile_inputs, Default::default());
+    let stream = inputs::changed_inputs(
+        watch(
+            scaled_objects,
+            watcher::Config::default().page_size(ready::PAGE_SIZE),
+        )
+        .modify(slim)
+        .reflect(writer),
+    );
     let hpa_index = crate::controller::hpa_index::HpaIndex::default();
     let index = hpa_index.clone();
     let hpa_events = watch(hpas, watcher::Config::default())
