@@ -16,10 +16,10 @@ pub(super) async fn cleanup(so: &ScaledObject, ctx: &Context) -> Result<Action, 
     let key = key_of(so);
     unregister(ctx, &key).await;
     restore_original_replicas(so, ctx).await;
-    ctx.metrics.forget_object(&key.0, &key.1);
-    ctx.metrics.forget_scaler_builds(&key.0, &key.1);
+    ctx.handles.metrics.forget_object(&key.0, &key.1);
+    ctx.handles.metrics.forget_scaler_builds(&key.0, &key.1);
     ctx.sources.forget(&key);
-    ctx.events.normal(
+    ctx.handles.events.normal(
         so,
         event::SCALED_OBJECT_DELETED,
         "ScaledObject was deleted".to_owned(),
@@ -41,7 +41,7 @@ async fn restore_original_replicas(so: &ScaledObject, ctx: &Context) {
     };
     let namespace = so.metadata.namespace.as_deref().unwrap_or_default();
     let restored = match Target::resolve(
-        &ctx.client,
+        &ctx.handles.client,
         &ctx.kinds,
         namespace,
         &so.spec.scale_target_ref,
@@ -49,7 +49,7 @@ async fn restore_original_replicas(so: &ScaledObject, ctx: &Context) {
     .await
     {
         Ok(target) => target
-            .scale_to(&ctx.client, original)
+            .scale_to(&ctx.handles.client, original)
             .await
             .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),

@@ -333,7 +333,7 @@ pub(super) async fn read(
     name: &str,
 ) -> Result<Option<HorizontalPodAutoscaler>, Error> {
     let namespace = so.metadata.namespace.as_deref().unwrap_or_default();
-    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), namespace);
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.handles.client.clone(), namespace);
     bounded("read the HPA", api.get_opt(name)).await
 }
 
@@ -360,7 +360,8 @@ pub(super) async fn ensure(
         delete_renamed_hpa(so, ctx, &name).await?;
         return Ok(None);
     }
-    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), &target.namespace);
+    let api: Api<HorizontalPodAutoscaler> =
+        Api::namespaced(ctx.handles.client.clone(), &target.namespace);
     let value = serde_json::json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": hpa.metadata, "spec": hpa.spec});
     if ctx.hpas.seems_absent(&target.namespace, &name) {
         // Create it without reading first (on a cold start, one request per object less). Not
@@ -434,7 +435,7 @@ async fn delete_renamed_hpa(so: &ScaledObject, ctx: &Context, current: &str) -> 
         return Ok(());
     }
     let namespace = so.metadata.namespace.as_deref().unwrap_or_default();
-    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), namespace);
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.handles.client.clone(), namespace);
     match within_api_timeout(api.delete(previous, &Default::default())).await {
         Ok(_) => {
             info!(
@@ -478,7 +479,7 @@ pub(super) async fn observe(
     }
     let namespace = so.metadata.namespace.as_deref().unwrap_or_default();
     let name = so.metadata.name.as_deref().unwrap_or_default();
-    let api: Api<ScaledObject> = Api::namespaced(ctx.client.clone(), namespace);
+    let api: Api<ScaledObject> = Api::namespaced(ctx.handles.client.clone(), namespace);
     let patch = Patch::Merge(serde_json::json!({
         "metadata": {"resourceVersion": so.metadata.resource_version},
         "status": status,

@@ -69,7 +69,7 @@ pub(super) async fn ensure_label(so: &ScaledObject, ctx: &Context) -> Result<(),
         return Ok(());
     }
     let api: Api<ScaledObject> = Api::namespaced(
-        ctx.client.clone(),
+        ctx.handles.client.clone(),
         so.metadata.namespace.as_deref().unwrap_or_default(),
     );
     let patch =

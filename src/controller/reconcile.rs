@@ -18,10 +18,8 @@ use std::time::Duration;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
-use kube::runtime::reflector::Store;
 use tracing::{info, warn};
 
-use super::events::Events;
 use super::hpa as owned_hpa;
 use super::marks::{self, Contact};
 use super::pause::{self, Pause};
@@ -34,35 +32,22 @@ use crate::crd::ScaledObject;
 use crate::crd::names::{FINALIZER, LABEL_SCALED_OBJECT_NAME, condition, event, reason};
 use crate::scaling::decision::ConditionChange;
 use crate::scaling::modifiers::CompositeMetric;
-use crate::scaling::poll::PolledObject;
+use crate::scaling::poll::{Handles, PolledObject};
 use crate::scaling::scheduler::{ObjectKey, Scheduler};
-use crate::scaling::store::MetricStore;
-use crate::telemetry::{Metrics, RegisteredResource};
+use crate::telemetry::RegisteredResource;
 
 /// What every reconcile shares.
 pub struct Context {
-    /// API client.
-    pub client: kube::Client,
-    /// The controller's cache of ScaledObjects, read by polls for the latest status.
-    pub objects: Store<ScaledObject>,
+    /// The client, caches and sinks polls share too.
+    pub handles: Arc<Handles>,
     /// The one scheduler of all polls.
     pub scheduler: Scheduler<PolledObject>,
     /// Namespace of the Secrets ClusterTriggerAuthentications name.
     pub cluster_object_namespace: String,
-    /// Upper bound of one scaler query.
-    pub scaler_timeout: Duration,
     /// The revision ([`revision`]) each object is polled with.
     pub registered: Mutex<HashMap<ObjectKey, (String, Arc<PolledObject>)>>,
-    /// Where Events are recorded.
-    pub events: Events,
-    /// KEDA's metric families.
-    pub metrics: Arc<Metrics>,
-    /// Where the loop leaves the values the adapter serves.
-    pub store: MetricStore,
     /// Which Secrets and TriggerAuthentications each object's triggers were resolved from.
     pub sources: Arc<SourceIndex>,
-    /// Replicas of the scale targets, from watches: polls read no target from the API.
-    pub targets: crate::scaling::replicas::TargetCache,
     /// Discovery answers by kind.
     pub kinds: super::target::Kinds,
     /// The owned HPAs' `ScalingActive` conditions, from the controller's watch of them.
@@ -113,7 +98,7 @@ pub async fn reconcile(so: Arc<ScaledObject>, ctx: Arc<Context>) -> Result<Actio
         // every write from this version would be refused or redone. Look again shortly.
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
-    let api: Api<ScaledObject> = Api::namespaced(ctx.client.clone(), &namespace);
+    let api: Api<ScaledObject> = Api::namespaced(ctx.handles.client.clone(), &namespace);
     let (so, marked_over) = match marks::first_contact(&so, &api).await? {
         Contact::Known => (so, None),
         Contact::Marked(marked) => (Arc::new(*marked), Some(so)),
@@ -191,7 +176,7 @@ async fn apply(
     }
     let (namespace, name) = key.clone();
     let target = match Target::resolve(
-        &ctx.client,
+        &ctx.handles.client,
         &ctx.kinds,
         &namespace,
         &so.spec.scale_target_ref,
@@ -201,16 +186,16 @@ async fn apply(
         Ok(target) => target,
         Err(e) => return not_ready(so, ctx, e.to_string()).await,
     };
-    let replicas = match ctx.targets.replicas(&target).await {
+    let replicas = match ctx.handles.targets.replicas(&target).await {
         Ok(replicas) => replicas,
         Err(e) => return not_ready(so, ctx, e.to_string()).await,
     };
     let resolved = match resolve_triggers(
-        &ctx.client,
+        &ctx.handles.client,
         so,
         &target,
         &ctx.cluster_object_namespace,
-        ctx.scaler_timeout,
+        ctx.handles.timeout,
     )
     .await
     {
@@ -262,23 +247,17 @@ async fn apply(
         Ok(triggers) => triggers,
         Err(e) => return not_ready(so, ctx, e.to_string()).await,
     };
-    ctx.metrics.record_scaler_build(&namespace, &name);
+    ctx.handles.metrics.record_scaler_build(&namespace, &name);
     let specs: Vec<_> = triggers.iter().flat_map(|t| t.specs.clone()).collect();
     let interval = Duration::from_secs(so.spec.polling_interval.max(1) as u64);
     let polled = Arc::new(PolledObject {
-        client: ctx.client.clone(),
-        objects: ctx.objects.clone(),
+        handles: Arc::clone(&ctx.handles),
         namespace,
         name,
         interval,
         target: target.clone(),
         triggers,
-        timeout: ctx.scaler_timeout,
-        events: ctx.events.clone(),
-        metrics: Arc::clone(&ctx.metrics),
-        store: ctx.store.clone(),
         composite,
-        targets: ctx.targets.clone(),
         last_active: Default::default(),
         superseded: Default::default(),
     });
@@ -317,12 +296,12 @@ fn record_started(so: &ScaledObject, ctx: &Context) {
         .map(|t| t.type_.as_str())
         .collect::<Vec<_>>()
         .join(", ");
-    ctx.events.normal(
+    ctx.handles.events.normal(
         so,
         event::SCALERS_STARTED,
         format!("Started scalers watch: {types}"),
     );
-    ctx.events.normal(
+    ctx.handles.events.normal(
         so,
         event::SCALED_OBJECT_READY,
         "ScaledObject is ready for scaling".to_owned(),
@@ -342,7 +321,7 @@ fn revision(so: &ScaledObject) -> String {
 
 fn register(ctx: &Context, key: ObjectKey, revision: String, polled: Arc<PolledObject>) {
     ctx.scheduler.upsert(key.clone(), Arc::clone(&polled));
-    ctx.metrics.set_paused(&key.0, &key.1, false);
+    ctx.handles.metrics.set_paused(&key.0, &key.1, false);
     let previous = ctx
         .registered
         .lock()
@@ -354,6 +333,7 @@ fn register(ctx: &Context, key: ObjectKey, revision: String, polled: Arc<PolledO
             tokio::spawn(close_scalers(old));
         }
         None => ctx
+            .handles
             .metrics
             .resource_registered(RegisteredResource::ScaledObject, &key.0),
     }
@@ -371,7 +351,8 @@ pub(super) async fn unregister(ctx: &Context, key: &ObjectKey) {
     let removed = ctx.registered.lock().ok().and_then(|mut r| r.remove(key));
     if let Some((_, old)) = removed {
         close_scalers(old).await;
-        ctx.metrics
+        ctx.handles
+            .metrics
             .resource_unregistered(RegisteredResource::ScaledObject, &key.0);
         info!(namespace = %key.0, scaled_object = %key.1, "scale loop stopped");
     }
@@ -382,8 +363,8 @@ async fn pause_object(so: &ScaledObject, ctx: &Context, pause: Pause) -> Result<
     let key = key_of(so);
     unregister(ctx, &key).await;
     ctx.sources.forget(&key);
-    ctx.metrics.set_paused(&key.0, &key.1, true);
-    pause::delete_hpa(&ctx.client, so)
+    ctx.handles.metrics.set_paused(&key.0, &key.1, true);
+    pause::delete_hpa(&ctx.handles.client, so)
         .await
         .map_err(|source| Error::Api {
             action: "delete the HPA of a paused ScaledObject",
@@ -392,14 +373,14 @@ async fn pause_object(so: &ScaledObject, ctx: &Context, pause: Pause) -> Result<
     if let Some(replicas) = pause.replicas() {
         let namespace = so.metadata.namespace.as_deref().unwrap_or_default();
         let held = match Target::resolve(
-            &ctx.client,
+            &ctx.handles.client,
             &ctx.kinds,
             namespace,
             &so.spec.scale_target_ref,
         )
         .await
         {
-            Ok(target) => pause::hold(&ctx.client, &target, replicas)
+            Ok(target) => pause::hold(&ctx.handles.client, &target, replicas)
                 .await
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
@@ -419,7 +400,7 @@ async fn pause_object(so: &ScaledObject, ctx: &Context, pause: Pause) -> Result<
     status.paused_replica_count = pause.replicas();
     bounded_write(so, ctx, &status).await?;
     if changed {
-        ctx.events.normal(
+        ctx.handles.events.normal(
             so,
             event::SCALED_OBJECT_PAUSED,
             "ScaledObject was paused".to_owned(),
@@ -487,13 +468,14 @@ async fn write_ready_status(
     status.paused_replica_count = None;
     bounded_write(so, ctx, &status).await?;
     match (changed, was_paused, paused == "True") {
-        (true, true, false) => ctx.events.normal(
+        (true, true, false) => ctx.handles.events.normal(
             so,
             event::SCALED_OBJECT_UNPAUSED,
             "ScaledObject was unpaused".to_owned(),
         ),
         (true, false, true) => {
-            ctx.events
+            ctx.handles
+                .events
                 .normal(so, event::SCALED_OBJECT_PAUSED, message.to_owned())
         }
         _ => {}
@@ -544,7 +526,8 @@ async fn not_ready(so: &ScaledObject, ctx: &Context, message: String) -> Result<
     );
     bounded_write(so, ctx, &status).await?;
     if changed {
-        ctx.events
+        ctx.handles
+            .events
             .warning(so, event::SCALED_OBJECT_CHECK_FAILED, message);
     }
     Ok(Action::requeue(Duration::from_secs(30)))
@@ -555,7 +538,7 @@ async fn bounded_write(
     ctx: &Context,
     status: &crate::crd::ScaledObjectStatus,
 ) -> Result<(), Error> {
-    let written = write_if_changed(&ctx.client, so, status)
+    let written = write_if_changed(&ctx.handles.client, so, status)
         .await
         .map_err(|source| Error::Api {
             action: "write the status",

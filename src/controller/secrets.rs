@@ -62,7 +62,10 @@ impl SourceIndex {
                 .or_default()
                 .insert(object.clone());
         }
-        inner.by_object.insert(object.clone(), sources);
+        // Most objects read no Secret: they cost nothing here.
+        if !sources.is_empty() {
+            inner.by_object.insert(object.clone(), sources);
+        }
     }
 
     /// Forget `object` (deleted or paused).

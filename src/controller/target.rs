@@ -4,7 +4,7 @@
 //! replicas from a watch (`scaling::replicas`); [`Target::replicas`] is the fallback.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -74,13 +74,16 @@ pub enum TargetError {
     },
 }
 
+/// A kind's resource, whether it has `/scale`, and when discovery said so.
+type Discovered = (Arc<ApiResource>, bool, Instant);
+
 /// Discovery answers by kind, so reconciling 10,000 objects of one kind asks the API server
 /// once, not 10,000 times. A kind found is remembered for [`KIND_TTL`] (a CRD removed and
 /// re-created differently is seen again after that); a kind not found is never remembered,
 /// so an object waiting for its CRD resolves as soon as the CRD is installed.
 #[derive(Debug, Default)]
 pub struct Kinds {
-    found: Mutex<HashMap<GroupVersionKind, (ApiResource, bool, Instant)>>,
+    found: Mutex<HashMap<GroupVersionKind, Discovered>>,
 }
 
 impl Kinds {
@@ -90,7 +93,7 @@ impl Kinds {
         &self,
         client: &kube::Client,
         gvk: GroupVersionKind,
-    ) -> Option<(ApiResource, bool)> {
+    ) -> Option<(Arc<ApiResource>, bool)> {
         let remembered = self.lock().get(&gvk).cloned();
         if let Some((resource, scalable, at)) = remembered
             && at.elapsed() < KIND_TTL
@@ -106,14 +109,13 @@ impl Kinds {
             .subresources
             .iter()
             .any(|(sub, _)| sub.plural == "scale");
-        let found = (resource.clone(), scalable, Instant::now());
+        let resource = Arc::new(resource);
+        let found = (Arc::clone(&resource), scalable, Instant::now());
         self.lock().insert(gvk, found);
         Some((resource, scalable))
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<GroupVersionKind, (ApiResource, bool, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<GroupVersionKind, Discovered>> {
         self.found.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -121,8 +123,9 @@ impl Kinds {
 /// A resolved, scalable target.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The resource (plural, group, version) discovery found.
-    pub resource: ApiResource,
+    /// The resource (plural, group, version) discovery found, shared by every target of its
+    /// kind (five strings per object otherwise).
+    pub resource: Arc<ApiResource>,
     /// Object name.
     pub name: String,
     /// Namespace.
@@ -182,7 +185,7 @@ impl Target {
     }
 
     fn api(&self, client: &kube::Client) -> Api<DynamicObject> {
-        Api::namespaced_with(client.clone(), &self.namespace, &self.resource)
+        Api::namespaced_with(client.clone(), &self.namespace, &*self.resource)
     }
 
     /// Current `spec.replicas`, read through `/scale`.

@@ -29,6 +29,7 @@ use crate::adapter::service::AdapterInputs;
 use crate::controller::events::Events;
 use crate::controller::reconcile::{Context, error_policy, reconcile};
 use crate::crd::ScaledObject;
+use crate::scaling::poll::Handles;
 use crate::scaling::scheduler::Scheduler;
 use crate::scaling::store::MetricStore;
 use crate::telemetry::{DEFAULT_LOG_FILTER, LogFormat, Metrics, Readiness, init_logging, serve};
@@ -359,22 +360,25 @@ async fn run_controller(
         }
     };
     let scheduler = Scheduler::start_on(&poll_runtime, MAX_POLLS_IN_FLIGHT, cancel.clone());
-    let context = Arc::new(Context {
+    let handles = Arc::new(Handles {
         client: client.clone(),
         objects: controller.store(),
-        scheduler: scheduler.clone(),
-        cluster_object_namespace: args.cluster_object_namespace,
-        scaler_timeout: Duration::from_millis(args.scaler_timeout_ms),
-        registered: Mutex::default(),
+        timeout: Duration::from_millis(args.scaler_timeout_ms),
         events: Events::new(client.clone()),
         metrics: Arc::clone(&telemetry.metrics),
         store: telemetry.values.clone(),
-        sources,
         targets: crate::scaling::replicas::TargetCache::new(
             client.clone(),
             args.watch_namespace.clone(),
             cancel.clone(),
         ),
+    });
+    let context = Arc::new(Context {
+        handles,
+        scheduler: scheduler.clone(),
+        cluster_object_namespace: args.cluster_object_namespace,
+        registered: Mutex::default(),
+        sources,
         kinds: Default::default(),
         hpas: hpa_index,
     });

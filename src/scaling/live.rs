@@ -35,7 +35,7 @@ impl LiveMetrics for LiveTrigger {
                 })
                 .ok_or_else(|| format!("no trigger serves metric {metric}"))?;
             let call = trigger.scaler.metrics_and_activity(&metric);
-            match tokio::time::timeout(object.timeout, call).await {
+            match tokio::time::timeout(object.handles.timeout, call).await {
                 Ok(Ok(values)) => Ok(MetricRecord {
                     value: values.values.first().copied().unwrap_or(0.0),
                     active: values.active,
@@ -43,7 +43,7 @@ impl LiveMetrics for LiveTrigger {
                     error: None,
                 }),
                 Ok(Err(error)) => Err(error.to_string()),
-                Err(_) => Err(format!("no answer within {:?}", object.timeout)),
+                Err(_) => Err(format!("no answer within {:?}", object.handles.timeout)),
             }
         })
     }
@@ -55,6 +55,7 @@ impl LiveMetrics for LiveTrigger {
 pub fn register(polled: &Arc<PolledObject>, so: &ScaledObject) {
     let (namespace, name) = (&polled.namespace, &polled.name);
     polled
+        .handles
         .store
         .describe(namespace, name, described(polled, so));
     for trigger in &polled.triggers {
@@ -67,10 +68,14 @@ pub fn register(polled: &Arc<PolledObject>, so: &ScaledObject) {
             if live {
                 let querier = Arc::new(LiveTrigger(Arc::downgrade(polled)));
                 polled
+                    .handles
                     .store
                     .set_live(namespace, name, &spec.metric_name, querier);
             } else {
-                polled.store.clear_live(namespace, name, &spec.metric_name);
+                polled
+                    .handles
+                    .store
+                    .clear_live(namespace, name, &spec.metric_name);
             }
         }
     }

@@ -49,13 +49,30 @@ use crate::crd::{ScaledObject, ScaledObjectStatus, TriggerActivityStatus};
 use crate::modifiers::FormulaError;
 use crate::telemetry::{Metrics, PollLabels, ResourceType};
 
-/// A ScaledObject as the scheduler polls it: the spec it was registered with, its resolved
-/// target and built scalers, and where to find its latest status.
-pub struct PolledObject {
+/// The process's client, caches and sinks, shared by every reconcile and poll: one `Arc`
+/// per polled object instead of seven handles (~200 bytes each of 10,000 objects).
+pub struct Handles {
     /// API client.
     pub client: kube::Client,
     /// The controller's cache of ScaledObjects (latest status).
     pub objects: Store<ScaledObject>,
+    /// Upper bound of one scaler query.
+    pub timeout: Duration,
+    /// Where Events are recorded.
+    pub events: Events,
+    /// KEDA's metric families.
+    pub metrics: Arc<Metrics>,
+    /// Where the adapter reads the values this loop finds.
+    pub store: MetricStore,
+    /// Where the targets' replicas are read from (a watch, not a GET per poll).
+    pub targets: TargetCache,
+}
+
+/// A ScaledObject as the scheduler polls it: the spec it was registered with, its resolved
+/// target and built scalers, and where to find its latest status.
+pub struct PolledObject {
+    /// What every poll shares.
+    pub handles: Arc<Handles>,
     /// Namespace and name.
     pub namespace: String,
     /// Object name.
@@ -66,18 +83,8 @@ pub struct PolledObject {
     pub target: Target,
     /// Built scalers, in trigger order.
     pub triggers: Vec<BuiltTrigger>,
-    /// Upper bound of one scaler query.
-    pub timeout: Duration,
-    /// Where Events are recorded.
-    pub events: Events,
-    /// KEDA's metric families.
-    pub metrics: Arc<Metrics>,
-    /// Where the adapter reads the values this loop finds.
-    pub store: MetricStore,
     /// The scaling-modifiers formula, when the object has one.
     pub composite: Option<CompositeMetric>,
-    /// Where the target's replicas are read from (a watch, not a GET per poll).
-    pub targets: TargetCache,
     /// `lastActiveTime` as this process saw it.
     pub last_active: LastActive,
     /// The cached version a status write would be refused over (see [`SupersededVersion`]).
@@ -94,8 +101,9 @@ impl Pollable for PolledObject {
     }
 
     fn started_late(&self, lateness: Duration) {
-        self.metrics.record_poll_lateness(lateness);
-        self.metrics
+        self.handles.metrics.record_poll_lateness(lateness);
+        self.handles
+            .metrics
             .record_scale_loop_latency(&self.namespace, &self.name, lateness);
     }
 }
@@ -119,10 +127,10 @@ impl PolledObject {
     /// removed, or shutting down).
     async fn poll_once(&self, stop: &CancellationToken) {
         let reference = ObjectRef::new(&self.name).within(&self.namespace);
-        let Some(latest) = self.objects.get(&reference) else {
+        let Some(latest) = self.handles.objects.get(&reference) else {
             return;
         };
-        let current = match self.targets.replicas(&self.target).await {
+        let current = match self.handles.targets.replicas(&self.target).await {
             Ok(replicas) => replicas,
             Err(error) => {
                 warn!(namespace = %self.namespace, scaled_object = %self.name, error = %error, "cannot read the scale target");
@@ -168,7 +176,7 @@ impl PolledObject {
         if decision.touch_last_active {
             self.last_active.touch(now);
         }
-        self.store.record_poll(
+        self.handles.store.record_poll(
             &self.namespace,
             &self.name,
             self.records(&results, composite, fallback_replicas, current, now),
@@ -208,7 +216,7 @@ impl PolledObject {
             debug!(namespace = %self.namespace, scaled_object = %self.name, "the cache has not seen the last write yet; status left to the next poll");
             return;
         }
-        match write_if_current(&self.client, latest, status).await {
+        match write_if_current(&self.handles.client, latest, status).await {
             Ok(StatusWrite::Stale) => {
                 self.superseded.mark(latest);
                 debug!(namespace = %self.namespace, scaled_object = %self.name, "the object changed since this poll read it; not writing the status");
@@ -230,13 +238,20 @@ impl PolledObject {
             self.namespace,
             self.target.name
         );
-        match self.target.scale_to_version(&self.client, change.to).await {
+        match self
+            .target
+            .scale_to_version(&self.handles.client, change.to)
+            .await
+        {
             Ok(version) => {
-                self.targets.wrote(&self.target, change.to, version).await;
+                self.handles
+                    .targets
+                    .wrote(&self.target, change.to, version)
+                    .await;
                 info!(namespace = %self.namespace, scaled_object = %self.name, from = current, to = change.to, reason = ?change.reason, "scaled the target");
                 if let Some(reason) = change.reason.event_reason() {
                     let note = format!("Scaled {target} from {current} to {}", change.to);
-                    self.events.normal(so, reason, note);
+                    self.handles.events.normal(so, reason, note);
                 }
             }
             Err(error) => {
@@ -246,7 +261,7 @@ impl PolledObject {
                     _ => event::SCALE_TARGET_ACTIVATION_FAILED,
                 };
                 let note = format!("Failed to scale {target} from {current} to {}", change.to);
-                self.events.warning(so, reason, note);
+                self.handles.events.warning(so, reason, note);
             }
         }
     }
@@ -353,10 +368,11 @@ impl PolledObject {
         match result {
             Ok(Ok(values)) => {
                 let value = values.values.first().copied().unwrap_or(0.0);
-                self.metrics
+                self.handles
+                    .metrics
                     .record_poll(&labels, value, values.active, latency);
             }
-            _ => self.metrics.record_scaler_error(&labels),
+            _ => self.handles.metrics.record_scaler_error(&labels),
         }
     }
 
@@ -394,12 +410,12 @@ impl PolledObject {
             message,
         );
         match (was_active, fallback.active) {
-            (false, true) => self.events.warning(
+            (false, true) => self.handles.events.warning(
                 so,
                 event::SCALED_OBJECT_FALLBACK_ACTIVATED,
                 "Using fallback replicas because metrics keep failing".to_owned(),
             ),
-            (true, false) => self.events.normal(
+            (true, false) => self.handles.events.normal(
                 so,
                 event::SCALED_OBJECT_FALLBACK_DEACTIVATED,
                 "Metrics are back: fallback no longer applies".to_owned(),
@@ -414,7 +430,7 @@ impl PolledObject {
             trigger.specs.iter().map(move |spec| async move {
                 let started = std::time::Instant::now();
                 let call = trigger.scaler.metrics_and_activity(&spec.metric_name);
-                let result = tokio::time::timeout(self.timeout, call).await;
+                let result = tokio::time::timeout(self.handles.timeout, call).await;
                 self.record_metrics(trigger, &spec.metric_name, &result, started.elapsed());
                 (trigger, spec.metric_name.clone(), result)
             })
@@ -460,11 +476,11 @@ impl PolledObject {
                     if let Some(name) = &trigger.name {
                         results.named.insert(name.clone(), None);
                     }
-                    let message = format!("no answer within {:?}", self.timeout);
+                    let message = format!("no answer within {:?}", self.handles.timeout);
                     results.errors.insert(metric.clone(), message);
                     results.succeeded.insert(metric.clone(), false);
                     results.outcome.error = true;
-                    warn!(namespace = %self.namespace, scaled_object = %self.name, trigger_index = trigger.index, scaler = trigger.trigger_type, timeout = ?self.timeout, "trigger timed out");
+                    warn!(namespace = %self.namespace, scaled_object = %self.name, trigger_index = trigger.index, scaler = trigger.trigger_type, timeout = ?self.handles.timeout, "trigger timed out");
                 }
             }
         }

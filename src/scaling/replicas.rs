@@ -164,8 +164,8 @@ impl TargetCache {
         kinds.insert(target.kind_key(), Arc::clone(&kind));
         if let Source::Path(path) = source {
             let api = match &self.inner.namespace {
-                Some(ns) => Api::namespaced_with(self.inner.client.clone(), ns, &target.resource),
-                None => Api::all_with(self.inner.client.clone(), &target.resource),
+                Some(ns) => Api::namespaced_with(self.inner.client.clone(), ns, &*target.resource),
+                None => Api::all_with(self.inner.client.clone(), &*target.resource),
             };
             let run = run_watch(
                 api,
