@@ -30,7 +30,7 @@ fn condition(so: &ScaledObject, type_: &str) -> Option<String> {
         .conditions
         .iter()
         .find(|c| c.type_ == type_)
-        .map(|c| c.status.clone())
+        .map(|c| c.status.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

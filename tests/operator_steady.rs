@@ -65,7 +65,7 @@ fn condition(so: &ScaledObject, type_: &str) -> Option<String> {
         .conditions
         .iter()
         .find(|c| c.type_ == type_)
-        .map(|c| c.status.clone())
+        .map(|c| c.status.to_string())
 }
 
 /// Over [`WINDOW`], the object is polled and the operator makes no API request.

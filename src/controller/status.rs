@@ -15,9 +15,9 @@ use crate::scaling::decision::ConditionChange;
 /// Paused False.
 pub fn initial_conditions() -> Vec<Condition> {
     let unknown = |type_: &str| Condition {
-        type_: type_.to_owned(),
-        status: "Unknown".to_owned(),
-        reason: Some(reason::UNKNOWN_STATE.to_owned()),
+        type_: type_.into(),
+        status: "Unknown".into(),
+        reason: Some(reason::UNKNOWN_STATE.into()),
         message: None,
     };
     vec![
@@ -25,9 +25,9 @@ pub fn initial_conditions() -> Vec<Condition> {
         unknown(condition::ACTIVE),
         unknown(condition::FALLBACK),
         Condition {
-            type_: condition::PAUSED.to_owned(),
-            status: "False".to_owned(),
-            reason: Some(reason::SCALED_OBJECT_UNPAUSED.to_owned()),
+            type_: condition::PAUSED.into(),
+            status: "False".into(),
+            reason: Some(reason::SCALED_OBJECT_UNPAUSED.into()),
             message: None,
         },
     ]
@@ -76,10 +76,10 @@ pub fn set_condition_to(
         return false;
     }
     let wanted = Condition {
-        type_: type_.to_owned(),
-        status: status.to_owned(),
-        reason: Some(reason.to_owned()),
-        message: Some(message.to_owned()),
+        type_: type_.into(),
+        status: status.into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
     };
     match existing {
         Some(existing) => *existing = wanted,
@@ -252,7 +252,7 @@ mod tests {
     fn new_objects_get_keda_initial_conditions() {
         let types: Vec<(String, String)> = initial_conditions()
             .into_iter()
-            .map(|c| (c.type_, c.status))
+            .map(|c| (c.type_.to_string(), c.status.to_string()))
             .collect();
         let expected = [
             ("Ready", "Unknown"),

@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::CompactMap;
+use super::shared_text::SharedText;
 
 /// One entry of `spec.triggers`: a scaler type and its metadata.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -56,21 +57,22 @@ impl AuthenticationRef {
     }
 }
 
+// Its texts are shared (`SharedText`): every cached object repeats the same few.
 /// A status condition as KEDA writes it (no `lastTransitionTime`).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// Condition type: `Ready`, `Active`, `Fallback`, `Paused`, `HPAActive`.
     #[serde(rename = "type")]
-    pub type_: String,
+    pub type_: SharedText,
     /// `True`, `False` or `Unknown`.
-    pub status: String,
+    pub status: SharedText,
     /// Machine-readable reason, e.g. `ScaledObjectReady`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<SharedText>,
     /// Human-readable detail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+    pub message: Option<SharedText>,
 }
 
 /// `status.scaleTargetGVKR`.

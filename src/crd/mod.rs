@@ -12,6 +12,7 @@ mod generate;
 pub mod names;
 mod scaled_job;
 mod scaled_object;
+mod shared_text;
 mod trigger_authentication;
 
 pub use auth_sources::{
@@ -34,6 +35,7 @@ pub use scaled_object::{
     AdvancedConfig, Fallback, FallbackBehavior, HorizontalPodAutoscalerConfig, ModifierMetricType,
     ScaleTarget, ScaledObject, ScaledObjectSpec, ScaledObjectStatus, ScalingModifiers,
 };
+pub use shared_text::SharedText;
 pub use trigger_authentication::cluster::{
     ClusterTriggerAuthentication, ClusterTriggerAuthenticationSpec,
 };

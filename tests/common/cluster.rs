@@ -168,9 +168,9 @@ pub fn condition_of(
         .find(|c| c.type_ == type_)
         .map(|c| {
             (
-                c.status.clone(),
-                c.reason.clone().unwrap_or_default(),
-                c.message.clone().unwrap_or_default(),
+                c.status.to_string(),
+                c.reason.as_deref().unwrap_or_default().to_owned(),
+                c.message.as_deref().unwrap_or_default().to_owned(),
             )
         })
 }
