@@ -167,6 +167,10 @@ async fn run(sandbox: tokio::runtime::Handle) -> Result<()> {
         percentile(&overhead, 0.5),
         percentile(&overhead, 0.99)
     );
+    // In activation order: whether the slowest come first (a connection opened after the
+    // quiet steady state) or anywhere (the machine).
+    let slowest = meter::slowest(&overhead, 5);
+    println!("activation: slowest overheads (index, ms): {slowest:?}");
     operator.stop();
 
     // (5) Warm restart.

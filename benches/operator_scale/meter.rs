@@ -45,6 +45,17 @@ pub fn free_addr() -> Result<SocketAddr> {
 }
 
 /// Nearest-rank percentile.
+/// The `n` largest of `samples` with their positions, in milliseconds, largest first.
+pub fn slowest(samples: &[Duration], n: usize) -> Vec<(usize, f64)> {
+    let mut indexed: Vec<_> = samples.iter().copied().enumerate().collect();
+    indexed.sort_by_key(|&(_, d)| std::cmp::Reverse(d));
+    indexed
+        .into_iter()
+        .take(n)
+        .map(|(i, d)| (i, d.as_secs_f64() * 1000.0))
+        .collect()
+}
+
 pub fn percentile(samples: &[Duration], p: f64) -> Duration {
     let mut sorted = samples.to_vec();
     sorted.sort();
