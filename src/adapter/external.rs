@@ -117,7 +117,9 @@ pub(crate) fn selects(selector: &Selector, name: &str, described: Option<&Descri
         if key == LABEL_SCALED_OBJECT_NAME {
             Some(name)
         } else {
-            described.and_then(|d| d.labels.get(key))
+            described
+                .and_then(|d| d.labels.get(key))
+                .map(String::as_str)
         }
     })
 }

@@ -16,6 +16,8 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use futures::future::BoxFuture;
 use k8s_openapi::jiff::Timestamp;
 
+use crate::crd::CompactMap;
+
 /// One metric as the last poll left it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricRecord {
@@ -55,31 +57,9 @@ pub struct Described {
     /// Its scale target.
     pub target: DescribedTarget,
     /// The ScaledObject's labels (wildcard reads filter on them), but for its name label,
-    /// which reads answer from its name.
-    pub labels: Labels,
-}
-
-/// Labels, sorted by key. A sorted slice rather than a map: one is kept per object, and a
-/// `BTreeMap` node has room for eleven entries (640 bytes for a single label).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Labels(Box<[(String, String)]>);
-
-impl Labels {
-    /// The value of label `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        let found = self.0.binary_search_by(|(k, _)| k.as_str().cmp(key));
-        found.ok().map(|i| self.0[i].1.as_str())
-    }
-}
-
-impl FromIterator<(String, String)> for Labels {
-    /// The labels, sorted; of a repeated key the first value counts.
-    fn from_iter<I: IntoIterator<Item = (String, String)>>(labels: I) -> Self {
-        let mut labels: Vec<_> = labels.into_iter().collect();
-        labels.sort_by(|a, b| a.0.cmp(&b.0));
-        labels.dedup_by(|later, first| later.0 == first.0);
-        Self(labels.into_boxed_slice())
-    }
+    /// which reads answer from its name. A sorted slice, not a `BTreeMap`: one is kept per
+    /// object.
+    pub labels: CompactMap<String>,
 }
 
 /// Everything kept about one ScaledObject.

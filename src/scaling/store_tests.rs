@@ -199,21 +199,3 @@ fn shape_generation_moves_on_new_names_but_not_on_new_values() {
     store.remove("shop", "orders");
     assert_ne!(store.shape_generation(), described_once);
 }
-
-#[test]
-fn labels_are_found_by_key_whatever_their_order() {
-    let labels: Labels = [
-        ("team", "b"),
-        ("app", "orders"),
-        ("team", "ignored"),
-        ("tier", "web"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    assert_eq!(labels.get("app"), Some("orders"));
-    assert_eq!(labels.get("team"), Some("b"), "the first of a repeated key");
-    assert_eq!(labels.get("tier"), Some("web"));
-    assert_eq!(labels.get("zone"), None);
-    assert_eq!(Labels::default().get("app"), None);
-}
