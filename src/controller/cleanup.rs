@@ -6,7 +6,6 @@ use kube::runtime::controller::Action;
 use tracing::{info, warn};
 
 use super::reconcile::{Context, Error, key_of, unregister};
-use super::target::Target;
 use crate::crd::ScaledObject;
 use crate::crd::names::event;
 
@@ -40,14 +39,7 @@ async fn restore_original_replicas(so: &ScaledObject, ctx: &Context) {
         return;
     };
     let namespace = so.metadata.namespace.as_deref().unwrap_or_default();
-    let restored = match Target::resolve(
-        &ctx.handles.client,
-        &ctx.kinds,
-        namespace,
-        &so.spec.scale_target_ref,
-    )
-    .await
-    {
+    let restored = match ctx.target_of(so).await {
         Ok(target) => target
             .scale_to(&ctx.handles.client, original)
             .await

@@ -25,7 +25,7 @@ use super::marks::{self, Contact};
 use super::pause::{self, Pause};
 use super::secrets::SourceIndex;
 use super::status::{current_status, set_condition, set_condition_to, write_if_changed};
-use super::target::{Target, within_api_timeout};
+use super::target::{Target, TargetError, within_api_timeout};
 use super::triggers::{build_resolved, resolve_triggers};
 use crate::check::{NoTriggerValidation, rules};
 use crate::crd::ScaledObject;
@@ -61,6 +61,13 @@ impl Context {
         if let Some((_, polled)) = registered.as_ref().and_then(|r| r.get(&key_of(so))) {
             polled.superseded.mark(so);
         }
+    }
+
+    /// `so`'s scale target, resolved through discovery.
+    pub(super) async fn target_of(&self, so: &ScaledObject) -> Result<Target, TargetError> {
+        let namespace = so.metadata.namespace.as_deref().unwrap_or_default();
+        let reference = &so.spec.scale_target_ref;
+        Target::resolve(&self.handles.client, &self.kinds, namespace, reference).await
     }
 
     /// Whether this process wrote over `so` already (so a newer version is on its way).
@@ -175,14 +182,7 @@ async fn apply(
         return not_ready(so, ctx, format!("{problem}")).await;
     }
     let (namespace, name) = key.clone();
-    let target = match Target::resolve(
-        &ctx.handles.client,
-        &ctx.kinds,
-        &namespace,
-        &so.spec.scale_target_ref,
-    )
-    .await
-    {
+    let target = match ctx.target_of(so).await {
         Ok(target) => target,
         Err(e) => return not_ready(so, ctx, e.to_string()).await,
     };
@@ -371,22 +371,14 @@ async fn pause_object(so: &ScaledObject, ctx: &Context, pause: Pause) -> Result<
             source,
         })?;
     if let Some(replicas) = pause.replicas() {
-        let namespace = so.metadata.namespace.as_deref().unwrap_or_default();
-        let held = match Target::resolve(
-            &ctx.handles.client,
-            &ctx.kinds,
-            namespace,
-            &so.spec.scale_target_ref,
-        )
-        .await
-        {
+        let held = match ctx.target_of(so).await {
             Ok(target) => pause::hold(&ctx.handles.client, &target, replicas)
                 .await
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         if let Err(problem) = held {
-            warn!(namespace, scaled_object = so.metadata.name.as_deref().unwrap_or_default(), problem = %problem, "cannot hold the paused replicas");
+            warn!(namespace = so.metadata.namespace.as_deref().unwrap_or_default(), scaled_object = so.metadata.name.as_deref().unwrap_or_default(), problem = %problem, "cannot hold the paused replicas");
         }
     }
     let mut status = current_status(so);
